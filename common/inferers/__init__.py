@@ -1,0 +1,1 @@
+"""inferers of the collection; one module a paper."""

@@ -1,0 +1,1 @@
+"""losses of the collection; one module a paper."""

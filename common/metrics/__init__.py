@@ -1,0 +1,1 @@
+"""metrics of the collection; one module a paper."""

@@ -1,0 +1,1 @@
+"""networks of the collection; one module a paper."""

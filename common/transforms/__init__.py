@@ -1,0 +1,1 @@
+"""transforms of the collection; one module a paper."""
