@@ -1,0 +1,66 @@
+"""The CHNet loss: weighted IoU + weighted BCE (Wei et al., "Only Classification Head is Sufficient for
+Medical Image Segmentation", Section 3.2, Eq. 1), with the definitions of F3Net (Wei, Wang and Huang,
+AAAI 2020, Section 3.4) that CHNet cites and that PraNet uses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.loss import _Loss
+
+__all__ = ["WeightedIoUBCELoss"]
+
+
+class WeightedIoUBCELoss(_Loss):
+    """L_total = L^w_IoU + L^w_BCE (CHNet Eq. 1).
+
+    Every pixel gets the weight ``w = 1 + weight_scale * |avgpool_k(g) - g|`` (F3Net Eq. 8), where g is
+    the binary mask and ``avgpool_k`` a k x k mean filter (stride 1, zero padding counted), so pixels near
+    object boundaries weigh up to ``1 + weight_scale``. Per image and channel,
+
+    - ``L^w_BCE = sum(w * BCE(p, g)) / sum(w)``
+    - ``L^w_IoU = 1 - (sum(w * s * g) + smooth) / (sum(w * (s + g)) - sum(w * s * g) + smooth)``,
+      with ``s = sigmoid(p)``,
+
+    and the loss is their sum averaged over images and channels.
+
+    Args:
+        kernel_size: side of the mean filter (odd). Defaults to 31.
+        weight_scale: factor of the boundary term of the weight. Defaults to 5.
+        smooth: constant added to numerator and denominator of the IoU term. Defaults to 1.
+    """
+
+    def __init__(self, kernel_size: int = 31, weight_scale: float = 5.0, smooth: float = 1.0) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd so the weight map keeps the mask's size, got {kernel_size}.")
+        self.kernel_size = kernel_size
+        self.weight_scale = weight_scale
+        self.smooth = smooth
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            input: logits, shape (B, C, H, W).
+            target: binary mask of the same shape (values 0 and 1).
+        """
+        if input.shape != target.shape:
+            raise ValueError(
+                f"WeightedIoUBCELoss: logits {tuple(input.shape)} and label {tuple(target.shape)} differ in "
+                "shape; give a (B, C, H, W) label with one channel a network output channel."
+            )
+        if input.ndim != 4:
+            raise ValueError(f"WeightedIoUBCELoss expects (B, C, H, W) tensors, got {input.ndim} dimensions.")
+        target = target.to(input.dtype)
+        pad = self.kernel_size // 2
+        weight = 1 + self.weight_scale * torch.abs(
+            F.avg_pool2d(target, self.kernel_size, stride=1, padding=pad) - target
+        )
+        bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+        weighted_bce = (weight * bce).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
+        prob = torch.sigmoid(input)
+        intersection = (weight * prob * target).sum(dim=(2, 3))
+        union = (weight * (prob + target)).sum(dim=(2, 3))
+        weighted_iou = 1 - (intersection + self.smooth) / (union - intersection + self.smooth)
+        return (weighted_bce + weighted_iou).mean()

@@ -1,0 +1,103 @@
+"""CHNet network (common/networks/chnet.py): sizes against Table 5, shapes, TorchScript, weight loading."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from common.networks.chnet import CHNet
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_parameters_match_table5():
+    with torch.device("meta"):
+        net = CHNet()
+    # Table 5: about 8.8 M parameters in all, the decoder about 0.15 M (Section 5.5)
+    assert count(net) == 8_804_009
+    assert abs(count(net) - 8.8e6) / 8.8e6 < 0.03
+    assert count(net.encoder) == 8_651_816  # Res2Net-50 26w x 4s without its last stage
+    assert count(net.decoder) == 152_193
+    assert abs(count(net.decoder) - 0.15e6) / 0.15e6 < 0.03
+
+
+def test_macs_at_352():
+    with torch.device("meta"):
+        net = CHNet().eval()
+        x = torch.empty(1, 3, 352, 352)
+        with FlopCounterMode(display=False) as counter:
+            net(x)
+    # FlopCounterMode counts 2 x MACs; 8.38 G in the encoder + 4.43 G in the decoder (paper: about 7.1 G)
+    assert counter.get_total_flops() / 2 == pytest.approx(12.806e9, rel=1e-3)
+
+
+def test_variants_sizes():
+    with torch.device("meta"):
+        fcn = CHNet(decoder="fcn32s")
+        conv3 = CHNet(head_kernel_size=3)
+        three_levels = CHNet(out_indices=(1, 2, 3))
+    assert count(fcn.decoder) == 1024 + 1  # a 1x1 score convolution on the 1024-channel level
+    assert count(conv3.decoder) == 152_193 + 8 * 256 * 128  # Table 6's 3x3 head
+    assert count(three_levels.decoder) == (256 + 512 + 1024 + 3) * 64 + 192 * 128 + 256 + 129
+
+
+@pytest.mark.parametrize("decoder", ["classification_head", "fcn32s"])
+def test_output_shape_train_and_eval(decoder):
+    net = CHNet(decoder=decoder, out_channels=2)
+    x = torch.randn(2, 3, 40, 56)
+    assert net.train()(x).shape == (2, 2, 40, 56)
+    assert net.eval()(x).shape == (2, 2, 40, 56)
+
+
+def test_torchscript_trace_matches_eager():
+    net = CHNet().eval()
+    x = torch.randn(1, 3, 32, 32)
+    traced = torch.jit.trace(net, x, check_trace=False)
+    y = torch.randn(2, 3, 48, 64)  # another size: the upsampling follows the input
+    torch.testing.assert_close(traced(y), net(y))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="spatial_dims"):
+        CHNet(spatial_dims=3)
+    with pytest.raises(ValueError, match="decoder"):
+        CHNet(decoder="unet")
+    with pytest.raises(FileNotFoundError, match="pretrained_path"):
+        CHNet(backbone="resnet18", pretrained_path="/nonexistent/weights.pth")
+
+
+def test_random_encoder_is_logged(caplog):
+    with caplog.at_level(logging.WARNING, logger="common.networks.chnet"):
+        CHNet(backbone="resnet18")
+    assert "starts from random weights" in caplog.text
+
+
+def test_loads_timm_state_dict_and_adapts_grey_input(tmp_path):
+    full = timm.create_model("resnet18", pretrained=False)  # has layer4 and fc, which CHNet drops
+    path = tmp_path / "resnet18.pth"
+    torch.save(full.state_dict(), path)
+    net = CHNet(backbone="resnet18", pretrained_path=path)
+    torch.testing.assert_close(net.encoder.layer3[0].conv1.weight, full.layer3[0].conv1.weight)
+    grey = CHNet(backbone="resnet18", in_channels=1, pretrained_path=path)
+    torch.testing.assert_close(grey.encoder.conv1.weight, full.conv1.weight.sum(dim=1, keepdim=True))
+    torch.save({"conv1.weight": full.conv1.weight}, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match="lacks"):
+        CHNet(backbone="resnet18", pretrained_path=tmp_path / "partial.pth")
+
+
+def test_decoupling_frozen_trained_encoder(tmp_path):
+    trained = CHNet(backbone="resnet18")
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    net = CHNet(backbone="resnet18", decoder="fcn32s", pretrained_path=tmp_path / "model.pt", freeze_encoder=True)
+    torch.testing.assert_close(net.encoder.conv1.weight, trained.encoder.conv1.weight)
+    net.train()
+    assert not net.encoder.training and net.decoder.training  # BatchNorm statistics of the encoder stay
+    assert all(not p.requires_grad for p in net.encoder.parameters())
+    net(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert net.decoder.score.conv.weight.grad is not None
