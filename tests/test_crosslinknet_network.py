@@ -1,0 +1,115 @@
+"""Crosslink-Net network: structure (Table I, FACTS), model size (Table III), ablations, export."""
+
+import pytest
+import torch
+
+from common.networks.crosslinknet import CROSSLINK_VARIANTS, CrosslinkNet
+
+TINY = {"features": (4, 8, 16, 32, 64), "decoder_features": (2, 4, 8, 16, 32)}
+
+
+def n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def meta_net(**kw) -> CrosslinkNet:
+    with torch.device("meta"):
+        return CrosslinkNet(**kw)
+
+
+def test_release_size_matches_table_iii():
+    net = meta_net()
+    n = n_params(net)
+    assert n == 31_880_210
+    # without the (shared) attention head, used only for the loss: 31.8 M as in the authors' release
+    assert n - n_params(net.attention) == 31_805_841
+    mib = n * 4 / 2**20
+    assert abs(mib - 121.0) / 121.0 < 0.05  # Table III: 121 MB
+    assert mib == pytest.approx(121.6, abs=0.05)
+
+
+def test_literal_table_i_size():
+    net = meta_net(structure="table")
+    n = n_params(net)
+    assert n == 37_722_211
+    assert len(net.attention) == 2
+    assert n - n_params(net.attention) == pytest.approx(37.6e6, rel=0.002)
+
+
+def test_table_i_channels():
+    net = meta_net()
+    v, h = net.branches
+    widths = [(32, 1), (64, 32), (128, 64), (256, 128), (512, 256)]
+    for level, (c_out, c_in) in enumerate(widths):
+        vb, hb = v[level], h[level]
+        # vertical 3x1, 3x3, 5x3 residual stacks; horizontal 1x3, 1x1 (release), 3x5
+        assert [p.conv1[0].kernel_size for p in (vb.paths[0], vb.paths[1], vb.paths[2])] == [(3, 1), (3, 3), (5, 3)]
+        assert hb.paths[0].conv1[0].kernel_size == (1, 3) and hb.paths[2].conv1[0].kernel_size == (3, 5)
+        assert hb.paths[1][0].kernel_size == (1, 1)
+        assert vb.paths[0].conv1[0].in_channels == c_in and vb.paths[0].conv1[0].out_channels == c_out
+        assert vb.paths[0].conv2[0].out_channels == c_out // 2
+        assert vb.fusion is hb.fusion and vb.residual is hb.residual  # shared in the release
+        assert vb.fusion[0].in_channels == 3 * c_out
+    assert net.bottleneck[0].in_channels == 1024 and net.bottleneck[0].out_channels == 512
+    assert [(b.conv1[0].in_channels, b.conv1[0].out_channels) for b in net.decoder] == [
+        (1536, 256), (768, 128), (384, 64), (192, 32), (96, 16)
+    ]
+    assert net.head.in_channels == 16
+    assert net.attention[0][0].in_channels == 128 and net.attention[0][0].out_channels == 64
+
+
+@pytest.mark.parametrize("variant", CROSSLINK_VARIANTS)
+@pytest.mark.parametrize("structure", ["release", "table"])
+def test_variants_build_and_run(variant, structure):
+    torch.manual_seed(0)
+    net = CrosslinkNet(out_channels=3, variant=variant, structure=structure, **TINY)
+    x = torch.randn(2, 1, 64, 40)
+    logits, att_v, att_h = net.train()(x)
+    assert logits.shape == (2, 3, 64, 40)
+    assert att_v.shape == att_h.shape == (2, 1, 16, 10)
+    assert 0 < float(att_v.detach().min()) and float(att_v.detach().max()) < 1
+    out = net.eval()(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 3, 64, 40)
+
+
+def test_ablation_sizes():
+    """Sizes of the Table III ablations at paper width (MiB, fp32 parameters); Table III: Ver 60,
+    Hor 60, Double2Single 178, SquareCrosslink 165, Crosslink-Net 121."""
+    mib = {v: round(n_params(meta_net(variant=v)) * 4 / 2**20, 1) for v in CROSSLINK_VARIANTS}
+    assert mib == {
+        "crosslink": 121.6,
+        "square_crosslink": 168.2,
+        "ver_crosslink": 78.0,
+        "hor_crosslink": 60.6,
+        "double2single": 118.6,
+    }
+
+
+def test_eval_output_trace_and_odd_size():
+    torch.manual_seed(0)
+    net = CrosslinkNet(out_channels=2, **TINY).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, x)
+        torch.testing.assert_close(traced(x), net(x))
+        y = torch.randn(1, 1, 96, 72)  # other size than traced with
+        torch.testing.assert_close(traced(y), net(y))
+        assert net(torch.randn(1, 1, 70, 50)).shape == (1, 2, 70, 50)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="spatial_dims=2"):
+        CrosslinkNet(spatial_dims=3)
+    with pytest.raises(ValueError, match="variant"):
+        CrosslinkNet(variant="unet")
+    with pytest.raises(ValueError, match="five levels"):
+        CrosslinkNet(features=(4, 8, 16))
+
+
+def test_macs_at_512():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = meta_net().eval()
+    with FlopCounterMode(display=False) as counter:
+        net(torch.empty(1, 1, 512, 512, device="meta"))
+    assert counter.get_total_flops() / 2e9 == pytest.approx(118.92, abs=0.01)  # GMACs, not in the paper
