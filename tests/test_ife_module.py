@@ -1,0 +1,127 @@
+"""IFE channel scores (Eq. 1, Eq. 2 / Algorithm 1) and the top-r selection of Eq. 3."""
+
+import math
+
+import pytest
+import torch
+
+from common.networks.ife import IFE, curvature_kernel, curvature_score, entropy_score, mean_curvature
+
+K2 = torch.tensor([[-1, 5, -1], [5, -16, 5], [-1, 5, -1]], dtype=torch.float64) / 16
+
+
+def checkerboard(*shape: int) -> torch.Tensor:
+    grids = torch.meshgrid(*[torch.arange(s) for s in shape], indexing="ij")
+    return (sum(grids) % 2).double()
+
+
+def test_curvature_kernels():
+    assert torch.equal(curvature_kernel(2), K2)
+    k3 = curvature_kernel(3)
+    assert k3[1, 1, 1] == -1 and abs(k3.sum()) < 1e-12
+    assert torch.allclose(k3[1, 1, 0], torch.tensor(5 / 24, dtype=torch.float64))  # face neighbour
+    assert torch.allclose(k3[1, 0, 0], torch.tensor(-1 / 48, dtype=torch.float64))  # edge neighbour
+    assert k3[0, 0, 0] == 0  # corner
+    with pytest.raises(ValueError, match="spatial_dims"):
+        curvature_kernel(1)
+
+
+def test_curvature_map_hand_computed():
+    # a unit impulse gives the (symmetric) kernel itself
+    delta = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    delta[0, 0, 2, 2] = 1
+    assert torch.allclose(mean_curvature(delta)[0, 0], K2)
+    assert math.isclose(curvature_score(delta).item(), 4 / 16 + 20 / 16 + 1)
+    # planes have zero curvature; x^2 has K * x^2 = sum_a K_ab a^2 = 6/16 everywhere
+    rows = torch.arange(6, dtype=torch.float64)[:, None].expand(6, 7)
+    ramp = torch.stack([rows, rows + 2 * torch.arange(7.0, dtype=torch.float64)])[None]
+    assert torch.allclose(mean_curvature(ramp), torch.zeros(1, 2, 4, 5, dtype=torch.float64), atol=1e-12)
+    square = (rows**2)[None, None]
+    assert torch.allclose(mean_curvature(square), torch.full((1, 1, 4, 5), 6 / 16, dtype=torch.float64))
+    assert math.isclose(curvature_score(square).item(), 20 * 6 / 16)
+    # 3D: impulse -> 3D kernel, z^2 -> 2 * 5/24 (faces) - 8 * 1/48 (edges) = 1/4 everywhere
+    delta3 = torch.zeros(1, 1, 5, 5, 5, dtype=torch.float64)
+    delta3[0, 0, 2, 2, 2] = 1
+    assert torch.allclose(mean_curvature(delta3)[0, 0], curvature_kernel(3))
+    z2 = (torch.arange(5, dtype=torch.float64) ** 2)[:, None, None].expand(5, 4, 6)[None, None]
+    assert torch.allclose(mean_curvature(z2), torch.full((1, 1, 3, 2, 4), 0.25, dtype=torch.float64))
+
+
+def test_entropy_known_values():
+    # constant channel: one (i, j) pair -> 0 bits, in 2D and 3D, whatever the constant
+    assert torch.equal(entropy_score(torch.full((2, 3, 7, 9), 4.2)), torch.zeros(2, 3, dtype=torch.float64))
+    assert torch.equal(entropy_score(torch.zeros(1, 1, 4, 4, 4)), torch.zeros(1, 1, dtype=torch.float64))
+    # two-valued checkerboard: centre 0 or 1 with 8-neighbour mean 1/2 -> two equally frequent pairs, 1 bit;
+    # unchanged by a positive affine rescaling of the channel
+    board = checkerboard(6, 6)[None, None]
+    assert entropy_score(board).item() == pytest.approx(1.0, abs=1e-12)
+    assert entropy_score(3 * board - 7).item() == pytest.approx(1.0, abs=1e-12)
+    # 3D checkerboard: pairs (0, 14/26) and (1, 12/26), 4 windows each
+    assert entropy_score(checkerboard(4, 4, 4)[None, None]).item() == pytest.approx(1.0, abs=1e-12)
+    # a ramp of 5 columns gives 3 distinct windows per row -> log2(3)
+    ramp = torch.arange(5.0)[None, :].expand(6, 5)[None, None]
+    assert entropy_score(ramp).item() == pytest.approx(math.log2(3), abs=1e-12)
+
+
+def test_entropy_uniform_noise():
+    # i.i.d. U(0, 1): centre and neighbour mean are independent, so E = H(i) + H(j) with H(i) = 8 bits and
+    # j the 256-level quantisation of the mean of 8 uniforms (Irwin-Hall distribution of their sum)
+    def irwin_hall_cdf(x: float, n: int = 8) -> float:
+        x = min(max(x, 0.0), float(n))
+        return sum((-1) ** k * math.comb(n, k) * (x - k) ** n for k in range(int(math.floor(x)) + 1)) / math.factorial(n)
+
+    p = [irwin_hall_cdf(8 * (k + 1) / 256) - irwin_hall_cdf(8 * k / 256) for k in range(256)]
+    expected = 8 - sum(q * math.log2(q) for q in p if q > 0)  # 14.7539 bits
+    noise = torch.rand(1, 1, 1026, 1026, generator=torch.Generator().manual_seed(0))
+    assert entropy_score(noise).item() == pytest.approx(expected, abs=0.05)  # plug-in bias ~0.03 bits at 1M windows
+    assert entropy_score(noise, bins=2).item() <= 2.0
+
+
+def test_scores_reject_small_maps():
+    with pytest.raises(ValueError, match=">= 3"):
+        entropy_score(torch.zeros(1, 1, 2, 8))
+    with pytest.raises(ValueError, match="feature map"):
+        curvature_score(torch.zeros(1, 8, 8))
+
+
+@pytest.mark.parametrize("mode", ["curvature", "entropy"])
+def test_top_r_per_sample(mode):
+    # channel c of sample 0 has score increasing with c, sample 1 decreasing; channel 4 is a copy of channel 3
+    if mode == "curvature":
+        base = (torch.arange(8.0)[:, None] ** 2).expand(8, 8)
+        levels = [base * s for s in (1, 2, 3, 4)]
+    else:
+        g = torch.Generator().manual_seed(1)
+        levels = [torch.zeros(8, 8), checkerboard(8, 8).float(), torch.rand(8, 8, generator=g) > 0.5, torch.rand(8, 8, generator=g)]
+        levels = [lv.float() for lv in levels]
+    sample0 = torch.stack(levels + [levels[3]])
+    sample1 = torch.stack(levels[::-1] + [levels[0]])
+    x = torch.stack([sample0, sample1])
+    scores = IFE(2, 5, mode).score(x)
+    assert (scores[0, :4].diff() > 0).all() and (scores[1, :4].diff() < 0).all()
+    ife = IFE(2, 5, mode, ratio=0.6)
+    assert ife.num_selected == 3 and ife.out_channels == 8
+    y = ife(x)
+    assert y.shape == (2, 8, 8, 8)
+    assert torch.equal(y[:, :5], x)
+    # highest score first; the tie between channels 3 and 4 (sample 0) goes to the lower index
+    assert torch.equal(y[0, 5:], x[0, [3, 4, 2]])
+    assert torch.equal(y[1, 5:], x[1, [0, 1, 2]])
+    assert torch.equal(ife(x), y)  # deterministic
+
+
+def test_ife_gradient_and_modes():
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    ife = IFE(2, 4, "curvature", ratio=0.5)
+    ife(x).sum().backward()
+    counts = x.grad[:, :, 0, 0]
+    assert sorted(counts[0].tolist()) == [1, 1, 2, 2]  # kept channels receive the gradient twice
+    assert IFE(2, 4, "none", ratio=0.5)(x) is x
+    assert IFE(2, 4, "entropy", ratio=0.0)(x) is x
+    assert IFE(3, 4, "entropy", ratio=0.75)(torch.randn(1, 4, 4, 5, 6)).shape == (1, 7, 4, 5, 6)
+    with pytest.raises(ValueError, match="ratio"):
+        IFE(2, 4, "curvature", ratio=1.5)
+    with pytest.raises(ValueError, match="mode"):
+        IFE(2, 4, "texture")
+    with pytest.raises(ValueError, match="in_channels"):
+        IFE(2, 4, "curvature")(torch.randn(1, 5, 6, 6))
