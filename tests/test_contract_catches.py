@@ -1,0 +1,108 @@
+"""The contract suite fails loudly: a copy of the reference bundle broken in one way fails that check.
+
+Each case breaks one point of the contract in a copy of the reference bundle and asserts that the check
+for that point raises ``ContractError`` with a message naming the problem. The checks that need a trained
+model reuse one training run of the unbroken copy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from common.contract import CHECKS, BundleContract, ContractError
+from conftest import REFERENCE_BUNDLE
+
+
+def _edit(path: Path, change: Callable[[dict], None]) -> None:
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content, indent=4))
+
+
+def _drop_handler(handlers: list, target: str) -> None:
+    handlers[:] = [h for h in handlers if h.get("_target_") != target]
+
+
+def _break_resume(c: dict) -> None:
+    c["run"] = [r for r in c["run"] if "resume" not in r]
+
+
+def _tuple_network(c: dict) -> None:
+    # a network that returns (logits, None) in eval mode cannot be traced to one output
+    c["network_def"] = {"_target_": "SegResNetVAE", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+                        "input_image_size": [32, 32, 32], "init_filters": 8, "blocks_down": [1, 1, 1, 1],
+                        "blocks_up": [1, 1, 1]}
+
+
+BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
+    "no LICENSE": ("files", lambda b: (b / "LICENSE").unlink(), "LICENSE"),
+    "metadata without network_data_format": (
+        "metadata", lambda b: _edit(b / "configs/metadata.json", lambda c: c.pop("network_data_format")),
+        "network_data_format"),
+    "misspelt _target_": (
+        "configs", lambda b: _edit(b / "configs/train.json", lambda c: c["network_def"].update(_target_="BasicUNett")),
+        "BasicUNett"),
+    "dangling @reference": (
+        "configs", lambda b: _edit(b / "configs/evaluate.json", lambda c: c.update({"validate#inferer": "@nothing"})),
+        "@nothing"),
+    "output channels differ from metadata": (
+        "network",
+        lambda b: _edit(b / "configs/metadata.json",
+                        lambda c: c["network_data_format"]["outputs"]["pred"].update(num_channels=3)),
+        "verify_net_in_out"),
+    "no model.pt saver": (
+        "train", lambda b: _edit(b / "configs/train.json",
+                                 lambda c: _drop_handler(c["validate"]["handlers"], "CheckpointSaver")),
+        "model.pt"),
+    "resume_from ignored": ("resume", lambda b: _edit(b / "configs/train.json", _break_resume), "ran iterations"),
+    "no MetricsSaver": (
+        "evaluate", lambda b: _edit(b / "configs/evaluate.json",
+                                    lambda c: _drop_handler(c["validate#handlers"], "MetricsSaver")),
+        "metrics.csv"),
+    "predictions not inverted": (
+        "inference", lambda b: _edit(b / "configs/inference.json",
+                                     lambda c: _drop_handler(c["postprocessing"]["transforms"], "Invertd")),
+        "does not overlay"),
+    "tuple output in eval": ("export", lambda b: _edit(b / "configs/train.json", _tuple_network), "export failed"),
+}
+
+
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory, sample_root) -> Path:
+    """ckpt_dir of one 2-iteration training run of the unbroken reference bundle."""
+    root = tmp_path_factory.mktemp("reference_trained")
+    contract = BundleContract(REFERENCE_BUNDLE, root / "work", sample_root)
+    contract.check_train()
+    return root / "work" / "models"
+
+
+@pytest.mark.parametrize("case", list(BREAKS))
+def test_broken_bundle_fails_its_check(case: str, tmp_path: Path, sample_root: Path, trained_models: Path) -> None:
+    check, breaker, words = BREAKS[case]
+    bundle = tmp_path / "reference_bundle"
+    shutil.copytree(REFERENCE_BUNDLE, bundle)
+    breaker(bundle)
+    contract = BundleContract(bundle, tmp_path / "work", sample_root)
+    if check in ("resume", "evaluate", "inference", "export"):
+        shutil.copytree(trained_models, tmp_path / "work" / "models")
+    if check == "export":  # weights of the broken network, so that only the trace can fail
+        import torch
+
+        net = contract.parser("train.json", "sample_data.json", bundle_root=str(bundle)).get_parsed_content(
+            "network_def")
+        torch.save(net.state_dict(), tmp_path / "work" / "models" / "model.pt")
+    with pytest.raises(ContractError, match=re.escape(words)):
+        CHECKS[check][1](contract)
+
+
+def test_unbroken_reference_passes_the_cheap_checks(tmp_path: Path, sample_root: Path) -> None:
+    contract = BundleContract(REFERENCE_BUNDLE, tmp_path / "work", sample_root)
+    for check in ("files", "metadata", "configs", "network"):
+        CHECKS[check][1](contract)
+    assert contract.sample_kind == "ct"
