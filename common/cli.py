@@ -1,0 +1,197 @@
+"""The ``medseg-bundles`` command line (python-fire).
+
+Commands:
+    list                      the bundles, their papers and tasks
+    sample-data KIND DIR      write a sample dataset (brain_mri, ct, gray2d, rgb2d) and its datalist
+    verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
+    demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> PNG overlay
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from common.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bundle_dirs
+from common.data import SAMPLE_KINDS, make_sample_data
+
+__all__ = ["main", "demo", "verify", "list_bundles", "sample_data"]
+
+
+def _step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _find_bundle(name: str) -> Path:
+    dirs = {p.name: p for p in bundle_dirs()}
+    matches = [p for n, p in dirs.items() if n == name] or [p for n, p in dirs.items() if n.startswith(name)]
+    if len(matches) != 1:
+        known = ", ".join(sorted(dirs)) or "none"
+        raise SystemExit(f"no single bundle matches {name!r}; bundles: {known}")
+    return matches[0]
+
+
+def list_bundles() -> None:
+    """Print the bundles with their paper, task and input dimensionality."""
+    rows = [("bundle", "paper", "task", "input")]
+    for bundle in bundle_dirs():
+        try:
+            meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+        except (OSError, ValueError) as e:
+            rows.append((bundle.name, "?", f"unreadable configs/metadata.json ({e.__class__.__name__})", "?"))
+            continue
+        image = meta["network_data_format"]["inputs"]["image"]
+        dims = f"{len(image['spatial_shape'])}D, {image['num_channels']} ch"
+        paper = (meta.get("references") or ["?"])[0].split(".")[0]
+        rows.append((bundle.name, paper[:40], meta["task"][:60], dims))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def sample_data(kind: str, out_dir: str, seed: int = 0) -> str:
+    """Write the sample dataset ``kind`` (one of brain_mri, ct, gray2d, rgb2d) into ``out_dir``."""
+    if kind not in SAMPLE_KINDS:
+        raise SystemExit(f"unknown kind {kind!r}; choose one of: {', '.join(SAMPLE_KINDS)}")
+    _step(f"writing {SAMPLE_KINDS[kind][0]} into {out_dir}")
+    path = make_sample_data(kind, out_dir, seed=seed)
+    print(f"datalist: {path}")
+    return str(path)
+
+
+def verify(bundle: str | None = None, work_dir: str | None = None, keep: bool = False) -> None:
+    """Run every contract check on one bundle (name or prefix) or all, and print a pass/fail table.
+
+    Exits with status 1 when any check fails. ``work_dir`` keeps what the checks write (default: a
+    temporary folder, removed unless ``keep``).
+    """
+    bundles = [_find_bundle(bundle)] if bundle else bundle_dirs()
+    if not bundles:
+        raise SystemExit(f"no bundles under {REPO_ROOT / 'bundles'}")
+    root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="medseg-verify-"))
+    results: dict[str, dict[str, str]] = {}
+    failures: list[str] = []
+    for path in bundles:
+        contract = BundleContract(path, root / path.name, root / "sample_data")
+        results[path.name] = {}
+        for i, (check, (description, run)) in enumerate(CHECKS.items(), 1):
+            _step(f"{path.name} [{i}/{len(CHECKS)}] {check}: {description}")
+            started = time.monotonic()
+            try:
+                run(contract)
+                results[path.name][check] = f"pass {time.monotonic() - started:.0f}s"
+            except Exception as e:  # every failure is reported in the table, the run goes on
+                results[path.name][check] = "FAIL"
+                reason = str(e) if isinstance(e, ContractError) else traceback.format_exc(limit=3)
+                failures.append(f"{path.name} / {check}: {reason}")
+    header = ["bundle"] + list(CHECKS)
+    rows = [header] + [[name] + [r[c] for c in CHECKS] for name, r in results.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    print()
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    for f in failures:
+        print(f"\nFAIL {f}")
+    if not keep and not work_dir:
+        shutil.rmtree(root, ignore_errors=True)
+    if failures:
+        sys.exit(1)
+
+
+def _read_metrics(path: Path) -> dict[str, float]:
+    with path.open() as f:
+        return {row[0]: float(row[1]) for row in csv.reader(f) if len(row) >= 2}
+
+
+def _overlay(image_path: Path, pred_path: Path, out_png: Path) -> Path:
+    """Write a PNG of the image (first channel; the slice with most predicted foreground in 3D) with the
+    prediction's foreground drawn in red over it."""
+    import numpy as np
+    from PIL import Image
+
+    if image_path.suffix.lower() == ".png":
+        image = np.asarray(Image.open(image_path).convert("L"), dtype=np.float32)
+        pred = np.asarray(Image.open(pred_path))
+    else:
+        import nibabel as nib
+
+        volume = np.asarray(nib.load(str(image_path)).dataobj, dtype=np.float32)
+        volume = volume[..., 0] if volume.ndim == 4 else volume
+        label = np.asarray(nib.load(str(pred_path)).dataobj)
+        z = int(np.argmax((label > 0).sum(axis=(0, 1))))
+        image, pred = np.rot90(volume[:, :, z]), np.rot90(label[:, :, z])
+    lo, hi = np.percentile(image, (1, 99))
+    grey = np.clip((image - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
+    mask = pred > 0
+    rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([255.0, 0.0, 0.0])
+    Image.fromarray(rgb.astype(np.uint8)).resize((grey.shape[1] * 3, grey.shape[0] * 3), Image.NEAREST).save(out_png)
+    return out_png
+
+
+def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | None = None) -> None:
+    """The main job, on the built-in sample data: for one bundle (name or prefix) or every bundle,
+    make the sample data if missing, evaluate the untrained network, train briefly, evaluate again,
+    run inference on the test images and draw one prediction over its image.
+
+    Args:
+        bundle: bundle name or a prefix of it (``conresnet``); all bundles when omitted.
+        out_dir: where the sample data, checkpoints, metrics, predictions and overlays go.
+        epochs: training epochs (default: ``max_epochs`` of the bundle's ``configs/sample_data.json``).
+    """
+    import torch
+
+    bundles = [_find_bundle(bundle)] if bundle else bundle_dirs()
+    root = Path(out_dir).resolve()
+    summary = []
+    for path in bundles:
+        work = root / path.name
+        contract = BundleContract(path, work, root / "sample_data")
+        _step(f"{path.name}: sample data ({contract.sample_kind}) in {root / 'sample_data' / contract.sample_kind}")
+        overrides = contract.overrides()
+        train_overrides = dict(overrides, **({"max_epochs": epochs} if epochs else {}))
+
+        _step(f"{path.name}: evaluating the untrained network")
+        models = work / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        net = contract.parser("train.json", "sample_data.json", **overrides).get_parsed_content("network_def")
+        torch.save(net.state_dict(), models / "model.pt")
+        contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
+        before = _read_metrics(work / "eval" / "metrics.csv")
+
+        _step(f"{path.name}: training on the sample data (checkpoints in {models})")
+        contract.workflow("train.json", "sample_data.json", **train_overrides)
+        _step(f"{path.name}: evaluating the trained network")
+        contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
+        after = _read_metrics(work / "eval" / "metrics.csv")
+
+        _step(f"{path.name}: inference on the test images")
+        infer = contract.workflow("inference.json", "sample_data.json", **contract.overrides("predictions"))
+        first = Path(infer.parser.get_parsed_content("datalist")[0]["image"])
+        stem = first.name.split(".")[0]
+        pred = next((work / "predictions" / stem).glob(f"{stem}_seg.*"))
+        overlay = _overlay(first, pred, work / f"{stem}_overlay.png")
+        summary.append((path.name, before, after, work / "predictions", work / "eval" / "metrics.csv", overlay))
+
+    print()
+    for name, before, after, predictions, metrics, overlay in summary:
+        print(f"{name}")
+        for key in after:
+            print(f"  {key}: untrained {before.get(key, float('nan')):.4f} -> trained {after[key]:.4f}")
+        print(f"  predictions: {predictions}\n  metrics:     {metrics}\n  overlay:     {overlay}")
+
+
+def main() -> None:
+    import fire
+
+    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo})
+
+
+if __name__ == "__main__":
+    main()
