@@ -1,0 +1,111 @@
+"""Metrics of Crosslink-Net (Yu et al., arXiv:2107.11517, Section IV-B) that MONAI lacks.
+
+DSC, sensitivity and specificity come from MONAI (``DiceMetric``, ``ConfusionMatrixMetric``). This module
+adds the over- and under-segmentation rates (OR, UR) and the Hausdorff distance in millimetres, with the
+pixel spacing read from each image's affine (MONAI's ``HausdorffDistanceMetric`` takes the spacing as
+an argument that its Ignite handler never passes).
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.data import MetaTensor
+from monai.data.utils import affine_to_spacing
+from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric
+from monai.metrics.utils import do_metric_reduction, ignore_background
+from monai.utils import MetricReduction
+
+__all__ = ["SegmentationRateMetric", "HausdorffDistanceMMMetric", "segmentation_rates"]
+
+
+def segmentation_rates(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Over- and under-segmentation rates per sample and channel.
+
+    With R the reference (ground-truth) area, O the predicted area outside the reference and U the
+    reference area the prediction misses: ``OR = O / (R + O)`` and ``UR = U / (R + O)``, the definitions
+    of the authors' Crossbar-Net (their ref. [28]); Crosslink-Net reports them as percentages.
+    Both are NaN where ``R + O`` is 0 (nothing to segment and nothing predicted).
+
+    Args:
+        y_pred: binarized prediction ``(B, C, spatial...)``.
+        y: binarized ground truth of the same shape.
+    """
+    if y_pred.shape != y.shape:
+        raise ValueError(f"y_pred and y must have one shape, got {tuple(y_pred.shape)} and {tuple(y.shape)}.")
+    y_pred, y = y_pred.float().flatten(2), y.float().flatten(2)
+    reference = y.sum(-1)
+    over = (y_pred * (1 - y)).sum(-1)
+    under = ((1 - y_pred) * y).sum(-1)
+    denominator = reference + over
+    nan = torch.full_like(denominator, float("nan"))
+    ok = denominator > 0
+    return torch.where(ok, over / denominator.clamp_min(1), nan), torch.where(ok, under / denominator.clamp_min(1), nan)
+
+
+class SegmentationRateMetric(CumulativeIterationMetric):
+    """Over-segmentation rate (OR) or under-segmentation rate (UR) of Crosslink-Net (Section IV-B).
+
+    See :func:`segmentation_rates` for the definitions.
+
+    Args:
+        rate: ``"over"`` or ``"under"``.
+        include_background: whether to keep channel 0 of one-hot inputs.
+        reduction: MONAI metric reduction (NaNs are left out of the mean).
+        get_not_nans: also return the count of non-NaN values.
+    """
+
+    def __init__(
+        self,
+        rate: str = "over",
+        include_background: bool = True,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        get_not_nans: bool = False,
+    ) -> None:
+        super().__init__()
+        if rate not in ("over", "under"):
+            raise ValueError(f"rate must be 'over' or 'under', got {rate!r}.")
+        self.rate = rate
+        self.include_background = include_background
+        self.reduction = reduction
+        self.get_not_nans = get_not_nans
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self.include_background:
+            y_pred, y = ignore_background(y_pred=y_pred, y=y)
+        over, under = segmentation_rates(y_pred, y)
+        return over if self.rate == "over" else under
+
+    def aggregate(self, reduction: MetricReduction | str | None = None):  # type: ignore[override]
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
+        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        return (f, not_nans) if self.get_not_nans else f
+
+
+class HausdorffDistanceMMMetric(HausdorffDistanceMetric):
+    """Hausdorff distance (Crosslink-Net, Section IV-B) in millimetres.
+
+    MONAI's ``HausdorffDistanceMetric`` with the spacing of each sample taken from the affine of its
+    label (a ``MetaTensor``, as MONAI's loaders give), unless ``spacing`` is given. For images without
+    a physical spacing (PNG, JPG: identity affine) the distance is in pixels.
+
+    Args:
+        spacing: fixed pixel/voxel spacing for every sample, or ``None`` to read it from the affine.
+        kwargs: the arguments of ``monai.metrics.HausdorffDistanceMetric`` (``include_background``,
+            ``percentile``, ``directed``, ``reduction``, ...).
+    """
+
+    def __init__(self, spacing: float | list[float] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spacing = spacing
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[override]
+        spacing = kwargs.pop("spacing", None) or self.spacing
+        if spacing is None and isinstance(y, MetaTensor):
+            spatial, affine = y.ndim - 2, y.affine
+            if affine.ndim == 3:  # one affine a sample
+                spacing = [affine_to_spacing(a, r=spatial).tolist() for a in affine]
+            else:
+                spacing = affine_to_spacing(affine, r=spatial).tolist()
+        return super()._compute_tensor(y_pred, y, spacing=spacing, **kwargs)
