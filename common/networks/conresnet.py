@@ -1,7 +1,7 @@
 """ConResNet: inter-slice context residual learning for 3D medical image segmentation.
 
 Zhang, Xie, Wang, Xia, "Inter-slice Context Residual Learning for 3D Medical Image Segmentation",
-IEEE Transactions on Medical Imaging 40(2), 2021 (https://arxiv.org/abs/2011.14155).
+IEEE Transactions on Medical Imaging, 2021 (authors' code: https://git.io/ConResNet).
 
 The network has a shared encoder (Section III-A), a segmentation decoder and a context residual
 (ConRes) decoder (Section III-B) bridged by three context residual modules (Section III-C, Eq. 3-6),
