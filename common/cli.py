@@ -29,6 +29,9 @@ def _step(message: str) -> None:
 
 
 def _find_bundle(name: str) -> Path:
+    """A bundle by name, by a prefix of its name, or by the path of its folder."""
+    if (Path(name) / "configs").is_dir():
+        return Path(name).resolve()
     dirs = {p.name: p for p in bundle_dirs()}
     matches = [p for n, p in dirs.items() if n == name] or [p for n, p in dirs.items() if n.startswith(name)]
     if len(matches) != 1:
@@ -66,7 +69,7 @@ def sample_data(kind: str, out_dir: str, seed: int = 0) -> str:
 
 
 def verify(bundle: str | None = None, work_dir: str | None = None, keep: bool = False) -> None:
-    """Run every contract check on one bundle (name or prefix) or all, and print a pass/fail table.
+    """Run every contract check on one bundle (name, prefix or folder) or all, and print a pass/fail table.
 
     Exits with status 1 when any check fails. ``work_dir`` keeps what the checks write (default: a
     temporary folder, removed unless ``keep``).
@@ -110,13 +113,13 @@ def _read_metrics(path: Path) -> dict[str, float]:
 
 
 def _overlay(image_path: Path, pred_path: Path, out_png: Path) -> Path:
-    """Write a PNG of the image (first channel; the slice with most predicted foreground in 3D) with the
-    prediction's foreground drawn in red over it."""
+    """Write a PNG of the image (grey from its first channel for NIfTI, the slice with most predicted
+    foreground in 3D; as it is for PNG) with the prediction's foreground drawn in red over it."""
     import numpy as np
     from PIL import Image
 
     if image_path.suffix.lower() == ".png":
-        image = np.asarray(Image.open(image_path).convert("L"), dtype=np.float32)
+        rgb = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32)
         pred = np.asarray(Image.open(pred_path))
     else:
         import nibabel as nib
@@ -126,12 +129,13 @@ def _overlay(image_path: Path, pred_path: Path, out_png: Path) -> Path:
         label = np.asarray(nib.load(str(pred_path)).dataobj)
         z = int(np.argmax((label > 0).sum(axis=(0, 1))))
         image, pred = np.rot90(volume[:, :, z]), np.rot90(label[:, :, z])
-    lo, hi = np.percentile(image, (1, 99))
-    grey = np.clip((image - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    rgb = np.stack([grey] * 3, axis=-1).astype(np.float32)
+        lo, hi = np.percentile(image, (1, 99))
+        grey = np.clip((image - lo) / max(hi - lo, 1e-6) * 255, 0, 255)
+        rgb = np.stack([grey] * 3, axis=-1)
     mask = pred > 0
     rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([255.0, 0.0, 0.0])
-    Image.fromarray(rgb.astype(np.uint8)).resize((grey.shape[1] * 3, grey.shape[0] * 3), Image.NEAREST).save(out_png)
+    height, width = mask.shape
+    Image.fromarray(rgb.astype(np.uint8)).resize((width * 3, height * 3), Image.NEAREST).save(out_png)
     return out_png
 
 
@@ -141,7 +145,7 @@ def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | 
     run inference on the test images and draw one prediction over its image.
 
     Args:
-        bundle: bundle name or a prefix of it (``conresnet``); all bundles when omitted.
+        bundle: bundle name, a prefix of it (``conresnet``) or a bundle folder; all bundles when omitted.
         out_dir: where the sample data, checkpoints, metrics, predictions and overlays go.
         epochs: training epochs (default: ``max_epochs`` of the bundle's ``configs/sample_data.json``).
     """

@@ -1,0 +1,63 @@
+"""The command line: list, sample-data, verify's table and exit status, and the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from common import cli
+from common.contract import bundle_dirs
+from conftest import REFERENCE_BUNDLE
+
+
+def test_list_names_every_bundle(capsys) -> None:
+    cli.list_bundles()
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["bundle", "paper", "task", "input"]
+    for bundle in bundle_dirs():
+        assert bundle.name in out
+
+
+def test_sample_data_writes_the_datalist(tmp_path: Path, capsys) -> None:
+    path = Path(cli.sample_data("gray2d", str(tmp_path / "g")))
+    assert json.loads(path.read_text())["training"]
+    assert f"datalist: {path}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="brain_mri"):
+        cli.sample_data("nope", str(tmp_path / "n"))
+
+
+def test_unknown_bundle_lists_the_known_ones() -> None:
+    with pytest.raises(SystemExit, match="no single bundle matches 'no_such_bundle'"):
+        cli.verify("no_such_bundle")
+
+
+def test_verify_prints_a_table_and_fails_on_a_broken_bundle(tmp_path: Path, capsys, monkeypatch) -> None:
+    bundle = tmp_path / "reference_bundle"
+    shutil.copytree(REFERENCE_BUNDLE, bundle)
+    (bundle / "LICENSE").unlink()
+    # only the cheap checks: the workflow checks are covered by the contract suite
+    monkeypatch.setattr(cli, "CHECKS", {k: v for k, v in cli.CHECKS.items() if k in ("files", "metadata")})
+    with pytest.raises(SystemExit) as exit_info:
+        cli.verify(str(bundle), work_dir=str(tmp_path / "work"))
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    table = [line.split() for line in out.splitlines() if line.startswith("reference_bundle ")]
+    assert table == [["reference_bundle", "FAIL", "pass", "0s"]]
+    assert "FAIL reference_bundle / files: reference_bundle: missing LICENSE" in out
+
+
+def test_demo_trains_evaluates_infers_and_draws(tmp_path: Path, capsys) -> None:
+    cli.demo(str(REFERENCE_BUNDLE), out_dir=str(tmp_path / "demo"), epochs=1)
+    out = capsys.readouterr().out
+    work = tmp_path / "demo" / "reference_bundle"
+    assert "val_mean_dice: untrained" in out and f"overlay:     {work}" in out
+    assert (work / "eval" / "metrics.csv").exists() and (work / "models" / "model.pt").exists()
+    predictions = sorted((work / "predictions").glob("*/*_seg.nii.gz"))
+    assert len(predictions) == 2  # the two test images of the CT sample data
+    overlay = next(work.glob("*_overlay.png"))
+    with Image.open(overlay) as png:
+        assert png.mode == "RGB" and png.size == (64 * 3, 64 * 3)
