@@ -157,20 +157,6 @@ def _image_size_2d(path: Path) -> tuple[int, int]:
         raise DatalistError(f"cannot read the image {path} ({e}); download the file again") from e
 
 
-def _dicom_series_shape(folder: Path) -> tuple[int, int, int]:
-    """(columns, rows, number of slices) of the DICOM series in ``folder`` from one file's header."""
-    import itk
-
-    files = [p for p in _files(folder) if p.suffix.lower() == ".dcm"]
-    io_ = itk.GDCMImageIO.New()
-    io_.SetFileName(str(files[0]))
-    try:
-        io_.ReadImageInformation()
-    except RuntimeError as e:
-        raise DatalistError(f"ITK cannot read the DICOM header of {files[0]} ({e}); download the series again") from e
-    return int(io_.GetDimensions(0)), int(io_.GetDimensions(1)), len(files)
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path`` and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -430,8 +416,8 @@ def read_pancreas_ct(source: Path, derived: Path) -> Listing:
     ``label0001.nii.gz`` (``TCIA_pancreas_labels-*``), anywhere under ``source``.
 
     The datalist's ``image`` is the DICOM series folder; give the bundle ``LoadImaged(reader="ITKReader")``
-    for it (MONAI's ITKReader reads a folder as one series). The label's header size is checked against
-    the series (columns, rows, file count). TCIA removed scans 25 and 70 (duplicates of scan 2); their
+    for it (MONAI's ITKReader reads a folder as one series). The label's slice count (from its header)
+    is checked against the series' file count (one file a slice in the TCIA release). TCIA removed scans 25 and 70 (duplicates of scan 2); their
     labels without images are skipped and noted, any other unpaired file raises.
     """
     _require_dir(source, "Pancreas-CT (the DICOM folder and the label folder)")
@@ -461,11 +447,11 @@ def read_pancreas_ct(source: Path, derived: Path) -> Listing:
             raise DatalistError(
                 f"Pancreas-CT: PANCREAS_{n:04d} should hold one DICOM series folder, found {found}; keep the CT series only"
             )
-        image_shape, label_shape = _dicom_series_shape(series[0]), _nifti_shape(labels[n])
-        if image_shape != label_shape:
+        slices, label_shape = len([p for p in _files(series[0]) if p.suffix.lower() == ".dcm"]), _nifti_shape(labels[n])
+        if len(label_shape) != 3 or label_shape[2] != slices:
             raise DatalistError(
-                f"Pancreas-CT: series {series[0]} is {image_shape} (columns, rows, slices) but {labels[n]} is "
-                f"{label_shape}; download the patient's series again"
+                f"Pancreas-CT: series {series[0]} has {slices} slice files but {labels[n]} is {label_shape} voxels; "
+                "download the patient's series again"
             )
         cases.append(Case(str(series[0]), str(labels[n]), f"PANCREAS_{n:04d}"))
     return Listing(

@@ -1,0 +1,429 @@
+"""Datalists from small fake copies of each public dataset's published layout (common.datalists)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.datalists import DATASETS, DatalistError, assign_folds, write_datalist
+
+SHAPE = (6, 5, 4)
+
+
+def nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8)).save(path)
+    return path
+
+
+def load(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def stems(items: list[dict]) -> list[str]:
+    return [Path(i["image"] if isinstance(i["image"], str) else i["image"][0]).name for i in items]
+
+
+# ------------------------------------------------------------------------------------------ BraTS
+
+def brats_case(folder: Path, name: str, seg: bool = True, ext: str = ".nii.gz", skip: str = "") -> None:
+    for value, mod in enumerate(("flair", "t1", "t1ce", "t2")):
+        if mod != skip:
+            nifti(folder / name / f"{name}_{mod}{ext}", np.full(SHAPE, value + 1, np.float32))
+    if seg:
+        nifti(folder / name / f"{name}_seg{ext}", np.zeros(SHAPE, np.uint8))
+
+
+@pytest.fixture
+def brats2018(tmp_path) -> Path:
+    root = tmp_path / "BraTS2018"
+    for i in range(4):
+        brats_case(root / "MICCAI_BraTS_2018_Data_Training" / "HGG", f"Brats18_HGG_{i}")
+    for i in range(2):
+        brats_case(root / "MICCAI_BraTS_2018_Data_Training" / "LGG", f"Brats18_LGG_{i}")
+    for i in range(2):
+        brats_case(root / "MICCAI_BraTS_2018_Data_Validation", f"Brats18_VAL_{i}", seg=False)
+    return root
+
+
+def test_brats_modalities_in_order_validation_to_test(brats2018):
+    from monai.data import load_decathlon_datalist
+    from monai.transforms import LoadImaged
+
+    out = write_datalist("brats2018", brats2018, brats2018 / "dataset.json", validation=2)
+    d = load(out)
+    assert (len(d["training"]), len(d["validation"]), len(d["test"])) == (4, 2, 2)
+    first = d["training"][0]
+    assert [Path(p).name.split("_")[-1] for p in first["image"]] == ["flair.nii.gz", "t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz"]
+    assert not Path(first["image"][0]).is_absolute() and first["image"][0].startswith("MICCAI_BraTS_2018_Data_Training/")
+    assert all("label" not in t and "VAL" in t["image"][0] for t in d["test"])
+    assert d["modality"] == {"0": "FLAIR", "1": "T1", "2": "T1ce", "3": "T2"}
+    assert d["labels"]["4"] == "enhancing tumour"
+    item = load_decathlon_datalist(out, data_list_key="training")[0]
+    image = LoadImaged(["image", "label"], ensure_channel_first=True)(item)["image"]
+    assert image.shape == (4, *SHAPE)
+    assert [float(image[c].mean()) for c in range(4)] == [1.0, 2.0, 3.0, 4.0]  # FLAIR, T1, T1ce, T2
+
+
+def test_brats_split_deterministic_and_seeded(brats2018, tmp_path):
+    a = load(write_datalist("brats2018", brats2018, tmp_path / "lists" / "a.json", validation=2, seed=3))
+    b = load(write_datalist("brats2018", brats2018, tmp_path / "lists" / "b.json", validation=2, seed=3))
+    assert stems(a["validation"]) == stems(b["validation"])
+    others = {tuple(stems(load(write_datalist("brats2018", brats2018, tmp_path / "lists" / f"s{s}.json", validation=2, seed=s))["validation"]))
+              for s in range(6)}
+    assert len(others) > 1
+    # written outside the data folder: absolute paths that exist
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in a["training"][0]["image"])
+
+
+def test_brats_errors_name_the_case(tmp_path):
+    root = tmp_path / "MICCAI_BraTS_2018_Data_Training"
+    brats_case(root, "Brats18_A", skip="t1ce")
+    brats_case(root, "Brats18_B")
+    with pytest.raises(DatalistError, match=r"Brats18_A.*no t1ce"):
+        write_datalist("brats2018", root, tmp_path / "d.json")
+    brats_case(root, "Brats18_A")
+    (root / "Brats18_A" / "Brats18_A_seg.nii.gz").unlink()
+    with pytest.raises(DatalistError, match=r"Brats18_A: a training case without Brats18_A_seg"):
+        write_datalist("brats2018", root, tmp_path / "d.json")
+    nifti(root / "Brats18_A" / "Brats18_A_seg.nii.gz", np.zeros((6, 5, 3), np.uint8))
+    with pytest.raises(DatalistError, match=r"Brats18_A: the files differ in size"):
+        write_datalist("brats2018", root, tmp_path / "d.json")
+
+
+def test_brats2020_nii_and_misnamed_segmentation(tmp_path):
+    root = tmp_path / "MICCAI_BraTS2020_TrainingData"
+    for i in range(3):
+        brats_case(root, f"BraTS20_Training_{i:03d}", ext=".nii")
+    case = root / "BraTS20_Training_002"
+    (case / "BraTS20_Training_002_seg.nii").rename(case / "W39_1998.09.19_Segm.nii")
+    d = load(write_datalist("brats2020", root, tmp_path / "d.json", validation=1))
+    assert len(d["training"]) + len(d["validation"]) == 3
+    assert any(i["label"].endswith("W39_1998.09.19_Segm.nii") for i in d["training"] + d["validation"])
+    assert d["notes"] == ["BraTS20_Training_002: segmentation read from W39_1998.09.19_Segm.nii"]
+
+
+# ------------------------------------------------------------------------------------------ Decathlon
+
+def msd(root: Path, n: int, channels: int, labels: list[int], modality: dict | None = None, test: int = 1) -> Path:
+    shape = SHAPE + ((channels,) if channels > 1 else ())
+    for i in range(n):
+        nifti(root / "imagesTr" / f"case_{i:03d}.nii.gz", np.zeros(shape, np.float32))
+        lab = np.zeros(SHAPE, np.uint8)
+        lab.flat[: len(labels)] = labels
+        nifti(root / "labelsTr" / f"case_{i:03d}.nii.gz", lab)
+        (root / "imagesTr" / f"._case_{i:03d}.nii.gz").write_bytes(b"\x00resource fork")
+    for i in range(test):
+        nifti(root / "imagesTs" / f"case_{100 + i:03d}.nii.gz", np.zeros(shape, np.float32))
+    if modality:
+        (root / "dataset.json").write_text(json.dumps({"modality": modality}))
+    return root
+
+
+MSD01_MODALITY = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+
+
+def test_msd_task01_label_mapping_gives_brats_values(tmp_path):
+    from monai.transforms import MapLabelValued
+
+    root = msd(tmp_path / "Task01_BrainTumour", 5, 4, [1, 2, 3], MSD01_MODALITY)
+    d = load(write_datalist("msd_task01", root, root / "dataset_bundle.json", validation=1))
+    assert (len(d["training"]), len(d["validation"]), len(d["test"])) == (4, 1, 1)
+    assert d["label_mapping"] == {"orig_labels": [1, 2, 3], "target_labels": [2, 1, 4]}
+    assert d["source_labels"]["1"] == "oedema" and d["labels"]["2"] == "peritumoral oedema"
+    mapped = MapLabelValued("label", **d["label_mapping"])({"label": np.array([0, 1, 2, 3])})["label"]
+    assert mapped.tolist() == [0, 2, 1, 4]  # oedema -> 2, non-enhancing -> 1, enhancing -> 4
+    assert not any("._" in i["image"] for i in d["training"] + d["validation"])
+
+
+def test_msd_task01_checks_modalities_and_pairs(tmp_path):
+    root = msd(tmp_path / "wrong", 2, 4, [1], {"0": "T1w", "1": "FLAIR", "2": "t1gd", "3": "T2w"})
+    with pytest.raises(DatalistError, match="not FLAIR, T1w, T1gd, T2w"):
+        write_datalist("msd_task01", root, tmp_path / "d.json")
+    root = msd(tmp_path / "Task01_BrainTumour", 2, 4, [1], MSD01_MODALITY)
+    nifti(root / "labelsTr" / "case_009.nii.gz", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(DatalistError, match=r"labelsTr/case_009.nii.gz has no image imagesTr/case_009.nii.gz"):
+        write_datalist("msd_task01", root, tmp_path / "d.json")
+    (root / "labelsTr" / "case_009.nii.gz").unlink()
+    nifti(root / "imagesTr" / "case_001.nii.gz", np.zeros(SHAPE + (3,), np.float32))
+    with pytest.raises(DatalistError, match=r"case_001.nii.gz has shape \(6, 5, 4, 3\), expected 4D with 4 modalities"):
+        write_datalist("msd_task01", root, tmp_path / "d.json")
+
+
+def test_msd_task07_four_folds_merge_tumour(tmp_path):
+    root = msd(tmp_path / "Task07_Pancreas", 9, 1, [1, 2], test=0)
+    out = write_datalist("msd_task07", root, tmp_path / "out" / "dataset.json")
+    d = load(out)
+    assert "test" not in d
+    assert d["label_mapping"] == {"orig_labels": [1, 2], "target_labels": [1, 1]}
+    folds = [load(tmp_path / "out" / f"dataset_fold{k}.json") for k in range(4)]
+    assert d == folds[0]
+    assert sorted(len(f["validation"]) for f in folds) == [2, 2, 2, 3]
+    assert sorted(n for f in folds for n in stems(f["validation"])) == sorted(stems(d["training"] + d["validation"]))
+    for k, f in enumerate(folds):
+        assert f["folds"] == {"count": 4, "validation_fold": k, "seed": 0}
+        assert all(i["fold"] == k for i in f["validation"]) and all(i["fold"] != k for i in f["training"])
+
+
+# ------------------------------------------------------------------------------------------ Pancreas-CT
+
+def pancreas(root: Path, patients: list[int], slices: int = 4, labels: list[int] | None = None) -> Path:
+    for n in patients:
+        series = root / "Pancreas-CT" / f"PANCREAS_{n:04d}" / "11-24-2015-PANCREAS0001-Pancreas-18957" / "Pancreas-99667"
+        series.mkdir(parents=True)
+        for s in range(slices):
+            (series / f"1-{s + 1:03d}.dcm").write_bytes(b"")  # slice files are counted, not read
+    for n in patients if labels is None else labels:
+        nifti(root / "TCIA_pancreas_labels-02-05-2017" / f"label{n:04d}.nii.gz", np.zeros((3, 3, slices), np.uint8))
+    return root
+
+
+def test_pancreas_ct_series_folders_four_folds(tmp_path):
+    root = pancreas(tmp_path / "nih", [1, 2, 3, 4, 5, 6, 7, 8], labels=[1, 2, 3, 4, 5, 6, 7, 8, 25])
+    d = load(write_datalist("pancreas_ct", root, tmp_path / "dataset.json", seed=1))
+    items = d["training"] + d["validation"]
+    assert len(items) == 8 and len(d["validation"]) == 2
+    assert all((tmp_path / i["image"]).is_dir() and i["image"].startswith("nih/Pancreas-CT/PANCREAS_") for i in items)
+    assert d["notes"] == ["label0025: scan removed by TCIA (duplicate), skipped"]
+    again = load(write_datalist("pancreas_ct", root, tmp_path / "again.json", seed=1))
+    assert [i["fold"] for i in again["training"]] == [i["fold"] for i in d["training"]]
+
+
+def test_pancreas_ct_errors(tmp_path):
+    root = pancreas(tmp_path / "a", [1, 2], labels=[1, 2, 3])
+    with pytest.raises(DatalistError, match=r"label0003.nii.gz has no DICOM folder PANCREAS_0003"):
+        write_datalist("pancreas_ct", root, tmp_path / "d.json", folds=2)
+    root = pancreas(tmp_path / "b", [1, 2], labels=[1])
+    with pytest.raises(DatalistError, match=r"PANCREAS_0002 has no label0002.nii.gz"):
+        write_datalist("pancreas_ct", root, tmp_path / "d.json", folds=2)
+    root = pancreas(tmp_path / "c", [1, 2])
+    nifti(root / "TCIA_pancreas_labels-02-05-2017" / "label0002.nii.gz", np.zeros((3, 3, 5), np.uint8))
+    with pytest.raises(DatalistError, match=r"Pancreas-99667 has 4 slice files but .*label0002.nii.gz is \(3, 3, 5\)"):
+        write_datalist("pancreas_ct", root, tmp_path / "d.json", folds=2)
+
+
+# ------------------------------------------------------------------------------------------ COVID, KiTS
+
+def test_covid19_20_validation_volumes_to_test(tmp_path):
+    root = tmp_path / "COVID-19-20_v2"
+    for i in range(5):
+        nifti(root / "Train" / f"volume-covid19-A-{i:04d}_ct.nii.gz", np.zeros(SHAPE, np.int16))
+        nifti(root / "Train" / f"volume-covid19-A-{i:04d}_seg.nii.gz", np.zeros(SHAPE, np.uint8))
+    nifti(root / "Validation" / "volume-covid19-A-0100_ct.nii.gz", np.zeros(SHAPE, np.int16))
+    d = load(write_datalist("covid19_20", root, root / "dataset.json", validation=1))
+    assert (len(d["training"]), len(d["validation"])) == (4, 1)
+    assert d["test"] == [{"image": "Validation/volume-covid19-A-0100_ct.nii.gz"}]
+    assert all(i["label"] == i["image"].replace("_ct.", "_seg.") for i in d["training"])
+    nifti(root / "Train" / "volume-covid19-A-0200_seg.nii.gz", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(DatalistError, match=r"volume-covid19-A-0200_seg.nii.gz has no volume volume-covid19-A-0200_ct"):
+        write_datalist("covid19_20", root, root / "dataset.json")
+
+
+def kits(root: Path, labelled: int, unlabelled: list[int]) -> Path:
+    affine = np.array([[0, 0, -2.5, 0], [0, -0.8, 0, 0], [-0.8, 0, 0, 0], [0, 0, 0, 1.0]])  # KiTS: axis 0 is axial
+    for i in range(labelled):
+        image = np.full((5, 4, 3), -1000, np.int16)
+        image[1] = -160
+        image[2] = 240
+        seg = np.zeros((5, 4, 3), np.uint8)
+        seg[1, 1, 1] = 1
+        seg[2, 2, 2] = 2
+        nifti(root / f"case_{i:05d}" / "imaging.nii.gz", image, affine)
+        nifti(root / f"case_{i:05d}" / "segmentation.nii.gz", seg, affine)
+    for i in unlabelled:
+        nifti(root / f"case_{i:05d}" / "imaging.nii.gz", np.zeros((5, 4, 3), np.int16), affine)
+    return root
+
+
+def test_kits19_volumes_and_unlabelled_cases(tmp_path):
+    root = kits(tmp_path / "data", 3, [210, 211])
+    d = load(write_datalist("kits19", root, tmp_path / "dataset.json"))
+    assert len(d["training"]) + len(d["validation"]) == 3 and len(d["validation"]) == 1
+    assert stems(d["test"]) == ["imaging.nii.gz"] * 2 and "case_00210" in d["test"][0]["image"]
+    (root / "case_00001" / "segmentation.nii.gz").unlink()
+    with pytest.raises(DatalistError, match=r"case_00001: no segmentation.nii.gz \(cases 0-209 have one\)"):
+        write_datalist("kits19", root, tmp_path / "dataset.json")
+
+
+def test_kits19_slices_windowed_png_cases_kept_together(tmp_path):
+    root = kits(tmp_path / "data", 3, [210])
+    out = write_datalist("kits19_slices", root, tmp_path / "prepared" / "dataset.json")
+    d = load(out)
+    items = d["training"] + d["validation"]
+    assert len(items) == 6 and "test" not in d  # two foreground slices (axis 0) a case
+    assert sorted({Path(i["image"]).name[-8:] for i in items}) == ["0001.png", "0002.png"]
+    base = out.parent
+    first = {i["image"]: i for i in items}["kits19_slices_derived/images/case_00000_0001.png"]
+    assert np.asarray(Image.open(base / first["image"])).tolist() == [[0] * 3] * 4  # -160 HU -> 0
+    assert np.asarray(Image.open(base / first["image"].replace("0001", "0002"))).max() == 255  # 240 HU -> 255
+    assert np.asarray(Image.open(base / first["label"]))[1, 1] == 1
+    case_folds = {}
+    for i in items:
+        case_folds.setdefault(Path(i["image"]).name[:10], set()).add(i["fold"])
+    assert all(len(f) == 1 for f in case_folds.values()) and sorted(min(f) for f in case_folds.values()) == [0, 1, 2]
+    assert not [p for p in base.rglob(".*")]  # atomic writes leave no temporary file
+
+
+def test_covid19_i_slices_lung_window_merged_classes(tmp_path):
+    root = tmp_path / "covid19"
+    image = np.full((4, 3, 6), -1250, np.int16)
+    image[..., 1] = 250
+    mask = np.zeros((4, 3, 6), np.uint8)
+    mask[0, 0, :3] = [1, 2, 3]
+    nifti(root / "tr_im.nii.gz", image)
+    nifti(root / "tr_mask.nii.gz", mask)
+    nifti(root / "val_im.nii.gz", np.full((4, 3, 2), -500, np.int16))
+    out = write_datalist("covid19_i", root, tmp_path / "out" / "dataset.json")
+    d = load(out)
+    assert len(d["training"]) + len(d["validation"]) == 6 and len(d["test"]) == 2
+    assert d["labels"]["255"].startswith("infection")
+    by_name = {Path(i["image"]).name: i for i in d["training"] + d["validation"]}
+    assert np.asarray(Image.open(out.parent / by_name["tr_0001.png"]["image"])).min() == 255  # 250 HU: top of the window
+    assert np.asarray(Image.open(out.parent / by_name["tr_0000.png"]["image"])).max() == 0
+    assert [np.asarray(Image.open(out.parent / by_name[f"tr_{k:04d}.png"]["label"]))[0, 0] for k in range(4)] == [255, 255, 255, 0]
+    assert sorted(len(load(out.parent / f"dataset_fold{k}.json")["validation"]) for k in range(3)) == [2, 2, 2]
+
+
+# ------------------------------------------------------------------------------------------ 2D pairs
+
+def pairs(folder: Path, names: list[str], size=(8, 6), mask_size=None, image_ext=".png", mask_ext=".png",
+          image_dir="images", mask_dir="masks") -> None:
+    for n in names:
+        png(folder / image_dir / f"{n}{image_ext}", np.full((size[1], size[0], 3), 100))
+        png(folder / mask_dir / f"{n}{mask_ext}", np.zeros(((mask_size or size)[1], (mask_size or size)[0])))
+
+
+def test_pranet_split_and_test_sets(tmp_path):
+    root = tmp_path / "data"
+    pairs(root / "TrainDataset", [f"{i}" for i in range(5)] + ["cju0qkwl35piu0993l0dewei2"])
+    pairs(root / "TestDataset" / "Kvasir", ["k1", "k2"])
+    pairs(root / "TestDataset" / "CVC-ClinicDB", ["c1"])
+    pairs(root / "TestDataset" / "CVC-300", ["e1", "e2", "e3"])
+    d = load(write_datalist("pranet_polyp", root, root / "dataset.json"))
+    assert len(d["training"]) == 6
+    assert stems(d["validation"]) == ["k1.png", "k2.png", "c1.png"]
+    assert stems(d["validation_CVC-300"]) == ["e1.png", "e2.png", "e3.png"]
+    assert d["training"][0] == {"image": "TrainDataset/images/0.png", "label": "TrainDataset/masks/0.png"}
+    with pytest.raises(DatalistError, match="published validation split"):
+        write_datalist("pranet_polyp", root, root / "dataset.json", folds=3)
+    png(root / "TestDataset" / "Kvasir" / "masks" / "k9.png", np.zeros((6, 8)))
+    with pytest.raises(DatalistError, match=r"Kvasir.*mask .*k9.png has no image"):
+        write_datalist("pranet_polyp", root, root / "dataset.json")
+
+
+def test_kvasir_and_clinicdb_downloads(tmp_path):
+    root = tmp_path / "polyps"
+    pairs(root / "Kvasir-SEG", [f"kv{i}" for i in range(6)], image_ext=".jpg", mask_ext=".jpg")
+    pairs(root / "CVC-ClinicDB", [f"{i}" for i in range(4)], image_ext=".tif", mask_ext=".tif",
+          image_dir="Original", mask_dir="Ground Truth")
+    d = load(write_datalist("kvasir_clinicdb", root, tmp_path / "d.json", seed=2))
+    assert (len(d["training"]), len(d["validation"])) == (2, 8)  # at most n - 1 held out a dataset
+    assert {Path(i["image"]).suffix for i in d["training"] + d["validation"]} == {".jpg", ".tif"}
+    png(root / "CVC-ClinicDB" / "Ground Truth" / "1.tif", np.zeros((7, 8)))
+    with pytest.raises(DatalistError, match=r"CVC-ClinicDB: image .*Original/1.tif is 8x6 but its mask .*1.tif is 8x7"):
+        write_datalist("cvc_clinicdb", root / "CVC-ClinicDB", tmp_path / "d.json")
+    (root / "Kvasir-SEG" / "masks" / "kv3.jpg").unlink()
+    with pytest.raises(DatalistError, match=r"Kvasir-SEG: image .*kv3.jpg has no mask"):
+        write_datalist("kvasir_seg", root / "Kvasir-SEG", tmp_path / "d.json")
+
+
+def busi(root: Path, counts: dict[str, int]) -> Path:
+    for cls, n in counts.items():
+        for i in range(1, n + 1):
+            png(root / cls / f"{cls} ({i}).png", np.full((6, 8), 90))
+            mask = np.zeros((6, 8))
+            mask[0, 0] = 255
+            png(root / cls / f"{cls} ({i})_mask.png", mask)
+    return root
+
+
+def test_busi_merged_masks_and_stratified_folds(tmp_path):
+    root = busi(tmp_path / "Dataset_BUSI_with_GT", {"benign": 8, "malignant": 4, "normal": 4})
+    second = np.zeros((6, 8))
+    second[5, 7] = 255
+    png(root / "benign" / "benign (2)_mask_1.png", second)
+    out = write_datalist("busi", tmp_path, tmp_path / "prepared" / "dataset.json")
+    folds = [load(out.parent / f"dataset_fold{k}.json") for k in range(4)]
+    for f in folds:
+        classes = [Path(i["image"]).parent.name for i in f["validation"]]
+        assert (classes.count("benign"), classes.count("malignant"), classes.count("normal")) == (2, 1, 1)
+    items = {Path(i["image"]).name: i for i in folds[0]["training"] + folds[0]["validation"]}
+    assert len(items) == 16
+    merged = items["benign (2).png"]["label"]
+    assert merged == "busi_derived/benign/benign (2)_mask.png"
+    assert np.argwhere(np.asarray(Image.open(out.parent / merged)) == 255).tolist() == [[0, 0], [5, 7]]
+    assert Path(items["benign (1).png"]["label"]) == root / "benign" / "benign (1)_mask.png"
+    d = load(write_datalist("busi", root, tmp_path / "nn.json", include_normal=False))
+    assert all("normal" not in i["image"] for i in d["training"] + d["validation"])
+    (root / "malignant" / "malignant (3)_mask.png").unlink()
+    with pytest.raises(DatalistError, match=r"BUSI: image .*malignant \(3\).png has no mask malignant \(3\)_mask.png"):
+        write_datalist("busi", root, tmp_path / "d.json")
+
+
+def test_cosmos55k_splits_and_png_pairs(tmp_path):
+    root = tmp_path / "Cosmos55k"
+    pairs(root / "train", ["a", "b", "c"])
+    pairs(root / "val", ["d"])
+    pairs(root / "test", ["e", "f"])
+    d = load(write_datalist("cosmos55k", root, root / "dataset.json"))
+    assert (stems(d["training"]), stems(d["validation"])) == (["a.png", "b.png", "c.png"], ["d.png"])
+    assert d["test"][0] == {"image": "test/images/e.png", "label": "test/masks/e.png"}
+    flat = tmp_path / "flat"
+    for n in ["x1", "x2", "x3", "x4", "x5"]:
+        png(flat / "imgs" / f"{n}.png", np.zeros((4, 4)))
+        png(flat / "gt" / f"{n}_mask.png", np.zeros((4, 4)))
+    d = load(write_datalist("png_pairs", flat, flat / "dataset.json", mask_suffix="_mask"))
+    assert (len(d["training"]), len(d["validation"])) == (4, 1)
+    assert d["validation"][0]["label"].endswith("_mask.png")
+
+
+# ------------------------------------------------------------------------------------------ general
+
+def test_paths_load_with_monai_inside_and_outside(tmp_path):
+    from monai.data import load_decathlon_datalist
+
+    root = tmp_path / "set"
+    pairs(root, ["a", "b", "c"])
+    for out in (root / "dataset.json", tmp_path / "elsewhere" / "list.json"):
+        write_datalist("png_pairs", root, out, validation=1)
+        for item in load_decathlon_datalist(out, data_list_key="training"):
+            assert Path(item["image"]).is_file() and Path(item["label"]).is_file()
+    assert load(root / "dataset.json")["training"][0]["image"].startswith("images/")
+    assert Path(load(tmp_path / "elsewhere" / "list.json")["training"][0]["image"]).is_absolute()
+
+
+def test_assign_folds_balances_sizes_and_keeps_groups():
+    groups = {f"case{i}": ("", size) for i, size in enumerate([9, 7, 5, 3, 3, 2, 2, 1, 1, 1])}
+    folds = assign_folds(groups, 3, seed=0)
+    assert folds == assign_folds(groups, 3, seed=0)
+    totals = [sum(groups[g][1] for g, f in folds.items() if f == k) for k in range(3)]
+    assert sorted(totals) == [11, 11, 12]
+    with pytest.raises(DatalistError, match="cannot fill 11 folds"):
+        assign_folds(groups, 11, seed=0)
+
+
+def test_command_line_errors(tmp_path):
+    with pytest.raises(DatalistError, match="unknown dataset 'brats'; choose one of: brats2018, brats2020"):
+        write_datalist("brats", tmp_path, tmp_path / "d.json")
+    with pytest.raises(DatalistError, match="busi takes no option 'normal'; its options: include_normal"):
+        write_datalist("busi", tmp_path, tmp_path / "d.json", normal=False)
+    with pytest.raises(DatalistError, match="folds=1: give 2 or more folds"):
+        write_datalist("busi", tmp_path, tmp_path / "d.json", folds=1)
+    with pytest.raises(DatalistError, match="is not a .json file name"):
+        write_datalist("busi", tmp_path, tmp_path / "out")
+    with pytest.raises(DatalistError, match="does not exist"):
+        write_datalist("busi", tmp_path / "missing", tmp_path / "d.json")
+    with pytest.raises(DatalistError, match=r"York cardiac MRI .* MATLAB .mat .* png_pairs FOLDER OUT_JSON --folds 3"):
+        write_datalist("york_cardiac", tmp_path, tmp_path / "d.json")
+    assert all(r.bundles and r.summary for r in DATASETS.values())
