@@ -231,8 +231,9 @@ def _pairs(image_dir: Path, mask_dir: Path, dataset: str, mask_suffix: str = "")
     lonely_images = sorted(set(images) - set(masks))
     if lonely_images:
         raise DatalistError(
-            f"{dataset}: image {images[lonely_images[0]]} has no mask in {mask_dir} ({len(lonely_images)} such images); "
-            f"restore the mask (named like the image{' + ' + repr(mask_suffix) if mask_suffix else ''}) or remove the image"
+            f"{dataset}: image {images[lonely_images[0]]} has no mask in {mask_dir} "
+            f"({len(lonely_images)} such images); restore the mask (named like the image"
+            f"{' + ' + repr(mask_suffix) if mask_suffix else ''}) or remove the image"
         )
     out = []
     for stem in sorted(images):
@@ -320,7 +321,7 @@ def read_brats(source: Path, derived: Path) -> Listing:
         image = [str(roles[m]) for m in BRATS_MODALITIES]
         if "seg" in roles:
             cases.append(Case(image, str(roles["seg"]), folder.name))
-        elif any("training" in part.lower() for part in folder.relative_to(source).parts) or "training" in source.name.lower():
+        elif _under_folder_named(folder, source, "training"):
             raise DatalistError(
                 f"BraTS case {folder}: a training case without {folder.name}_seg.nii.gz; restore it from the archive "
                 "or remove the case folder"
@@ -350,9 +351,15 @@ def _read_msd(source: Path, task: str, channels: int) -> tuple[list[Case], dict]
     images = {p.name: p for p in _nifti_files(images_tr)}
     labels = {p.name: p for p in _nifti_files(labels_tr)}
     for name in sorted(set(labels) - set(images)):
-        raise DatalistError(f"{task}: label {labels[name]} has no image imagesTr/{name}; restore the image or remove the label")
+        raise DatalistError(
+            f"{task}: label {labels[name]} has no image imagesTr/{name}; "
+            "restore the image or remove the label"
+        )
     for name in sorted(set(images) - set(labels)):
-        raise DatalistError(f"{task}: image {images[name]} has no label labelsTr/{name}; restore the label or move the image to imagesTs/")
+        raise DatalistError(
+            f"{task}: image {images[name]} has no label labelsTr/{name}; "
+            "restore the label or move the image to imagesTs/"
+        )
     if not images:
         raise DatalistError(f"{task}: no .nii.gz images in {images_tr}; unpack the archive completely")
     cases = []
@@ -360,7 +367,10 @@ def _read_msd(source: Path, task: str, channels: int) -> tuple[list[Case], dict]
         shape, lshape = _nifti_shape(images[name]), _nifti_shape(labels[name])
         spatial = shape[:3]
         if channels > 1 and (len(shape) != 4 or shape[3] != channels):
-            raise DatalistError(f"{task}: image {images[name]} has shape {shape}, expected 4D with {channels} modalities; download it again")
+            raise DatalistError(
+                f"{task}: image {images[name]} has shape {shape}, expected 4D with {channels} modalities; "
+                "download it again"
+            )
         if lshape != spatial:
             raise DatalistError(
                 f"{task}: image {images[name]} is {spatial} voxels but its label {labels[name]} is {lshape}; "
@@ -382,8 +392,12 @@ def read_msd_task01(source: Path, derived: Path) -> Listing:
     labels relabelled by the Decathlon as 1 oedema, 2 non-enhancing tumour, 3 enhancing tumour.
 
     The datalist records ``label_mapping`` {1->2, 2->1, 3->4} to the BraTS values the bundles use
-    (1 necrotic / non-enhancing core, 2 oedema, 4 enhancing): apply it with ``MapLabelValued`` after
-    loading the label. The modality order is checked against the task's ``dataset.json``.
+    (1 necrotic / non-enhancing core, 2 oedema, 4 enhancing): a bundle applies it after ``LoadImaged``
+    and before ``ConvertToMultiChannelBasedOnBratsClassesd``, e.g. with config entries
+    ``"label_mapping": "$json.load(open(@datalist)).get('label_mapping', {'orig_labels': [], 'target_labels': []})"``
+    and ``{"_target_": "MapLabelValued", "keys": "label", "orig_labels": "$@label_mapping['orig_labels']",
+    "target_labels": "$@label_mapping['target_labels']"}`` (empty lists leave BraTS labels unchanged).
+    The modality order is checked against the task's ``dataset.json``.
     """
     cases, meta = _read_msd(source, "Task01_BrainTumour", channels=4)
     order = tuple(str(v).lower() for _, v in sorted((meta.get("modality") or {}).items(), key=lambda kv: int(kv[0])))
@@ -415,10 +429,11 @@ def read_pancreas_ct(source: Path, derived: Path) -> Listing:
     """NIH Pancreas-CT from TCIA: DICOM series in ``PANCREAS_0001/<study>/<series>/*.dcm`` and the labels
     ``label0001.nii.gz`` (``TCIA_pancreas_labels-*``), anywhere under ``source``.
 
-    The datalist's ``image`` is the DICOM series folder; give the bundle ``LoadImaged(reader="ITKReader")``
-    for it (MONAI's ITKReader reads a folder as one series). The label's slice count (from its header)
-    is checked against the series' file count (one file a slice in the TCIA release). TCIA removed scans 25 and 70 (duplicates of scan 2); their
-    labels without images are skipped and noted, any other unpaired file raises.
+    The datalist's ``image`` is the DICOM series folder, which ``LoadImaged`` reads as one volume with
+    MONAI's ITKReader (chosen by default for a folder; checked with MONAI 1.5.2 and ITK 5.4). The
+    label's slice count (from its header) is checked against the series' file count (one file a slice in
+    the TCIA release). TCIA removed scans 25 and 70 (duplicates of scan 2); their labels without images
+    are skipped and noted, any other unpaired file raises.
     """
     _require_dir(source, "Pancreas-CT (the DICOM folder and the label folder)")
     patients, labels = {}, {}
@@ -430,22 +445,32 @@ def read_pancreas_ct(source: Path, derived: Path) -> Listing:
         elif p.is_file() and _PANCREAS_LABEL.match(p.name):
             labels[int(_PANCREAS_LABEL.match(p.name).group(1))] = p
     if not patients:
-        raise DatalistError(f"Pancreas-CT: no PANCREAS_XXXX DICOM folders under {source}; point at the folder holding the TCIA download and the labels")
+        raise DatalistError(
+            f"Pancreas-CT: no PANCREAS_XXXX DICOM folders under {source}; "
+            "point at the folder holding the TCIA download and the labels"
+        )
     notes = []
     for n in sorted(set(labels) - set(patients)):
         if n in PANCREAS_REMOVED:
             notes.append(f"label{n:04d}: scan removed by TCIA (duplicate), skipped")
             continue
-        raise DatalistError(f"Pancreas-CT: label {labels[n]} has no DICOM folder PANCREAS_{n:04d}; download that patient or remove the label")
+        raise DatalistError(
+            f"Pancreas-CT: label {labels[n]} has no DICOM folder PANCREAS_{n:04d}; "
+            "download that patient or remove the label"
+        )
     for n in sorted(set(patients) - set(labels)):
-        raise DatalistError(f"Pancreas-CT: PANCREAS_{n:04d} has no label{n:04d}.nii.gz under {source}; add the TCIA label folder")
+        raise DatalistError(
+            f"Pancreas-CT: PANCREAS_{n:04d} has no label{n:04d}.nii.gz under {source}; "
+            "add the TCIA label folder"
+        )
     cases = []
     for n in sorted(patients):
         series = sorted({p.parent for p in patients[n].rglob("*.dcm") if _visible(p)})
         if len(series) != 1:
             found = ", ".join(str(s) for s in series) or "none"
             raise DatalistError(
-                f"Pancreas-CT: PANCREAS_{n:04d} should hold one DICOM series folder, found {found}; keep the CT series only"
+                f"Pancreas-CT: PANCREAS_{n:04d} should hold one DICOM series folder, found {found}; "
+                "keep the CT series only"
             )
         slices, label_shape = len([p for p in _files(series[0]) if p.suffix.lower() == ".dcm"]), _nifti_shape(labels[n])
         if len(label_shape) != 3 or label_shape[2] != slices:
@@ -502,17 +527,26 @@ def read_covid19_20(source: Path, derived: Path) -> Listing:
     if not cts:
         raise DatalistError(f"COVID-19-20: no *_ct.nii.gz volumes under {source}; point at COVID-19-20_v2 as unpacked")
     for key in sorted(set(segs) - set(cts)):
-        raise DatalistError(f"COVID-19-20: mask {segs[key]} has no volume {key[1]}_ct.nii.gz next to it; restore the volume or remove the mask")
+        raise DatalistError(
+            f"COVID-19-20: mask {segs[key]} has no volume {key[1]}_ct.nii.gz next to it; "
+            "restore the volume or remove the mask"
+        )
     cases = []
     for key in sorted(cts):
         folder, case = key
         if key in segs:
             a, b = _nifti_shape(cts[key]), _nifti_shape(segs[key])
             if a != b:
-                raise DatalistError(f"COVID-19-20: {cts[key]} is {a} voxels but its mask is {b}; download the pair again")
+                raise DatalistError(
+                    f"COVID-19-20: {cts[key]} is {a} voxels but its mask is {b}; "
+                    "download the pair again"
+                )
             cases.append(Case(str(cts[key]), str(segs[key]), case))
-        elif any("train" in part.lower() for part in folder.relative_to(source).parts) or "train" in source.name.lower():
-            raise DatalistError(f"COVID-19-20: training volume {cts[key]} has no {case}_seg.nii.gz; restore it or remove the volume")
+        elif _under_folder_named(folder, source, "train"):
+            raise DatalistError(
+                f"COVID-19-20: training volume {cts[key]} has no {case}_seg.nii.gz; "
+                "restore it or remove the volume"
+            )
         else:
             cases.append(Case(str(cts[key]), None, case, split="test"))
     return Listing(
@@ -533,20 +567,32 @@ def _kits_cases(source: Path) -> list[Case]:
     _require_dir(source, "KiTS19 (the repository's data/ folder)")
     folders = sorted(p for p in source.rglob("case_*") if p.is_dir() and _KITS_CASE.match(p.name))
     if not folders:
-        raise DatalistError(f"KiTS19: no case_XXXXX folders under {source}; point at kits19/data after running get_imaging.py")
+        raise DatalistError(
+            f"KiTS19: no case_XXXXX folders under {source}; "
+            "point at kits19/data after running get_imaging.py"
+        )
     cases = []
     for folder in folders:
         image, seg = folder / "imaging.nii.gz", folder / "segmentation.nii.gz"
         number = int(_KITS_CASE.match(folder.name).group(1))
         if not image.is_file():
-            raise DatalistError(f"KiTS19 case {folder}: no imaging.nii.gz; download it with the kits19 repository's get_imaging.py")
+            raise DatalistError(
+                f"KiTS19 case {folder}: no imaging.nii.gz; "
+                "download it with the kits19 repository's get_imaging.py"
+            )
         if seg.is_file():
             a, b = _nifti_shape(image), _nifti_shape(seg)
             if a != b:
-                raise DatalistError(f"KiTS19 case {folder}: imaging is {a} voxels, segmentation {b}; download the case again")
+                raise DatalistError(
+                    f"KiTS19 case {folder}: imaging is {a} voxels, segmentation {b}; "
+                    "download the case again"
+                )
             cases.append(Case(str(image), str(seg), folder.name))
         elif number < KITS_LABELLED_CASES:
-            raise DatalistError(f"KiTS19 case {folder}: no segmentation.nii.gz (cases 0-209 have one); check out the kits19 repository again")
+            raise DatalistError(
+                f"KiTS19 case {folder}: no segmentation.nii.gz (cases 0-209 have one); "
+                "check out the kits19 repository again"
+            )
         else:
             cases.append(Case(str(image), None, folder.name, split="test"))
     return cases
@@ -604,8 +650,8 @@ def read_kits19_slices(source: Path, derived: Path, foreground_only: bool = True
         image = np.asanyarray(image_nii.dataobj)
         label = np.asanyarray(nib.load(case.label).dataobj)
         axis = _axial_axis(image_nii.affine)
-        for image_png, mask_png in _slices_to_png(image, label, axis, KITS_WINDOW, derived, case.group, foreground_only):
-            cases.append(Case(str(image_png), str(mask_png), case.group))
+        slices = _slices_to_png(image, label, axis, KITS_WINDOW, derived, case.group, foreground_only)
+        cases += [Case(str(image_png), str(mask_png), case.group) for image_png, mask_png in slices]
     return Listing(
         name="KiTS19 slices",
         description=f"KiTS19 axial slices from {source}, HU [-160, 240] -> [0, 255]",
@@ -643,12 +689,21 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
             images, masks = _image_mask_dirs(source, "COVID19-I")
             cases = [Case(str(i), str(m), i.stem) for i, m in _pairs(images, masks, "COVID19-I")]
             return Listing("COVID19-I", f"COVID19-I image/mask pairs read from {source}", _BINARY_LABELS, cases)
-        raise DatalistError(f"COVID19-I: no tr_im.nii.gz in {source}; download tr_im.nii.gz, tr_mask.nii.gz and val_im.nii.gz into it")
+        raise DatalistError(
+            f"COVID19-I: no tr_im.nii.gz in {source}; "
+            "download tr_im.nii.gz, tr_mask.nii.gz and val_im.nii.gz into it"
+        )
     if "tr_mask" not in found:
-        raise DatalistError(f"COVID19-I: {found['tr_im']} has no tr_mask.nii.gz next to it; download the training masks")
+        raise DatalistError(
+            f"COVID19-I: {found['tr_im']} has no tr_mask.nii.gz next to it; "
+            "download the training masks"
+        )
     image_nii, mask_nii = nib.load(str(found["tr_im"])), nib.load(str(found["tr_mask"]))
     if image_nii.shape != mask_nii.shape:
-        raise DatalistError(f"COVID19-I: tr_im is {image_nii.shape} but tr_mask is {mask_nii.shape}; download both again")
+        raise DatalistError(
+            f"COVID19-I: tr_im is {image_nii.shape} but tr_mask is {mask_nii.shape}; "
+            "download both again"
+        )
 
     def window_of(volume: np.ndarray) -> tuple[float, float]:
         return LUNG_WINDOW if volume.min() < -200 else (float(volume.min()), float(max(volume.max(), volume.min() + 1)))
@@ -663,8 +718,9 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     if "val_im" in found:
         test_nii = nib.load(str(found["val_im"]))
         test = np.asanyarray(test_nii.dataobj)
-        for i, _ in _slices_to_png(test, None, _axial_axis(test_nii.affine), window_of(test), derived / "test", "val", False):
-            cases.append(Case(str(i), None, i.stem, split="test"))
+        axis = _axial_axis(test_nii.affine)
+        slices = _slices_to_png(test, None, axis, window_of(test), derived / "test", "val", False)
+        cases += [Case(str(i), None, i.stem, split="test") for i, _ in slices]
     return Listing("COVID19-I", f"COVID19-I slices from {source}", labels, cases, modality={"0": "CT (lung window)"})
 
 
@@ -681,16 +737,23 @@ def read_pranet_polyp(source: Path, derived: Path) -> Listing:
     _require_dir(source, "PraNet's data (TrainDataset/ and TestDataset/)")
     train, test = _find_child(source, ("TrainDataset",)), _find_child(source, ("TestDataset",))
     if train is None or test is None:
-        raise DatalistError(f"PraNet polyp split: {source} needs TrainDataset/ and TestDataset/; point at PraNet's data/ folder")
+        raise DatalistError(
+            f"PraNet polyp split: {source} needs TrainDataset/ and TestDataset/; "
+            "point at PraNet's data/ folder"
+        )
     cases = [Case(str(i), str(m), i.stem, split="training")
              for i, m in _pairs(*_image_mask_dirs(train, "PraNet TrainDataset"), "PraNet TrainDataset")]
     extra: dict[str, list[Case]] = {}
     for folder in sorted(p for p in test.iterdir() if p.is_dir() and _visible(p)):
-        pairs = _pairs(*_image_mask_dirs(folder, f"PraNet TestDataset/{folder.name}"), f"PraNet TestDataset/{folder.name}")
+        where = f"PraNet TestDataset/{folder.name}"
+        pairs = _pairs(*_image_mask_dirs(folder, where), where)
         extra[f"validation_{folder.name}"] = [Case(str(i), str(m), i.stem, split="validation") for i, m in pairs]
     missing = [s for s in PRANET_TEST_SETS if f"validation_{s}" not in extra]
     if missing:
-        raise DatalistError(f"PraNet polyp split: no TestDataset/{missing[0]}/ in {test}; download PraNet's TestDataset completely")
+        raise DatalistError(
+            f"PraNet polyp split: no TestDataset/{missing[0]}/ in {test}; "
+            "download PraNet's TestDataset completely"
+        )
     for s in PRANET_TEST_SETS:
         cases += extra[f"validation_{s}"]
     return Listing("PraNet polyp split", f"Kvasir-SEG + CVC-ClinicDB, PraNet split, read from {source}",
@@ -728,12 +791,16 @@ def read_kvasir_clinicdb(source: Path, derived: Path, seed: int = 0) -> Listing:
     _require_dir(source, "the folder holding Kvasir-SEG/ and CVC-ClinicDB/")
     kvasir, clinic = _find_child(source, ("Kvasir-SEG", "kvasir")), _find_child(source, ("CVC-ClinicDB", "CVC-612"))
     if kvasir is None or clinic is None:
-        raise DatalistError(f"Kvasir-SEG + CVC-ClinicDB: {source} needs Kvasir-SEG/ and CVC-ClinicDB/; unpack both into it")
+        raise DatalistError(
+            f"Kvasir-SEG + CVC-ClinicDB: {source} needs Kvasir-SEG/ and CVC-ClinicDB/; "
+            "unpack both into it"
+        )
     cases = []
     for listing, held_out in ((read_kvasir_seg(kvasir, derived), 100), (read_cvc_clinicdb(clinic, derived), 62)):
         validation = set(_holdout(sorted({c.group for c in listing.cases}), held_out, seed))
-        cases += [Case(c.image, c.label, f"{listing.name}/{c.group}", "validation" if c.group in validation else "training")
-                  for c in listing.cases]
+        for c in listing.cases:
+            split = "validation" if c.group in validation else "training"
+            cases.append(Case(c.image, c.label, f"{listing.name}/{c.group}", split))
     return Listing("Kvasir-SEG + CVC-ClinicDB", f"polyp images read from {source}, PraNet's split sizes",
                    _BINARY_LABELS, cases, modality={"0": "RGB"})
 
@@ -771,9 +838,15 @@ def read_busi(source: Path, derived: Path, include_normal: bool = True) -> Listi
             else:
                 images[p.stem] = p
         for stem in sorted(set(masks) - set(images)):
-            raise DatalistError(f"BUSI: mask {masks[stem][0]} has no image {stem}.png in {folder}; restore the image or remove the mask")
+            raise DatalistError(
+                f"BUSI: mask {masks[stem][0]} has no image {stem}.png in {folder}; "
+                "restore the image or remove the mask"
+            )
         for stem in sorted(set(images) - set(masks)):
-            raise DatalistError(f"BUSI: image {images[stem]} has no mask {stem}_mask.png; restore the mask or remove the image")
+            raise DatalistError(
+                f"BUSI: image {images[stem]} has no mask {stem}_mask.png; "
+                "restore the mask or remove the image"
+            )
         for stem in sorted(images, key=_natural_key):
             for mask in masks[stem]:
                 _check_same_size_2d(images[stem], mask, "BUSI")
@@ -786,7 +859,8 @@ def read_busi(source: Path, derived: Path, include_normal: bool = True) -> Listi
                 label = derived / cls / f"{stem}_mask.png"
                 _write_png(label, union.astype(np.uint8) * 255)
             cases.append(Case(str(images[stem]), str(label), f"{cls}/{stem}", stratum=cls))
-    return Listing("BUSI", f"Breast ultrasound images (BUSI) read from {root}", _BINARY_LABELS, cases, modality={"0": "ultrasound"})
+    return Listing("BUSI", f"Breast ultrasound images (BUSI) read from {root}", _BINARY_LABELS, cases,
+                   modality={"0": "ultrasound"})
 
 
 _SPLITS = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
@@ -801,7 +875,8 @@ def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "") -> Listin
     folders, ``source`` holds the two folders and a validation set is held out at random. A labelled
     ``test/`` is listed under ``test`` with its labels; a ``test/`` with images only, without."""
     _require_dir(source, "the image/mask pairs")
-    split_dirs = [(p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir()) if p.is_dir() and p.name.lower() in _SPLITS]
+    split_dirs = [(p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir())
+                  if p.is_dir() and p.name.lower() in _SPLITS]
     cases = []
     if not split_dirs:
         images, masks = _image_mask_dirs(source, source.name)
@@ -816,7 +891,10 @@ def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "") -> Listin
         cases += [Case(str(i), str(m), f"{folder.name}/{i.stem}", split=split)
                   for i, m in _pairs(images, masks, f"{source.name}/{folder.name}", mask_suffix)]
     if not any(c.split == "training" for c in cases):
-        raise DatalistError(f"{source}: split folders {[p.name for p, _ in split_dirs]} but no train/; add the training split")
+        raise DatalistError(
+            f"{source}: split folders {[p.name for p, _ in split_dirs]} but no train/; "
+            "add the training split"
+        )
     return Listing(source.name, f"image/mask pairs read from {source}", _BINARY_LABELS, cases)
 
 
@@ -837,6 +915,11 @@ def read_york_cardiac(source: Path, derived: Path) -> Listing:
         "masks/patN_zZZ_tTT.png (1 LV cavity, 2 myocardium), then run: "
         "medseg-bundles datalist png_pairs FOLDER OUT_JSON --folds 3"
     )
+
+
+def _under_folder_named(folder: Path, source: Path, word: str) -> bool:
+    """True when ``source`` or a folder between it and ``folder`` (included) has ``word`` in its name."""
+    return any(word in part.lower() for part in (source.name, *folder.relative_to(source).parts))
 
 
 def _natural_key(text: str) -> list:
@@ -868,7 +951,7 @@ DATASETS: dict[str, DatasetReader] = {
                                   ("crosslinknet_covid_ct_segmentation",), folds=3),
     "pranet_polyp": DatasetReader(read_pranet_polyp, "PraNet's TrainDataset/TestDataset (900 Kvasir + 550 ClinicDB)",
                                   ("chnet_polyp_segmentation",)),
-    "kvasir_clinicdb": DatasetReader(read_kvasir_clinicdb, "Kvasir-SEG/ + CVC-ClinicDB/ downloads, PraNet's split sizes",
+    "kvasir_clinicdb": DatasetReader(read_kvasir_clinicdb, "Kvasir-SEG/ + CVC-ClinicDB/ downloads, PraNet's sizes",
                                      ("chnet_polyp_segmentation",)),
     "kvasir_seg": DatasetReader(read_kvasir_seg, "Kvasir-SEG (images/, masks/); 100 held out",
                                 ("chnet_polyp_segmentation",), validation=100),
@@ -995,6 +1078,8 @@ def write_datalist(
         raise DatalistError(f"{dataset} takes no option {unknown[0]!r}; its options: {', '.join(accepted) or 'none'}")
     if "seed" in accepted:
         options["seed"] = seed
+    if folds and validation is not None:
+        raise DatalistError("give either --folds or --validation: with folds, each fold is the validation set once")
     folds = reader.folds if folds is None else int(folds)
     if folds == 1 or folds < 0:
         raise DatalistError(f"folds={folds}: give 2 or more folds, or 0 for a held-out validation set")
@@ -1012,7 +1097,10 @@ def write_datalist(
     published_validation = [c for c in listing.cases if c.split == "validation"]
     pool = [c for c in listing.cases if c.split in (None, "training") and c.label is not None]
     if not pool:
-        raise DatalistError(f"{dataset}: no labelled cases found under {source}; point at the folder with the labelled (training) cases")
+        raise DatalistError(
+            f"{dataset}: no labelled cases found under {source}; "
+            "point at the folder with the labelled (training) cases"
+        )
     content = {
         "name": listing.name,
         "description": listing.description,

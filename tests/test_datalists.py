@@ -65,8 +65,8 @@ def test_brats_modalities_in_order_validation_to_test(brats2018):
     d = load(out)
     assert (len(d["training"]), len(d["validation"]), len(d["test"])) == (4, 2, 2)
     first = d["training"][0]
-    assert [Path(p).name.split("_")[-1] for p in first["image"]] == ["flair.nii.gz", "t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz"]
-    assert not Path(first["image"][0]).is_absolute() and first["image"][0].startswith("MICCAI_BraTS_2018_Data_Training/")
+    assert [p.split("_")[-1] for p in first["image"]] == ["flair.nii.gz", "t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz"]
+    assert first["image"][0].startswith("MICCAI_BraTS_2018_Data_Training/")  # relative to the JSON's folder
     assert all("label" not in t and "VAL" in t["image"][0] for t in d["test"])
     assert d["modality"] == {"0": "FLAIR", "1": "T1", "2": "T1ce", "3": "T2"}
     assert d["labels"]["4"] == "enhancing tumour"
@@ -80,8 +80,10 @@ def test_brats_split_deterministic_and_seeded(brats2018, tmp_path):
     a = load(write_datalist("brats2018", brats2018, tmp_path / "lists" / "a.json", validation=2, seed=3))
     b = load(write_datalist("brats2018", brats2018, tmp_path / "lists" / "b.json", validation=2, seed=3))
     assert stems(a["validation"]) == stems(b["validation"])
-    others = {tuple(stems(load(write_datalist("brats2018", brats2018, tmp_path / "lists" / f"s{s}.json", validation=2, seed=s))["validation"]))
-              for s in range(6)}
+    others = set()
+    for seed in range(6):
+        out = write_datalist("brats2018", brats2018, tmp_path / "lists" / f"s{seed}.json", validation=2, seed=seed)
+        others.add(tuple(stems(load(out)["validation"])))
     assert len(others) > 1
     # written outside the data folder: absolute paths that exist
     assert all(Path(p).is_absolute() and Path(p).exists() for p in a["training"][0]["image"])
@@ -180,7 +182,8 @@ def test_msd_task07_four_folds_merge_tumour(tmp_path):
 
 def pancreas(root: Path, patients: list[int], slices: int = 4, labels: list[int] | None = None) -> Path:
     for n in patients:
-        series = root / "Pancreas-CT" / f"PANCREAS_{n:04d}" / "11-24-2015-PANCREAS0001-Pancreas-18957" / "Pancreas-99667"
+        study = root / "Pancreas-CT" / f"PANCREAS_{n:04d}" / "11-24-2015-PANCREAS0001-Pancreas-18957"
+        series = study / "Pancreas-99667"
         series.mkdir(parents=True)
         for s in range(slices):
             (series / f"1-{s + 1:03d}.dcm").write_bytes(b"")  # slice files are counted, not read
@@ -289,9 +292,12 @@ def test_covid19_i_slices_lung_window_merged_classes(tmp_path):
     assert len(d["training"]) + len(d["validation"]) == 6 and len(d["test"]) == 2
     assert d["labels"]["255"].startswith("infection")
     by_name = {Path(i["image"]).name: i for i in d["training"] + d["validation"]}
-    assert np.asarray(Image.open(out.parent / by_name["tr_0001.png"]["image"])).min() == 255  # 250 HU: top of the window
-    assert np.asarray(Image.open(out.parent / by_name["tr_0000.png"]["image"])).max() == 0
-    assert [np.asarray(Image.open(out.parent / by_name[f"tr_{k:04d}.png"]["label"]))[0, 0] for k in range(4)] == [255, 255, 255, 0]
+    def read(key: str, name: str) -> np.ndarray:
+        return np.asarray(Image.open(out.parent / by_name[name][key]))
+
+    assert read("image", "tr_0001.png").min() == 255  # 250 HU: top of the lung window
+    assert read("image", "tr_0000.png").max() == 0  # -1250 HU: bottom
+    assert [read("label", f"tr_{k:04d}.png")[0, 0] for k in range(4)] == [255, 255, 255, 0]  # classes 1-3 merged
     assert sorted(len(load(out.parent / f"dataset_fold{k}.json")["validation"]) for k in range(3)) == [2, 2, 2]
 
 
@@ -420,6 +426,8 @@ def test_command_line_errors(tmp_path):
         write_datalist("busi", tmp_path, tmp_path / "d.json", normal=False)
     with pytest.raises(DatalistError, match="folds=1: give 2 or more folds"):
         write_datalist("busi", tmp_path, tmp_path / "d.json", folds=1)
+    with pytest.raises(DatalistError, match="give either --folds or --validation"):
+        write_datalist("busi", tmp_path, tmp_path / "d.json", folds=4, validation=10)
     with pytest.raises(DatalistError, match="is not a .json file name"):
         write_datalist("busi", tmp_path, tmp_path / "out")
     with pytest.raises(DatalistError, match="does not exist"):
