@@ -1032,6 +1032,14 @@ def _write_json(path: Path, content: dict) -> None:
     _atomic_write(path, (json.dumps(content, indent=2) + "\n").encode())
 
 
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
 def _absolute(path: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(str(path))))
 
@@ -1056,13 +1064,14 @@ def write_datalist(
         dataset: name of the reader.
         source_dir: the dataset's folder as it unpacks.
         out_path: the JSON to write (``dataset.json`` in the bundle's ``dataset_dir``: files inside its
-            folder are listed relative to it, others by absolute path).
+            folder are listed relative to it, others by absolute path). A JSON this command did not write
+            (the Decathlon's own ``dataset.json``) is never overwritten: name it e.g. ``datalist.json``.
         folds: number of folds (>= 2); ``None`` follows the paper (4 for pancreas_ct, msd_task07 and
             busi, 3 for the Crosslink-Net sets, else a held-out validation set); 0 forces a held-out set.
             With folds, ``<out stem>_fold<i>.json`` holds fold ``i`` as validation, and ``out_path`` fold 0.
         seed: seed of the random split and folds; the same seed gives the same datalist.
-        validation: size of the held-out validation set without folds: a count of cases, or a fraction
-            when below 1 (default: the dataset's, e.g. 35 for brats2018 as in ConResNet).
+        validation: size of the held-out validation set: a count of cases, or a fraction when below 1
+            (default: the dataset's, e.g. 35 for brats2018 as in ConResNet); giving it means no folds.
         options: the reader's own options (``include_normal`` for busi, ``merge_classes`` for
             covid19_i, ``foreground_only`` for kits19_slices, ``mask_suffix`` for png_pairs/cosmos55k).
 
@@ -1080,7 +1089,9 @@ def write_datalist(
         options["seed"] = seed
     if folds and validation is not None:
         raise DatalistError("give either --folds or --validation: with folds, each fold is the validation set once")
-    folds = reader.folds if folds is None else int(folds)
+    if folds is None:
+        folds = 0 if validation is not None else reader.folds
+    folds = int(folds)
     if folds == 1 or folds < 0:
         raise DatalistError(f"folds={folds}: give 2 or more folds, or 0 for a held-out validation set")
     source = _absolute(source_dir)
@@ -1089,6 +1100,11 @@ def write_datalist(
     out = _absolute(out_path)
     if out.suffix.lower() != ".json":
         raise DatalistError(f"{out} is not a .json file name; give the datalist's path, e.g. {out / 'dataset.json'}")
+    if out.is_file() and "reader" not in _read_json_or_empty(out):
+        raise DatalistError(
+            f"{out} exists and was not written by this command (e.g. the Decathlon's own dataset.json); "
+            f"write to another name, e.g. {out.with_name('datalist.json')}, and set the bundle's datalist to it"
+        )
     base = out.parent
     base.mkdir(parents=True, exist_ok=True)
     listing = reader.read(source, base / f"{dataset}_derived", **options)

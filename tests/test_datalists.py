@@ -147,6 +147,9 @@ def test_msd_task01_label_mapping_gives_brats_values(tmp_path):
     mapped = MapLabelValued("label", **d["label_mapping"])({"label": np.array([0, 1, 2, 3])})["label"]
     assert mapped.tolist() == [0, 2, 1, 4]  # oedema -> 2, non-enhancing -> 1, enhancing -> 4
     assert not any("._" in i["image"] for i in d["training"] + d["validation"])
+    with pytest.raises(DatalistError, match=r"dataset.json exists and was not written by this command.*datalist.json"):
+        write_datalist("msd_task01", root, root / "dataset.json")
+    assert load(root / "dataset.json") == {"modality": MSD01_MODALITY}  # the Decathlon's file is left alone
 
 
 def test_msd_task01_checks_modalities_and_pairs(tmp_path):
@@ -370,8 +373,9 @@ def test_busi_merged_masks_and_stratified_folds(tmp_path):
     assert merged == "busi_derived/benign/benign (2)_mask.png"
     assert np.argwhere(np.asarray(Image.open(out.parent / merged)) == 255).tolist() == [[0, 0], [5, 7]]
     assert Path(items["benign (1).png"]["label"]) == root / "benign" / "benign (1)_mask.png"
-    d = load(write_datalist("busi", root, tmp_path / "nn.json", include_normal=False))
+    d = load(write_datalist("busi", root, tmp_path / "nn.json", include_normal=False, validation=3))
     assert all("normal" not in i["image"] for i in d["training"] + d["validation"])
+    assert (len(d["training"]), len(d["validation"])) == (9, 3) and "folds" not in d  # --validation: no folds
     (root / "malignant" / "malignant (3)_mask.png").unlink()
     with pytest.raises(DatalistError, match=r"BUSI: image .*malignant \(3\).png has no mask malignant \(3\)_mask.png"):
         write_datalist("busi", root, tmp_path / "d.json")
