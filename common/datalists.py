@@ -867,28 +867,46 @@ _SPLITS = {"train": "training", "training": "training", "val": "validation", "va
            "validation": "validation", "test": "test", "testing": "test"}
 
 
-def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "") -> Listing:
+def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "", group_by: str = "") -> Listing:
     """Image/mask pairs (PNG, JPG, BMP, TIFF) in the layout of Cosmos55k-style releases: split folders
     ``train/``, ``val/`` and ``test/`` (also ``training``, ``valid``, ``validation``, ``testing``), each
     with an image folder (``images``, ``image``, ``imgs``, ``img``) and a mask folder (``masks``, ``mask``,
     ``gt``, ``labels``), paired by file stem (a mask stem may end in ``mask_suffix``). Without split
     folders, ``source`` holds the two folders and a validation set is held out at random. A labelled
-    ``test/`` is listed under ``test`` with its labels; a ``test/`` with images only, without."""
+    ``test/`` is listed under ``test`` with its labels; a ``test/`` with images only, without.
+
+    ``group_by`` is a regular expression whose match at the start of a file stem names the image's patient
+    or volume (e.g. ``pat[0-9]+`` for ``pat12_z03_t05.png``): images of one group share a fold and a
+    side of the held-out split. Without it every image is its own group.
+    Cosmos55k's own archive layout was not available to check: if it differs, arrange it as above.
+    """
     _require_dir(source, "the image/mask pairs")
+    pattern = re.compile(group_by) if group_by else None
+
+    def group(stem: str) -> str:
+        if pattern is None:
+            return stem
+        m = pattern.match(stem)
+        if m is None or not m.group(0):
+            raise DatalistError(f"{source}: file {stem!r} does not start with a match of group_by {group_by!r}; "
+                                "fix the pattern or the file name")
+        return m.group(0)
+
     split_dirs = [(p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir())
                   if p.is_dir() and p.name.lower() in _SPLITS]
     cases = []
     if not split_dirs:
         images, masks = _image_mask_dirs(source, source.name)
+        found = _pairs(images, masks, source.name, mask_suffix)
         return Listing(source.name, f"image/mask pairs read from {source}", _BINARY_LABELS,
-                       [Case(str(i), str(m), i.stem) for i, m in _pairs(images, masks, source.name, mask_suffix)])
+                       [Case(str(i), str(m), group(i.stem)) for i, m in found])
     for folder, split in split_dirs:
         if split == "test" and _find_child(folder, _MASK_DIRS) is None:
             images = _find_child(folder, _IMAGE_DIRS) or folder
             cases += [Case(str(p), None, p.stem, split="test") for p in _files(images, _IMAGE_2D)]
             continue
         images, masks = _image_mask_dirs(folder, f"{source.name}/{folder.name}")
-        cases += [Case(str(i), str(m), f"{folder.name}/{i.stem}", split=split)
+        cases += [Case(str(i), str(m), f"{folder.name}/{group(i.stem)}", split=split)
                   for i, m in _pairs(images, masks, f"{source.name}/{folder.name}", mask_suffix)]
     if not any(c.split == "training" for c in cases):
         raise DatalistError(
@@ -898,22 +916,43 @@ def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "") -> Listin
     return Listing(source.name, f"image/mask pairs read from {source}", _BINARY_LABELS, cases)
 
 
+_CARDIAC_CONVERSION = (
+    "Convert each annotated slice to images/<subject>_<slice>.png and a mask masks/<subject>_<slice>.png "
+    "(0 background, 1 LV cavity inside the endocardial contour, 2 myocardium between the endocardial and "
+    "epicardial contours), then run: medseg-bundles datalist png_pairs FOLDER OUT_JSON --folds 3 "
+    "--group_by '[^_]+' (the subject prefix keeps a subject's slices in one fold)"
+)
+
+
 def read_york_cardiac(source: Path, derived: Path) -> Listing:
     """The York cardiac MRI set Crosslink-Net uses (33 subjects, 7,980 slices of 256x256; Andreopoulos and
-    Tsotsos 2008): published as MATLAB files ``sol_yxzt_patN.mat`` and ``manual_seg_32points_patN.mat``.
+    Tsotsos 2008), published as MATLAB files (``sol_yxzt_patN.mat`` images, ``manual_seg_32points_patN.mat``
+    contours, as remembered, not checked here).
 
     MATLAB files cannot be read with the declared dependencies (nibabel, ITK, numpy, Pillow), so this
-    reader does not convert them; it raises with what to do. Convert each annotated slice to a PNG image
-    and a PNG mask (0 background, 1 left-ventricle cavity inside the endocardial contour, 2 myocardium
-    between the endocardial and epicardial contours) into ``images/`` and ``masks/`` folders named
-    ``patN_zZZ_tTT.png``, then run ``png_pairs``. (The Sunnybrook set, DICOM + contour text files, is not
-    the set of the paper: 45 cine series instead of 33 subjects.)
+    reader raises with what to do: convert each annotated slice to a PNG image and a PNG mask
+    (0 background, 1 left-ventricle cavity, 2 myocardium) in ``images/`` and ``masks/`` named
+    ``<subject>_<slice>.png``, then run ``png_pairs`` with ``--folds 3 --group_by '[^_]+'``.
     """
     raise DatalistError(
-        f"york_cardiac: the York cardiac MRI set is published as MATLAB .mat files ({source}), which the declared "
-        "dependencies cannot read. Convert each annotated slice to images/patN_zZZ_tTT.png and a mask "
-        "masks/patN_zZZ_tTT.png (1 LV cavity, 2 myocardium), then run: "
-        "medseg-bundles datalist png_pairs FOLDER OUT_JSON --folds 3"
+        f"york_cardiac: the York cardiac MRI set is published as MATLAB .mat files ({source}), which the "
+        f"declared dependencies (nibabel, ITK, numpy, Pillow) cannot read. {_CARDIAC_CONVERSION}"
+    )
+
+
+def read_sunnybrook(source: Path, derived: Path) -> Listing:
+    """The Sunnybrook Cardiac Data (45 cine series; the 2009 LV segmentation challenge): DICOM images
+    ``SCD_IMAGES_xx/SCD00001xx/CINESAX_*/IM-000s-NNNN.dcm`` and contour text files
+    ``SCD_ManualContours/SC-HF-I-01/contours-manual/IRCCI-expert/IM-0001-NNNN-icontour-manual.txt``.
+
+    The contour folders (``SC-HF-I-01``) and the image folders (``SCD0000101``) are tied only by the
+    patient table shipped as a spreadsheet, and the contour names do not carry the image series number, so
+    the pairs cannot be made reliably with the declared dependencies: this reader raises with what to do.
+    It is not the paper's set (Crosslink-Net's 33 subjects and 7,980 slices are the York set).
+    """
+    raise DatalistError(
+        f"sunnybrook: the Sunnybrook contours ({source}) are tied to their DICOM series only through the SCD "
+        f"patient spreadsheet, which the declared dependencies cannot read. {_CARDIAC_CONVERSION}"
     )
 
 
@@ -949,6 +988,8 @@ DATASETS: dict[str, DatasetReader] = {
                                    ("crosslinknet_covid_ct_segmentation",), folds=3),
     "york_cardiac": DatasetReader(read_york_cardiac, "York cardiac MRI (.mat): explains the conversion to png_pairs",
                                   ("crosslinknet_covid_ct_segmentation",), folds=3),
+    "sunnybrook": DatasetReader(read_sunnybrook, "Sunnybrook cardiac (DICOM + contours): explains the conversion",
+                                ("crosslinknet_covid_ct_segmentation",), folds=3),
     "pranet_polyp": DatasetReader(read_pranet_polyp, "PraNet's TrainDataset/TestDataset (900 Kvasir + 550 ClinicDB)",
                                   ("chnet_polyp_segmentation",)),
     "kvasir_clinicdb": DatasetReader(read_kvasir_clinicdb, "Kvasir-SEG/ + CVC-ClinicDB/ downloads, PraNet's sizes",
@@ -1057,8 +1098,8 @@ def write_datalist(
 
     Command line: ``medseg-bundles datalist DATASET SOURCE_DIR OUT_JSON [--folds K] [--seed S]
     [--validation N]``. Datasets (see ``DATASETS``): brats2018, brats2020, msd_task01, pancreas_ct,
-    msd_task07, covid19_20, covid19_i, kits19, kits19_slices, york_cardiac, pranet_polyp,
-    kvasir_clinicdb, kvasir_seg, cvc_clinicdb, busi, cosmos55k, png_pairs.
+    msd_task07, covid19_20, covid19_i, kits19, kits19_slices, york_cardiac, sunnybrook,
+    pranet_polyp, kvasir_clinicdb, kvasir_seg, cvc_clinicdb, busi, cosmos55k, png_pairs.
 
     Args:
         dataset: name of the reader.
@@ -1073,7 +1114,8 @@ def write_datalist(
         validation: size of the held-out validation set: a count of cases, or a fraction when below 1
             (default: the dataset's, e.g. 35 for brats2018 as in ConResNet); giving it means no folds.
         options: the reader's own options (``include_normal`` for busi, ``merge_classes`` for
-            covid19_i, ``foreground_only`` for kits19_slices, ``mask_suffix`` for png_pairs/cosmos55k).
+            covid19_i, ``foreground_only`` for kits19_slices, ``mask_suffix`` and ``group_by`` for
+            png_pairs and cosmos55k).
 
     Returns:
         ``out_path``.

@@ -398,6 +398,21 @@ def test_cosmos55k_splits_and_png_pairs(tmp_path):
     assert d["validation"][0]["label"].endswith("_mask.png")
 
 
+def test_png_pairs_group_by_keeps_subjects_in_one_fold(tmp_path):
+    root = tmp_path / "cardiac"
+    names = [f"pat{p}_z{z:02d}" for p in range(1, 7) for z in range(p % 3 + 1)]  # 1 to 3 slices a subject
+    pairs(root, names, size=(4, 4))
+    out = write_datalist("png_pairs", root, root / "dataset.json", folds=3, group_by="[^_]+")
+    items = load(out)["training"] + load(out)["validation"]
+    fold_of = {}
+    for i in items:
+        fold_of.setdefault(Path(i["image"]).name.split("_")[0], set()).add(i["fold"])
+    assert len(fold_of) == 6 and all(len(f) == 1 for f in fold_of.values())
+    assert sorted(len(load(root / f"dataset_fold{k}.json")["validation"]) for k in range(3)) == [4, 4, 4]
+    with pytest.raises(DatalistError, match=r"'pat1_z00' does not start with a match of group_by 'case'"):
+        write_datalist("png_pairs", root, root / "dataset.json", group_by="case")
+
+
 # ------------------------------------------------------------------------------------------ general
 
 def test_paths_load_with_monai_inside_and_outside(tmp_path):
@@ -436,6 +451,7 @@ def test_command_line_errors(tmp_path):
         write_datalist("busi", tmp_path, tmp_path / "out")
     with pytest.raises(DatalistError, match="does not exist"):
         write_datalist("busi", tmp_path / "missing", tmp_path / "d.json")
-    with pytest.raises(DatalistError, match=r"York cardiac MRI .* MATLAB .mat .* png_pairs FOLDER OUT_JSON --folds 3"):
-        write_datalist("york_cardiac", tmp_path, tmp_path / "d.json")
+    for name in ("york_cardiac", "sunnybrook"):
+        with pytest.raises(DatalistError, match=r"cannot read\. Convert .* png_pairs FOLDER OUT_JSON --folds 3 --group"):
+            write_datalist(name, tmp_path, tmp_path / "d.json")
     assert all(r.bundles and r.summary for r in DATASETS.values())
