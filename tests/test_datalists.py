@@ -452,6 +452,6 @@ def test_command_line_errors(tmp_path):
     with pytest.raises(DatalistError, match="does not exist"):
         write_datalist("busi", tmp_path / "missing", tmp_path / "d.json")
     for name in ("york_cardiac", "sunnybrook"):
-        with pytest.raises(DatalistError, match=r"cannot read\. Convert .* png_pairs FOLDER OUT_JSON --folds 3 --group"):
+        with pytest.raises(DatalistError, match=r"cannot read\. Convert .* png_pairs FOLDER OUT_JSON --folds 3"):
             write_datalist(name, tmp_path, tmp_path / "d.json")
     assert all(r.bundles and r.summary for r in DATASETS.values())
