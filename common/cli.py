@@ -5,6 +5,7 @@ Commands:
     sample-data KIND DIR      write a sample dataset (brain_mri, ct, gray2d, rgb2d) and its datalist
     verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
     demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> PNG overlay
+    datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 from common.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bundle_dirs
 from common.data import SAMPLE_KINDS, make_sample_data
+from common.datalists import DatalistError, describe_datasets, write_datalist
 
-__all__ = ["main", "demo", "verify", "list_bundles", "sample_data"]
+__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist"]
 
 
 def _step(message: str) -> None:
@@ -191,10 +193,30 @@ def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | 
         print(f"  predictions: {predictions}\n  metrics:     {metrics}\n  overlay:     {overlay}")
 
 
+def datalist(dataset: str | None = None, source_dir: str | None = None, out_json: str | None = None,
+             **options) -> str | None:
+    """Write the datalist JSON of a public dataset (BraTS, Pancreas-CT, KiTS19, Kvasir-SEG, BUSI, ...) read in
+    the layout it is published in. Without arguments, list the datasets. Options: ``--folds K``,
+    ``--seed S``, ``--validation N`` and the reader's own (see ``common.datalists.write_datalist``)."""
+    if dataset is None or source_dir is None or out_json is None:
+        print(describe_datasets())
+        if dataset is not None:
+            raise SystemExit("usage: medseg-bundles datalist DATASET SOURCE_DIR OUT_JSON [--folds K]")
+        return None
+    _step(f"reading {dataset} from {source_dir}")
+    try:
+        path = write_datalist(dataset, source_dir, out_json, **options)
+    except DatalistError as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"datalist: {path}")
+    return str(path)
+
+
 def main() -> None:
     import fire
 
-    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo})
+    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
+               "datalist": datalist})
 
 
 if __name__ == "__main__":

@@ -61,3 +61,12 @@ def test_demo_trains_evaluates_infers_and_draws(tmp_path: Path, capsys) -> None:
     overlay = next(work.glob("*_overlay.png"))
     with Image.open(overlay) as png:
         assert png.mode == "RGB" and png.size == (64 * 3, 64 * 3)
+
+
+def test_datalist_lists_datasets_and_reports_bad_folders(tmp_path: Path, capsys) -> None:
+    cli.datalist()
+    listing = capsys.readouterr().out
+    assert listing.startswith("brats2018") and "busi" in listing and "cosmos55k" in listing
+    with pytest.raises(SystemExit, match="error: .*missing.*does not exist"):
+        cli.datalist("busi", str(tmp_path / "missing"), str(tmp_path / "out.json"))
+    assert not (tmp_path / "out.json").exists()
