@@ -1,0 +1,53 @@
+"""EAA-Net bundle configs: the training batches the data chain makes from the 3D sample data, the epoch
+length, and the COVID-19-20 override (Table 3 size, CT intensity, merges over train and inference)."""
+
+from __future__ import annotations
+
+import torch
+
+from monai.bundle import ConfigParser
+
+from common.contract import REPO_ROOT
+from common.data import make_sample_data
+
+BUNDLE = REPO_ROOT / "bundles" / "eaanet_brats_mri_segmentation"
+
+
+def parser(*names: str, **override) -> ConfigParser:
+    p = ConfigParser()
+    p.read_config([str(BUNDLE / "configs" / n) for n in names])
+    p["bundle_root"] = str(BUNDLE)
+    for k, v in override.items():
+        p[k] = v
+    return p
+
+
+def test_training_batches_from_sample_volumes(sample_root):
+    dataset_dir = make_sample_data("brain_mri", sample_root / "brain_mri").parent
+    p = parser("train.json", "sample_data.json", dataset_dir=str(dataset_dir), num_workers=0)
+    batch = next(iter(p.get_parsed_content("train#dataloader")))
+    slices = p["batch_size"] * p["slices_per_volume"]
+    image, label = batch["image"], batch["label"]
+    assert image.shape == (slices, 12, 64, 64) and label.shape == (slices, 1, 64, 64)
+    assert set(torch.unique(label).tolist()) <= {0.0, 1.0}  # whole tumour = label > 0
+    # 4 training volumes, 2 a batch, 40 slices a volume, 4 slices a volume a step -> 2 x 40 / 4
+    assert p.get_parsed_content("epoch_length") == 20
+    net = p.get_parsed_content("network_def").train()
+    loss = p.get_parsed_content("loss")(net(image), label)
+    assert torch.isfinite(loss)
+
+
+def test_covid19_override():
+    for base in ("train.json", "inference.json"):
+        p = parser(base, "covid19_ct.json")
+        net = p.get_parsed_content("network_def")
+        assert net.in_channels == 3
+        n = sum(x.numel() for x in net.parameters())
+        assert abs(n - 15.67e6) / 15.67e6 < 0.05, n  # Table 3: EAA-Net + U-Net, 15.67 M
+        intensity = p.get_parsed_content("intensity_transform")
+        assert type(intensity).__name__ == "ScaleIntensityRanged"
+
+
+def test_default_network_is_table_2_size():
+    net = parser("train.json").get_parsed_content("network_def")
+    assert sum(x.numel() for x in net.parameters()) == 2_341_942
