@@ -104,3 +104,12 @@ def test_rejects_logits_and_shape_mismatch():
         SMeasure()(t([[2.0, -1.0]]), t([[1, 0]]))
     with pytest.raises(ValueError, match="must both be"):
         WeightedFMeasure()(t([[1.0, 0.0]]), t([[1, 0, 0]]))
+
+
+def test_volume_is_scored_slice_by_slice():
+    gt = interior_mask()
+    pred = np.stack([gt, 1 - gt], axis=-1)  # one perfect slice (S = 1), one inverted slice (S = 0)
+    metric = SMeasure()
+    metric(torch.as_tensor(pred, dtype=torch.float32)[None, None], torch.as_tensor(np.stack([gt, gt], -1))[None, None])
+    assert metric.aggregate().item() == pytest.approx(0.5, abs=1e-6)
+

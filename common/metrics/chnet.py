@@ -12,6 +12,8 @@ Sufficient for Medical Image Segmentation", Section 5.2, Tables 1, 3 and 4):
 MAE is MONAI's :class:`monai.metrics.MAEMetric`. All three metrics here take foreground probabilities
 ``y_pred`` in [0, 1] (apply a sigmoid to the logits first) and a binary ``y`` (values > 0.5 are
 foreground), both (B, C, H, W) or lists of (C, H, W); every image and channel is scored on its own.
+Volumes (B, C, H, W, D) are scored slice by slice along the last axis (the paper evaluates CT slices) and
+the slice scores averaged per volume.
 They subclass :class:`monai.metrics.CumulativeIterationMetric`, so MONAI's
 :class:`monai.handlers.IgniteMetricHandler` drives them in a ``SupervisedEvaluator``.
 """
@@ -46,9 +48,10 @@ class _ForegroundMapMetric(CumulativeIterationMetric):
         name = type(self).__name__
         if y is None:
             raise ValueError(f"{name} needs the label y besides the prediction.")
-        if y_pred.shape != y.shape or y_pred.ndim != 4:
+        if y_pred.shape != y.shape or y_pred.ndim not in (4, 5):
             raise ValueError(
-                f"{name}: y_pred {tuple(y_pred.shape)} and y {tuple(y.shape)} must both be (B, C, H, W)."
+                f"{name}: y_pred {tuple(y_pred.shape)} and y {tuple(y.shape)} must both be (B, C, H, W) or "
+                "(B, C, H, W, D)."
             )
         pred = y_pred.detach().cpu().double().numpy()
         if pred.size and (pred.min() < 0 or pred.max() > 1):
@@ -56,7 +59,13 @@ class _ForegroundMapMetric(CumulativeIterationMetric):
                 f"{name}: y_pred holds values outside [0, 1]; give probabilities (e.g. a sigmoid of the logits)."
             )
         gt = y.detach().cpu().numpy() > 0.5
-        scores = [[self._score(pred[b, c], gt[b, c]) for c in range(pred.shape[1])] for b in range(pred.shape[0])]
+        if pred.ndim == 4:
+            pred, gt = pred[..., None], gt[..., None]
+        scores = [
+            [np.mean([self._score(pred[b, c, ..., d], gt[b, c, ..., d]) for d in range(pred.shape[-1])], axis=0)
+             for c in range(pred.shape[1])]
+            for b in range(pred.shape[0])
+        ]
         return torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32)
 
     def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
