@@ -10,6 +10,15 @@ import torch
 from common.contract import REPO_ROOT
 from common.data import make_sample_data
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 BUNDLE = REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation"
 CONFIGS = BUNDLE / "configs"
 TINY = {"features": [4, 8, 16, 32, 64], "decoder_features": [2, 4, 8, 16, 32], "num_workers": 0, "image_size": [64, 64]}
@@ -46,7 +55,7 @@ def ct_dir(sample_root) -> Path:
 
 @pytest.mark.parametrize(
     "override, window",
-    [("kits19.json", (-160, 240)), ("covid19_multiclass.json", (-1250, 250)), ("cardiac_mr.json", None)],
+    [("kits19.json", (-160, 240)), ("covid19_multiclass.json", (-1250, 250))],
 )
 def test_volume_overrides_give_2d_training_slices(override, window, ct_dir):
     p = parser("train.json", override, dataset_dir=str(ct_dir), **TINY)
@@ -56,9 +65,33 @@ def test_volume_overrides_give_2d_training_slices(override, window, ct_dir):
     for item in items:
         assert item["image"].shape == (1, 64, 64) and item["label"].shape == (1, 64, 64)
         assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
-    if window is not None:
-        intensity = p.get_parsed_content("image_intensity")
-        assert (intensity.scaler.a_min, intensity.scaler.a_max) == window
+    intensity = p.get_parsed_content("image_intensity")
+    assert (intensity.scaler.a_min, intensity.scaler.a_max) == window
+
+
+def test_cardiac_override_trains_three_classes_on_png_pairs(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(2):
+        mask = np.zeros((48, 40), np.uint8)
+        mask[10:30, 12:28] = 2  # myocardium ring around the LV cavity
+        mask[14:26, 16:24] = 1
+        image = (rng.uniform(0, 60, mask.shape) + 80 * mask).astype(np.uint8)
+        for folder, array in (("images", image), ("masks", mask)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            Image.fromarray(array).save(tmp_path / folder / f"case_{i}.png")
+        items.append({"image": f"images/case_{i}.png", "label": f"masks/case_{i}.png"})
+    (tmp_path / "dataset.json").write_text(json.dumps({"training": items, "validation": items, "test": items}))
+    p = parser("train.json", "cardiac_mr.json", dataset_dir=str(tmp_path), **TINY)
+    batch = next(iter(p.get_parsed_content("train#dataloader")))
+    assert batch["image"].shape == batch["label"].shape == (2, 1, 64, 64)
+    assert set(torch.unique(batch["label"]).tolist()) <= {0.0, 1.0, 2.0} and 1.0 in torch.unique(batch["label"]).tolist()
+    net, loss = p.get_parsed_content("network_def"), p.get_parsed_content("loss")
+    value = loss(net.train()(batch["image"].as_tensor()), batch["label"].as_tensor())
+    assert torch.isfinite(value)
+    value.backward()
 
 
 def test_kits19_trains_on_slices_and_infers_volumes_in_input_geometry(ct_dir, tmp_path):
