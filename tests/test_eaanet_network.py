@@ -32,22 +32,22 @@ def test_table_2_parameters_and_macs():
 @pytest.mark.parametrize("backbone", ["unet", "segnet", "deeplabv3plus"])
 def test_train_and_eval_outputs(backbone):
     net = tiny_net(backbone=backbone)
-    x = torch.randn(2, 12, 32, 32)
+    x = torch.randn(2, 12, 32, 16)
     complete, basic, reconstruction, centre = net.train()(x)
-    assert complete.shape == basic.shape == (2, 2, 32, 32)
-    assert reconstruction.shape == (2, 4, 32, 32)
+    assert complete.shape == basic.shape == (2, 2, 32, 16)
+    assert reconstruction.shape == (2, 4, 32, 16)
     assert torch.equal(centre, x[:, [1, 4, 7, 10]])
     net.eval()
     out = net(x)
-    assert isinstance(out, torch.Tensor) and out.shape == (2, 2, 32, 32)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 2, 32, 16)
 
 
 @pytest.mark.parametrize("backbone", ["unet", "segnet", "deeplabv3plus"])
 def test_trace_matches_eager(backbone):
     net = tiny_net(backbone=backbone).eval()
-    x = torch.randn(1, 12, 32, 32)
-    traced = torch.jit.trace(net, x)
-    y = torch.randn(2, 12, 48, 16)  # other batch and size than the trace example
+    x = torch.randn(1, 12, 16, 16)
+    traced = torch.jit.trace(net, x, check_trace=False)  # checked below, on another input
+    y = torch.randn(2, 12, 32, 16)  # other batch and size than the trace example
     torch.testing.assert_close(traced(y), net(y))
 
 
