@@ -118,3 +118,15 @@ def test_gradients_reach_both_attention_heads(structure):
         lambda v, h: AttentionCorrelationLoss()(v, h, attention_mask(label.double())),
         (a_v.detach().double().requires_grad_(), a_h.detach().double().requires_grad_()),
     )
+
+
+def test_attention_mask_follows_attention_level():
+    torch.manual_seed(0)
+    net = CrosslinkNet(attention_level=2, features=(4, 8, 16, 32, 64), decoder_features=(2, 4, 8, 16, 32)).train()
+    logits, att_v, att_h = net(torch.randn(2, 1, 32, 32))
+    assert att_v.shape == (2, 1, 16, 16)
+    label = torch.zeros(2, 1, 32, 32)
+    label[:, :, 8:20, 4:12] = 1
+    value = CrosslinkNetLoss(0.0, 0.0, 1.0)((logits, att_v, att_h), label)
+    expected = AttentionCorrelationLoss()(att_v, att_h, attention_mask(label, times=1))
+    torch.testing.assert_close(value, expected)

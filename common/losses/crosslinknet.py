@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
@@ -81,7 +83,7 @@ class CrosslinkNetLoss(_Loss):
     ``L_cls`` is the binary cross-entropy of Eq. 3 (multi-class outputs: softmax cross-entropy),
     ``L_dice`` the Dice loss of Eq. 4 (``smooth`` is its epsilon), both from MONAI's ``DiceCELoss``;
     ``L_atn`` is :class:`AttentionCorrelationLoss` on the network's two level-3 attention maps and the
-    twice average-pooled foreground of the label. Defaults are the paper's best weights (Table II).
+    twice average-pooled foreground of the label (pooled as often as the maps' level needs). Defaults are the paper's best weights (Table II).
 
     The prediction is the tuple ``(logits, att_v, att_h)`` of ``CrosslinkNet`` in ``train()`` mode, or
     the logits alone (then ``L_atn`` is left out).
@@ -133,5 +135,7 @@ class CrosslinkNetLoss(_Loss):
             loss = self.lambda_cls * self.multiclass.ce(logits, label) + self.lambda_dice * self.multiclass.dice(logits, label)
         if att and self.lambda_atn > 0:
             att_v, att_h = att
-            loss = loss + self.lambda_atn * self.attention(att_v, att_h, attention_mask(label, times=2))
+            # the paper's maps are at level 3, 1/4 of the input: M is the label average-pooled twice
+            times = max(int(round(math.log2(label.shape[-2] / att_v.shape[-2]))), 0)
+            loss = loss + self.lambda_atn * self.attention(att_v, att_h, attention_mask(label, times=times))
         return loss

@@ -175,8 +175,10 @@ class CrosslinkNet(nn.Module):
             vertical, horizontal, 3x3 and 1x1 kernels).
         structure: ``"release"`` (default): the structure of the authors' release, which matches the
             121 MB of Table III: the 1x1 fusion and residual convs of each level and the attention head
-            are shared by both branches, and the horizontal branch's 3x3 path is one 1x1 conv + BN.
+            are shared by both branches, and the horizontal branch's 3x3 path is one 1x1 conv + BN
+            (likewise every 1x1 path of the ablations is one conv + BN).
             ``"table"``: Table I read literally (a 3x3 residual stack in both branches, nothing shared).
+        attention_level: encoder level of the attention maps (the paper's choice is 3; Fig. 7 compares 1-5).
     """
 
     def __init__(
