@@ -68,7 +68,8 @@ def test_entropy_uniform_noise():
     # j the 256-level quantisation of the mean of 8 uniforms (Irwin-Hall distribution of their sum)
     def irwin_hall_cdf(x: float, n: int = 8) -> float:
         x = min(max(x, 0.0), float(n))
-        return sum((-1) ** k * math.comb(n, k) * (x - k) ** n for k in range(int(math.floor(x)) + 1)) / math.factorial(n)
+        terms = ((-1) ** k * math.comb(n, k) * (x - k) ** n for k in range(int(math.floor(x)) + 1))
+        return sum(terms) / math.factorial(n)
 
     p = [irwin_hall_cdf(8 * (k + 1) / 256) - irwin_hall_cdf(8 * k / 256) for k in range(256)]
     expected = 8 - sum(q * math.log2(q) for q in p if q > 0)  # 14.7539 bits
@@ -92,8 +93,9 @@ def test_top_r_per_sample(mode):
         levels = [base * s for s in (1, 2, 3, 4)]
     else:
         g = torch.Generator().manual_seed(1)
-        levels = [torch.zeros(8, 8), checkerboard(8, 8).float(), torch.rand(8, 8, generator=g) > 0.5, torch.rand(8, 8, generator=g)]
-        levels = [lv.float() for lv in levels]
+        # constant (0 bits) < checkerboard (1 bit) < random binary < uniform noise
+        levels = [torch.zeros(8, 8), checkerboard(8, 8), torch.rand(8, 8, generator=g) > 0.5]
+        levels = [lv.float() for lv in levels] + [torch.rand(8, 8, generator=g)]
     sample0 = torch.stack(levels + [levels[3]])
     sample1 = torch.stack(levels[::-1] + [levels[0]])
     x = torch.stack([sample0, sample1])

@@ -51,7 +51,9 @@ class _OverlapMetric(CumulativeIterationMetric):
     def _score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if y is None:
             raise ValueError(f"{type(self).__name__} needs the label y besides the prediction.")
         return self._score(*confusion_counts(y_pred, y)).float()
@@ -78,7 +80,10 @@ class ConformityMetric(_OverlapMetric):
     """
 
     def __init__(
-        self, min_dice: float = 0.01, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False
+        self,
+        min_dice: float = 0.01,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        get_not_nans: bool = False,
     ) -> None:
         super().__init__(reduction, get_not_nans)
         self.min_dice = min_dice

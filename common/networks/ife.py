@@ -78,7 +78,9 @@ def curvature_kernel(spatial_dims: int = 2) -> torch.Tensor:
 def _as_single_channel_batch(x: torch.Tensor, caller: str) -> torch.Tensor:
     """(B, C, *spatial) -> (B * C, 1, *spatial), checking the valid 3x3(x3) window fits."""
     if x.ndim not in (4, 5):
-        raise ValueError(f"{caller}: expected a (B, C, H, W) or (B, C, D, H, W) feature map, got shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"{caller}: expected a (B, C, H, W) or (B, C, D, H, W) feature map, got shape {tuple(x.shape)}."
+        )
     if not torch.jit.is_tracing() and min(x.shape[2:]) < 3:
         raise ValueError(
             f"{caller}: every spatial size of the feature map must be >= 3 for the 3x3 windows, got "
@@ -220,7 +222,10 @@ class IFE(nn.Module):
         return torch.cat([x, selected], dim=1)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, ratio={self.ratio}, in_channels={self.in_channels}, out_channels={self.out_channels}"
+        return (
+            f"mode={self.mode!r}, ratio={self.ratio}, in_channels={self.in_channels}, "
+            f"out_channels={self.out_channels}"
+        )
 
 
 def _check_mode_ratios(mode: str, ratios: Sequence[float] | None, default: tuple[float, float], name: str):
@@ -331,7 +336,9 @@ class IFEDeepLabV3Plus(nn.Module):
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
-            raise ValueError(f"IFEDeepLabV3Plus: only spatial_dims=2 is supported (2D ResNet backbone), got {spatial_dims}.")
+            raise ValueError(
+                f"IFEDeepLabV3Plus: only spatial_dims=2 is supported (2D ResNet backbone), got {spatial_dims}."
+            )
         ratios = _check_mode_ratios(mode, ratios, (0.5, 0.0), "IFEDeepLabV3Plus")
         self.mode = mode
         self.ratios = ratios
