@@ -95,5 +95,7 @@ def test_user_errors_name_the_fix():
         EAANet(backbone="resnet")
     with pytest.raises(ValueError, match="reconstruction_channels"):
         EAANet(channels=(4, 8, 8, 16, 16), reconstruction_channels=(2, 4))
+    with pytest.raises(ValueError, match="aspp_channels"):
+        EAANet(backbone="deeplabv3plus", aspp_channels=30)
     with pytest.raises(ValueError, match="12 channels"):
         tiny_net().eval()(torch.randn(1, 4, 16, 16))

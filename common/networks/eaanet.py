@@ -253,12 +253,14 @@ class DeepLabV3PlusBackbone(_Backbone):
         super().__init__()
         if len(channels) != 5:
             raise ValueError(f"the DeepLabV3+ backbone needs 5 encoder widths (strides 1-16), got channels={channels}.")
+        aspp_branches = 4
+        if aspp_channels % aspp_branches:
+            raise ValueError(f"aspp_channels must be a multiple of {aspp_branches} (ASPP branches), got {aspp_channels}.")
         channels = tuple(channels)
         self.encoders = nn.ModuleList(
             EncoBlock(spatial_dims, c_in, c_out, downsample=k > 0, se_reduction=se_reduction)
             for k, (c_in, c_out) in enumerate(zip((in_channels,) + channels[:-1], channels))
         )
-        aspp_branches = 4
         self.aspp = SimpleASPP(
             spatial_dims,
             channels[-1],
