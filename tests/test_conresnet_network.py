@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from common.networks.conresnet import (
     ConResNet,
+    ConResNetEnsemble,
     ContextResidualModule,
     WeightStandardizedConv,
     inter_slice_residual,
@@ -185,3 +186,19 @@ def test_deepcopy_and_2d():
     net = copy.deepcopy(tiny_net(spatial_dims=2, residual_axis=1)).train()
     outs = net(torch.randn(2, 2, 16, 16))
     assert [o.shape for o in outs] == [(2, 3, 16, 16)] * 4
+
+
+def test_checkpoint_ensemble_averages_probabilities(tmp_path):
+    torch.manual_seed(1)
+    nets = [tiny_net().eval(), ConResNet(**TINY).eval()]
+    torch.save(nets[0].state_dict(), tmp_path / "a.pt")
+    torch.save({"model": nets[1].state_dict(), "optimizer": {}}, tmp_path / "b.pt")
+    ensemble = ConResNetEnsemble.from_checkpoints(tiny_net(), [tmp_path / "a.pt", tmp_path / "b.pt"]).eval()
+    x = torch.randn(1, 2, 8, 8, 8)
+    with torch.no_grad():
+        mean = (torch.sigmoid(nets[0](x)) + torch.sigmoid(nets[1](x))) / 2
+        torch.testing.assert_close(torch.sigmoid(ensemble(x)), mean, rtol=1e-4, atol=1e-5)
+        traced = torch.jit.trace(ensemble, x)
+        torch.testing.assert_close(traced(x), ensemble(x))
+    with pytest.raises(FileNotFoundError, match="ensemble_ckpts"):
+        ConResNetEnsemble.from_checkpoints(tiny_net(), [tmp_path / "missing.pt"])

@@ -10,14 +10,16 @@ and deep supervision heads on the ConRes decoder (Section III-D).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Dropout
 from torch import nn
 
-__all__ = ["ConResNet", "ContextResidualModule", "PreActivationResidualBlock", "WeightStandardizedConv",
+__all__ = ["ConResNet", "ConResNetEnsemble", "ContextResidualModule", "PreActivationResidualBlock", "WeightStandardizedConv",
            "inter_slice_residual", "resolve_residual_axis"]
 
 #: Spatial axis of each view in MONAI's channel-first RAS layout (C, X, Y, Z): axial slices are
@@ -358,3 +360,61 @@ class ConResNet(nn.Module):
             self._upsample(self.res_head_x2(res2), x),
             self._upsample(self.res_head_x4(res4), x),
         )
+
+
+class ConResNetEnsemble(nn.Module):
+    """Average of the probabilities of independently trained networks, for inference (Section IV-C: the
+    BraTS test results come from an ensemble of three ConResNets).
+
+    Returns logits of the mean probability, ``logit(mean_k sigmoid(f_k(x)))`` (or ``log(mean_k
+    softmax(f_k(x)))`` with ``multiclass=True``), so the single network's post-processing (sigmoid or
+    softmax, threshold or argmax) applies unchanged. Only ``eval()`` mode is supported.
+
+    Args:
+        networks: the members, all with the same output channels.
+        multiclass: average softmax instead of sigmoid probabilities.
+        eps: probabilities are clamped to ``[eps, 1 - eps]`` before the logit/log.
+    """
+
+    def __init__(self, networks: Sequence[nn.Module], multiclass: bool = False, eps: float = 1e-6) -> None:
+        super().__init__()
+        if not networks:
+            raise ValueError("ConResNetEnsemble needs at least one network (or checkpoint).")
+        self.networks = nn.ModuleList(networks)
+        self.multiclass = multiclass
+        self.eps = eps
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        network: nn.Module,
+        checkpoints: Sequence[str | Path],
+        map_location: str | torch.device | None = None,
+        multiclass: bool | None = None,
+    ) -> ConResNetEnsemble:
+        """One copy of ``network`` a checkpoint; a checkpoint is a state dict (``model.pt``) or a training
+        checkpoint holding it under ``"model"``. ``multiclass`` defaults to ``network.multiclass``."""
+        members = []
+        for path in checkpoints:
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"ensemble checkpoint {path} does not exist; list existing model.pt files in 'ensemble_ckpts'."
+                )
+            state = torch.load(str(path), map_location=map_location, weights_only=True)
+            if isinstance(state.get("model"), dict):
+                state = state["model"]
+            member = copy.deepcopy(network)
+            member.load_state_dict(state)
+            members.append(member)
+        if multiclass is None:
+            multiclass = bool(getattr(network, "multiclass", False))
+        return cls(members, multiclass=multiclass)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("ConResNetEnsemble is for inference only; call .eval() first.")
+        if self.multiclass:
+            probs = torch.stack([torch.softmax(n(x), dim=1) for n in self.networks]).mean(0)
+            return torch.log(probs.clamp_min(self.eps))
+        probs = torch.stack([torch.sigmoid(n(x)) for n in self.networks]).mean(0)
+        return torch.logit(probs, eps=self.eps)
