@@ -51,3 +51,20 @@ def test_covid19_override():
 def test_default_network_is_table_2_size():
     net = parser("train.json").get_parsed_content("network_def")
     assert sum(x.numel() for x in net.parameters()) == 2_341_942
+
+
+def test_volume_similarity_metric_by_hand():
+    """evaluate.json's VS = 1 - | |P| - |G| | / (|P| + |G|) per case: 3 predicted voxels, 1 true -> 1 - 2/4."""
+    p = parser("train.json", "evaluate.json")
+    metric = p.get_parsed_content("validate#additional_metrics#val_volume_similarity")
+    pred = torch.zeros(2, 2, 2, 2)
+    pred[1, 0, :, 0] = 1
+    pred[1, 1, 0, 0] = 1
+    pred[0] = 1 - pred[1]
+    label = torch.zeros(2, 2, 2, 2)
+    label[1, 0, 0, 0] = 1
+    label[0] = 1 - label[1]
+    assert metric._output_transform([{"pred": pred, "label": label}]) == 0.5
+    empty = torch.zeros(2, 2, 2, 2)
+    empty[0] = 1
+    assert metric._output_transform([{"pred": empty, "label": empty}]) == 1.0
