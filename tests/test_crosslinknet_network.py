@@ -113,6 +113,11 @@ def test_bad_arguments_raise():
         CrosslinkNet(variant="unet")
     with pytest.raises(ValueError, match="five levels"):
         CrosslinkNet(features=(4, 8, 16))
+    net = CrosslinkNet(**TINY).eval()
+    with pytest.raises(ValueError, match="in_channels"):
+        net(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="SpatialPadd"):
+        net(torch.rand(1, 1, 16, 64))
 
 
 def test_macs_at_512():

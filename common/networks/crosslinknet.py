@@ -209,6 +209,7 @@ class CrosslinkNet(nn.Module):
             )
         if not 1 <= attention_level <= 5:
             raise ValueError(f"attention_level must be in 1..5 (the paper uses 3), got {attention_level}.")
+        self.in_channels = in_channels
         self.variant = variant
         self.structure = structure
         self.attention_level = attention_level
@@ -260,6 +261,16 @@ class CrosslinkNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"CrosslinkNet expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}; convert colour "
+                "images to grey or build the network with in_channels matching the images."
+            )
+        if min(x.shape[2:]) < 32:
+            raise ValueError(
+                f"CrosslinkNet pools five times by 2: images need H, W >= 32, got {tuple(x.shape[2:])}; pad them "
+                "(monai.transforms.SpatialPadd) to at least 32 x 32."
+            )
         skips: list[list[torch.Tensor]] = []
         feats = [x for _ in self.branches]
         level_feats: list[torch.Tensor] = []
