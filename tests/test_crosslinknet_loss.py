@@ -39,7 +39,8 @@ def test_attention_loss_exact_for_perfectly_correlated_maps():
     values = loss(m, m, m)
     expected = [-(1 - 2 * p) / math.sqrt(16 * p * (1 - p)) for p in (1 / 16, 4 / 16)]
     torch.testing.assert_close(values, torch.tensor(expected), rtol=1e-6, atol=1e-7)
-    assert loss(as_map([1, 0, 0, 0]), as_map([1, 0, 0, 0]), as_map([1, 0, 0, 0])).item() == pytest.approx(-1 / math.sqrt(3))
+    one = as_map([1, 0, 0, 0])
+    assert loss(one, one, one).item() == pytest.approx(-1 / math.sqrt(3))
 
 
 def test_attention_loss_vectorized_matches_per_sample_and_empty_mask():
@@ -82,11 +83,13 @@ def test_total_loss_hand_worked():
 
 def test_total_loss_multiclass_and_bad_input():
     label = torch.randint(0, 3, (2, 1, 16, 16))
-    logits = torch.zeros(2, 3, 16, 16)
     att = torch.rand(2, 1, 4, 4)
-    value = CrosslinkNetLoss(smooth=0.0)((logits, att, att), label)
-    assert torch.isfinite(value)
-    assert CrosslinkNetLoss()(logits, label).item() == pytest.approx(0.4 * math.log(3) + 0.1 * (1 - 2 / 3 * 1 / (1 + 1 / 3) * 2 / 2), abs=0.05)
+    assert torch.isfinite(CrosslinkNetLoss()((torch.randn(2, 3, 16, 16), att, att), label))
+    # logits 0 -> p = 1/3 per class: CE = ln 3; class counts 8, 4, 4 of 16 pixels give Dice losses
+    # 1 - (2/3 * 8) / (16/3 + 8) = 0.6 and 1 - (2/3 * 4) / (16/3 + 4) = 5/7 (twice)
+    label = torch.tensor([0] * 8 + [1] * 4 + [2] * 4, dtype=torch.float32).reshape(1, 1, 4, 4)
+    expected = 0.4 * math.log(3) + 0.1 * (0.6 + 2 * 5 / 7) / 3
+    assert CrosslinkNetLoss(smooth=0.0)(torch.zeros(1, 3, 4, 4), label).item() == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="lambda"):
         CrosslinkNetLoss(0.5, 0.5, 0.5)
     with pytest.raises(ValueError, match="binary label"):

@@ -68,7 +68,8 @@ class AttentionCorrelationLoss(_Loss):
             )
         t_v, t_h, t_m = (x.flatten(1) - x.flatten(1).mean(1, keepdim=True) for x in (att_v, att_h, mask.to(att_v)))
         num = (t_v * t_h * t_m).sum(1)
-        den = ((t_v * t_v).sum(1) + self.smooth) * ((t_h * t_h).sum(1) + self.smooth) * ((t_m * t_m).sum(1) + self.smooth)
+        den = ((t_v * t_v).sum(1) + self.smooth) * ((t_h * t_h).sum(1) + self.smooth)
+        den = den * ((t_m * t_m).sum(1) + self.smooth)
         loss = -num / den.sqrt()
         if self.reduction == "mean":
             return loss.mean()
@@ -83,7 +84,8 @@ class CrosslinkNetLoss(_Loss):
     ``L_cls`` is the binary cross-entropy of Eq. 3 (multi-class outputs: softmax cross-entropy),
     ``L_dice`` the Dice loss of Eq. 4 (``smooth`` is its epsilon), both from MONAI's ``DiceCELoss``;
     ``L_atn`` is :class:`AttentionCorrelationLoss` on the network's two level-3 attention maps and the
-    twice average-pooled foreground of the label (pooled as often as the maps' level needs). Defaults are the paper's best weights (Table II).
+    twice average-pooled foreground of the label (pooled as often as the maps' level needs). Defaults are
+    the paper's best weights (Table II).
 
     The prediction is the tuple ``(logits, att_v, att_h)`` of ``CrosslinkNet`` in ``train()`` mode, or
     the logits alone (then ``L_atn`` is left out).
@@ -117,7 +119,9 @@ class CrosslinkNetLoss(_Loss):
         self.multiclass = DiceCELoss(softmax=True, to_onehot_y=True, **kw)
         self.attention = AttentionCorrelationLoss(smooth=atn_smooth)
 
-    def forward(self, pred: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor], label: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor], label: torch.Tensor
+    ) -> torch.Tensor:
         """
         Args:
             pred: ``(logits, att_v, att_h)`` or ``logits`` ``(B, C, H, W)``.
@@ -128,11 +132,14 @@ class CrosslinkNetLoss(_Loss):
             raise ValueError(f"CrosslinkNetLoss expects a one-channel label (B, 1, H, W), got {tuple(label.shape)}.")
         if logits.shape[1] == 1:
             if ((label != 0) & (label != 1)).any():
-                raise ValueError("a one-channel (sigmoid) CrosslinkNet needs a binary label {0, 1}; scale masks to {0, 1}.")
+                raise ValueError(
+                    "a one-channel (sigmoid) CrosslinkNet needs a binary label {0, 1}; scale masks to {0, 1}."
+                )
             label = label.to(logits.dtype)
             loss = self.lambda_cls * self.binary.bce(logits, label) + self.lambda_dice * self.binary.dice(logits, label)
         else:
-            loss = self.lambda_cls * self.multiclass.ce(logits, label) + self.lambda_dice * self.multiclass.dice(logits, label)
+            loss = self.lambda_cls * self.multiclass.ce(logits, label)
+            loss = loss + self.lambda_dice * self.multiclass.dice(logits, label)
         if att and self.lambda_atn > 0:
             att_v, att_h = att
             # the paper's maps are at level 3, 1/4 of the input: M is the label average-pooled twice

@@ -100,7 +100,9 @@ class HausdorffDistanceMMMetric(HausdorffDistanceMetric):
         super().__init__(**kwargs)
         self.spacing = spacing
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:  # type: ignore[override]
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         spacing = kwargs.pop("spacing", None) or self.spacing
         if spacing is None and isinstance(y, MetaTensor):
             spatial, affine = y.ndim - 2, y.affine

@@ -261,16 +261,17 @@ class CrosslinkNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"CrosslinkNet expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}; convert colour "
-                "images to grey or build the network with in_channels matching the images."
-            )
-        if min(x.shape[2:]) < 32:
-            raise ValueError(
-                f"CrosslinkNet pools five times by 2: images need H, W >= 32, got {tuple(x.shape[2:])}; pad them "
-                "(monai.transforms.SpatialPadd) to at least 32 x 32."
-            )
+        if not torch.jit.is_tracing():  # user-facing checks; a traced graph keeps only the computation
+            if x.ndim != 4 or x.shape[1] != self.in_channels:
+                raise ValueError(
+                    f"CrosslinkNet expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}; convert colour "
+                    "images to grey or build the network with in_channels matching the images."
+                )
+            if min(x.shape[2:]) < 32:
+                raise ValueError(
+                    f"CrosslinkNet pools five times by 2: images need H, W >= 32, got {tuple(x.shape[2:])}; pad them "
+                    "(monai.transforms.SpatialPadd) to at least 32 x 32."
+                )
         skips: list[list[torch.Tensor]] = []
         feats = [x for _ in self.branches]
         level_feats: list[torch.Tensor] = []
