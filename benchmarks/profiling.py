@@ -1,0 +1,253 @@
+"""Hot spots of each bundle's training step (``torch.profiler``) and the specific costs issue 9 names.
+
+``python -m benchmarks.harness profile [--size cpu] [--bundles ...]`` writes ``profile_<size>.json`` and
+``profile_<size>.md`` to the output folder:
+
+* per network: the share of a training step spent in forward / loss / backward / optimizer step
+  (``record_function`` ranges) and the top operators by self CPU time;
+* ConResNet: weight standardization (recomputed on every train-mode forward) against the forward;
+  the sliding-window count on a BraTS-size volume for overlaps 0, 0.25, 0.5 (cost is linear in it);
+* IFE: forward time of each IFE module against the encoder block it follows (train and eval mode);
+* Crosslink-Net: the training step with and without the attention term of the loss (Eq. 1);
+* EAA-Net: whole-volume 2.5D inference time per slice for several ``sw_batch_size``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, record_function
+from torch.profiler import profile as torch_profile
+
+from benchmarks.harness import CASES, RESULTS_DIR, bundle_parser, machine_description, synthetic_label, timed
+
+__all__ = ["profile", "module_times"]
+
+
+def _build(bundle: str, size: str, **overrides: Any):
+    case, spec = CASES[bundle], CASES[bundle].sizes[size]
+    torch.manual_seed(0)
+    parser = bundle_parser(bundle, sample_data=spec.sample_data, **{**spec.overrides, **overrides})
+    net, loss_fn, optimizer = (parser.get_parsed_content(k) for k in ("network", "loss", "optimizer"))
+    x = torch.randn(spec.batch, *spec.input_shape)
+    y = synthetic_label(case.label, (spec.batch, *spec.input_shape[1:]))
+    return parser, net, loss_fn, optimizer, x, y
+
+
+def _step(net, loss_fn, optimizer, x, y, ranges: bool = False) -> None:
+    def rng(name: str):
+        return record_function(name) if ranges else _Null()
+
+    optimizer.zero_grad(set_to_none=True)
+    with rng("step.forward"):
+        out = net(x)
+    with rng("step.loss"):
+        loss = loss_fn(out, y)
+    with rng("step.backward"):
+        loss.backward()
+    with rng("step.optimizer"):
+        optimizer.step()
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 3) -> dict[str, float]:
+    """Median wall seconds per call of ``fn`` spent inside each named submodule's ``forward`` (hooks)."""
+    modules = dict(net.named_modules())
+    totals: dict[str, list[float]] = {n: [] for n in names}
+    current: dict[str, float] = {}
+    handles = []
+    for n in names:
+        handles.append(modules[n].register_forward_pre_hook(lambda m, i, n=n: current.__setitem__(n, time.perf_counter())))
+        handles.append(modules[n].register_forward_hook(lambda m, i, o, n=n: totals[n].append(time.perf_counter() - current[n])))
+    try:
+        fn()  # warm-up
+        for n in names:
+            totals[n].clear()
+        for _ in range(repeats):
+            fn()
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: sorted(v)[len(v) // 2] for n, v in totals.items()}
+
+
+def _top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    events = prof.key_averages()
+    total_self = sum(e.self_cpu_time_total for e in events)
+    phases = {e.key[len("step."):]: e.cpu_time_total / steps / 1e3 for e in events if e.key.startswith("step.")}
+    ops = sorted((e for e in events if not e.key.startswith("step.")), key=lambda e: e.self_cpu_time_total, reverse=True)
+    rows = [
+        {"op": e.key, "calls_per_step": e.count / steps, "self_ms_per_step": e.self_cpu_time_total / steps / 1e3,
+         "self_share": e.self_cpu_time_total / total_self}
+        for e in ops[:top]
+    ]
+    return rows, phases
+
+
+def profile(
+    bundles: Sequence[str] | None = None, size: str = "cpu", out: str | os.PathLike = RESULTS_DIR, steps: int = 3, top: int = 12
+) -> dict[str, Any]:
+    """Profile each network's training step at ``size``; write ``<out>/profile_<size>.{json,md}``."""
+    bundles = list(bundles or CASES)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"machine": machine_description(), "size": size, "steps": steps, "networks": {}}
+
+    def save() -> None:
+        (out / f"profile_{size}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / f"profile_{size}.md").write_text(profile_markdown(report))
+
+    for bundle in bundles:
+        parser, net, loss_fn, optimizer, x, y = _build(bundle, size)
+        net.train()
+        _step(net, loss_fn, optimizer, x, y)  # warm-up
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                _step(net, loss_fn, optimizer, x, y, ranges=True)
+        rows, phases = _top_ops(prof, steps, top)
+        entry: dict[str, Any] = {"input_shape": list(x.shape), "phases_ms": phases, "top_ops": rows}
+        entry["findings"] = FINDINGS[bundle](parser, net, loss_fn, optimizer, x, y, size) if bundle in FINDINGS else {}
+        report["networks"][bundle] = entry
+        save()
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the specific questions of issue 9
+# ----------------------------------------------------------------------------------------------------------
+def _conresnet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]:
+    from monai.inferers import SlidingWindowInferer
+
+    from common.networks.conresnet import WeightStandardizedConv
+
+    ws = [m for m in net.modules() if isinstance(m, WeightStandardizedConv)]
+    net.train()
+
+    def standardize_all() -> None:
+        for m in ws:
+            m.standardized_weight()
+
+    def forward_train() -> None:
+        net(x)
+
+    t_ws = timed(standardize_all, repeats=5, warmup=1, budget_s=20)["wall_s"]
+    t_fwd = timed(forward_train, repeats=3, warmup=1, budget_s=30)["wall_s"]
+    findings: dict[str, Any] = {
+        "weight_standardized_convs": len(ws),
+        "standardization_ms_per_forward": t_ws * 1e3,
+        "train_forward_ms": t_fwd * 1e3,
+        "standardization_share_of_train_forward": t_ws / t_fwd,
+    }
+    net.eval()
+    with torch.inference_mode():
+        t_eval = timed(lambda: net(x), repeats=3, warmup=1, budget_s=30)["wall_s"]
+    findings["eval_forward_ms_cached_standardization"] = t_eval * 1e3
+    # sliding windows on a BraTS-size volume: how many network inputs each overlap costs
+    roi = parser.get_parsed_content("patch_size")
+    counts = {}
+    for overlap in (0.0, 0.25, 0.5):
+        seen: list[int] = []
+
+        def dummy(patch: torch.Tensor) -> torch.Tensor:
+            seen.append(patch.shape[0])
+            return torch.zeros(patch.shape[0], 3, *patch.shape[2:])
+
+        SlidingWindowInferer(roi_size=roi, sw_batch_size=2, overlap=overlap)(torch.zeros(1, 1, 240, 240, 155), dummy)
+        counts[str(overlap)] = sum(seen)
+    findings["sliding_windows_brats_volume"] = {"roi_size": list(roi), "windows_by_overlap": counts}
+    return findings
+
+
+def _ife(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]:
+    names = ["down_1", "ife_1", "down_2", "ife_2"]
+    findings: dict[str, Any] = {"mode": net.mode, "ratios": list(net.ratios)}
+    for mode in ("train", "eval"):
+        net.train(mode == "train")
+        with torch.inference_mode(mode == "eval"):
+            t = module_times(net, names, lambda: net(x))
+        findings[f"{mode}_ms"] = {k: v * 1e3 for k, v in t.items()}
+        findings[f"{mode}_ife_over_block"] = {"1/2": t["ife_1"] / t["down_1"], "1/4": t["ife_2"] / t["down_2"]}
+    return findings
+
+
+def _crosslinknet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]:
+    from common.losses.crosslinknet import CrosslinkNetLoss
+
+    net.train()
+    no_attention = CrosslinkNetLoss(lambda_cls=0.4, lambda_dice=0.6, lambda_atn=0.0)
+    full = timed(lambda: _step(net, loss_fn, optimizer, x, y), repeats=5, warmup=1, budget_s=30)
+    bare = timed(lambda: _step(net, no_attention, optimizer, x, y), repeats=5, warmup=1, budget_s=30)
+    out = net(x)
+    loss_only = timed(lambda: loss_fn(out, y), repeats=5, warmup=1, budget_s=10)
+    loss_bare = timed(lambda: no_attention(out, y), repeats=5, warmup=1, budget_s=10)
+    return {
+        "step_ms_with_attention_loss": full["wall_s"] * 1e3,
+        "step_ms_without_attention_loss": bare["wall_s"] * 1e3,
+        "attention_loss_share_of_step": 1.0 - bare["wall_s"] / full["wall_s"],
+        "loss_forward_ms_with_attention": loss_only["wall_s"] * 1e3,
+        "loss_forward_ms_without_attention": loss_bare["wall_s"] * 1e3,
+        "note": "the network's attention heads run in both; only the loss term (Eq. 1) and its backward differ",
+    }
+
+
+def _eaanet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]:
+    from common.inferers.adjacent_slice import AdjacentSliceInferer
+
+    net.eval()
+    depth = 16
+    volume = torch.randn(1, 4, 240, 240, depth)
+    per_slice = {}
+    for sw in (1, 8, 16):
+        inferer = AdjacentSliceInferer(spatial_dim=2, sw_batch_size=sw, divisible_by=16)
+        with torch.inference_mode():
+            t = timed(lambda: inferer(volume, net), repeats=2, warmup=1, budget_s=30)
+        per_slice[str(sw)] = t["wall_s"] / depth * 1e3
+    return {"volume": list(volume.shape[1:]), "ms_per_slice_by_sw_batch_size": per_slice}
+
+
+FINDINGS = {
+    "conresnet_brats_mri_segmentation": _conresnet,
+    "ife_dichotomous_segmentation": _ife,
+    "crosslinknet_covid_ct_segmentation": _crosslinknet,
+    "eaanet_brats_mri_segmentation": _eaanet,
+}
+
+
+def profile_markdown(report: dict[str, Any]) -> str:
+    """The profile as Markdown: phase shares and top operators per network, then the findings."""
+    m = report["machine"]
+    lines = [
+        f"# Training-step profile ({report['size']} size, {report['steps']} steps)",
+        "",
+        f"{m['cpu_model']}, {m['logical_cores']} cores, torch {m['torch']}, MONAI {m['monai']}, {m['date_utc']}, "
+        f"load average {m['load_average_1_5_15']} (shared CPU).",
+    ]
+    for bundle, entry in report["networks"].items():
+        phases = entry["phases_ms"]
+        total = sum(phases.values()) or 1.0
+        lines += [
+            "",
+            f"## {bundle} (input {'x'.join(map(str, entry['input_shape']))})",
+            "",
+            "Step: " + ", ".join(f"{k} {v:.0f} ms ({v / total:.0%})" for k, v in phases.items()),
+            "",
+            "| op | calls/step | self ms/step | share of self CPU |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| `{r['op']}` | {r['calls_per_step']:.0f} | {r['self_ms_per_step']:.1f} | {r['self_share']:.1%} |" for r in entry["top_ops"]]
+        if entry.get("findings"):
+            lines += ["", "Findings: `" + json.dumps(entry["findings"]) + "`"]
+    return "\n".join(lines) + "\n"
