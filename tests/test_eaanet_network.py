@@ -99,3 +99,5 @@ def test_user_errors_name_the_fix():
         EAANet(backbone="deeplabv3plus", aspp_channels=30)
     with pytest.raises(ValueError, match="12 channels"):
         tiny_net().eval()(torch.randn(1, 4, 16, 16))
+    with pytest.raises(ValueError, match="divisible by 16"):
+        tiny_net().eval()(torch.randn(1, 12, 24, 16))

@@ -445,15 +445,22 @@ class EAANet(nn.Module):
             else nn.Identity()
         )
         self.in_channels = in_channels
+        self.divisible_by = max(strides[0], recon_strides[0])
 
     def forward(
         self, x: torch.Tensor
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not torch.jit.is_tracing() and x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"EAANet expects {self.in_channels} channels (slices i-1, i, i+1 of each modality), "
-                f"got input of shape {tuple(x.shape)}."
-            )
+        if not torch.jit.is_tracing():
+            if x.shape[1] != self.in_channels:
+                raise ValueError(
+                    f"EAANet expects {self.in_channels} channels (slices i-1, i, i+1 of each modality), "
+                    f"got input of shape {tuple(x.shape)}."
+                )
+            if any(size % self.divisible_by for size in x.shape[2:]):
+                raise ValueError(
+                    f"EAANet needs spatial sizes divisible by {self.divisible_by}, got input of shape "
+                    f"{tuple(x.shape)}; pad (DivisiblePadd, or AdjacentSliceInferer(divisible_by={self.divisible_by}))."
+                )
         centre = x[:, 1::3]
         neighbours = torch.cat([x[:, 0::3], x[:, 2::3]], dim=1)
         basic = self.basic(centre)
