@@ -89,8 +89,9 @@ def verify(bundle: str | None = None, work_dir: str | None = None, keep: bool = 
             _step(f"{path.name} [{i}/{len(CHECKS)}] {check}: {description}")
             started = time.monotonic()
             try:
-                run(contract)
+                evidence = run(contract)
                 results[path.name][check] = f"pass {time.monotonic() - started:.0f}s"
+                print(f"    pass: {evidence}", flush=True)
             except Exception as e:  # every failure is reported in the table, the run goes on
                 results[path.name][check] = "FAIL"
                 reason = str(e) if isinstance(e, ContractError) else traceback.format_exc(limit=3)

@@ -169,12 +169,13 @@ class BundleContract:
         return (1, int(meta["num_channels"]), *spatial)
 
     # ------------------------------------------------------------------ checks
-    def check_files(self) -> None:
+    def check_files(self) -> str:
         missing = [f for f in REQUIRED_FILES if not (self.bundle_dir / f).exists()]
         if missing:
             raise ContractError(f"{self.name}: missing {', '.join(missing)}")
+        return f"{len(REQUIRED_FILES)} files"
 
-    def check_metadata(self) -> None:
+    def check_metadata(self) -> str:
         import jsonschema
 
         meta = json.loads(Path(self.meta_file).read_text())
@@ -185,6 +186,7 @@ class BundleContract:
             raise ContractError(f"{self.name}: configs/metadata.json does not follow the bundle schema: {details}")
         if meta["version"] not in meta["changelog"]:
             raise ContractError(f"{self.name}: metadata version {meta['version']} has no changelog entry")
+        return f"version {meta['version']}"
 
     def config_sets(self) -> list[tuple[str, ...]]:
         """Every config with the base it is merged over (train.json for overrides)."""
@@ -195,7 +197,7 @@ class BundleContract:
         sets.append(("train.json", "sample_data.json"))
         return sets
 
-    def check_configs(self) -> None:
+    def check_configs(self) -> str:
         from monai.bundle.config_item import ComponentLocator
         from monai.bundle.reference_resolver import ReferenceResolver
 
@@ -218,6 +220,7 @@ class BundleContract:
             for key in ("network_def", "dataset_dir", "ckpt_dir", "output_dir", "bundle_root"):
                 if key not in ids:
                     raise ContractError(f"{self.name}: {label} has no '{key}' key")
+        return f"{len(self.config_sets())} config sets"
 
     @staticmethod
     def _locate(target: str) -> bool:
@@ -226,7 +229,7 @@ class BundleContract:
         module, _, name = target.rpartition(".")
         return bool(module) and optional_import(module, name=name)[1]
 
-    def check_network(self) -> None:
+    def check_network(self) -> str:
         import torch
         from monai.bundle import verify_net_in_out
 
@@ -247,8 +250,9 @@ class BundleContract:
         if not isinstance(out, torch.Tensor) or tuple(out.shape[2:]) != shape[2:]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ContractError(f"{self.name}: eval() output {got} must be one tensor with the input's spatial shape {shape}")
+        return f"{tuple(shape)} -> {tuple(out.shape)}"
 
-    def check_train(self) -> None:
+    def check_train(self) -> str:
         train = self.workflow(
             "train.json", "sample_data.json", **self.overrides(), max_epochs=1, val_interval=1,
             **{"train#trainer#epoch_length": self.iterations},
@@ -260,12 +264,13 @@ class BundleContract:
             if not (self.work_dir / "models" / f).exists():
                 raise ContractError(f"{self.name}: training did not write ckpt_dir/{f}")
         self._trained = True
+        return f"{state.iteration} iterations"
 
     def _ensure_trained(self) -> None:
         if not self._trained and not (self.work_dir / "models" / "model.pt").exists():
             self.check_train()
 
-    def check_resume(self) -> None:
+    def check_resume(self) -> str:
         from ignite.engine import Events
 
         self._ensure_trained()
@@ -288,8 +293,9 @@ class BundleContract:
                 f" max_epochs 2 ran iterations {ran} and ended at epoch {state.epoch}; expected iterations {expected}"
                 " and epoch 2: the checkpoint must hold the trainer state and `resume_from` must load it"
             )
+        return f"iterations {ran[0]}-{ran[-1]}"
 
-    def check_evaluate(self) -> None:
+    def check_evaluate(self) -> str:
         self._ensure_trained()
         evaluate = self.workflow("train.json", "evaluate.json", "sample_data.json", **self.overrides())
         metrics = self.work_dir / "eval" / "metrics.csv"
@@ -307,8 +313,9 @@ class BundleContract:
                 float(v)
             except ValueError as e:
                 raise ContractError(f"{self.name}: metric {k} = {v!r} in {metrics} is not a number") from e
+        return ", ".join(sorted(rows))
 
-    def check_inference(self) -> None:
+    def check_inference(self) -> str:
         self._ensure_trained()
         infer = self.workflow("inference.json", "sample_data.json", **self.overrides("predictions"))
         inputs = [d["image"] for d in infer.parser.get_parsed_content("datalist")]
@@ -316,6 +323,7 @@ class BundleContract:
             raise ContractError(f"{self.name}: inference.json found no input images in the sample data")
         for image in inputs:
             self._check_overlay(Path(image), self.work_dir / "predictions")
+        return f"{len(inputs)} predictions"
 
     def _check_overlay(self, image: Path, out_dir: Path) -> None:
         stem = image.name.split(".")[0]
@@ -340,7 +348,7 @@ class BundleContract:
                 f" {image} (shape {a.shape}, axes {nib.aff2axcodes(a.affine)}); invert the preprocessing (Invertd)"
             )
 
-    def check_export(self) -> None:
+    def check_export(self) -> str:
         import torch
         from monai.bundle import ckpt_export
 
@@ -367,10 +375,11 @@ class BundleContract:
         if not torch.allclose(expected, got, rtol=1e-4, atol=1e-4):
             diff = (expected - got).abs().max().item()
             raise ContractError(f"{self.name}: TorchScript output differs from eager by up to {diff:.3g}")
+        return f"max difference {(expected - got).abs().max().item():.1e}"
 
 
 # name -> what it checks, in the order they run (train before the checks that need its checkpoint)
-CHECKS: dict[str, tuple[str, Callable[[BundleContract], None]]] = {
+CHECKS: dict[str, tuple[str, Callable[[BundleContract], str]]] = {
     "files": ("the bundle's files are all there", BundleContract.check_files),
     "metadata": ("metadata.json follows the bundle schema", BundleContract.check_metadata),
     "configs": ("configs parse, _target_s and @references resolve", BundleContract.check_configs),

@@ -144,22 +144,39 @@ def _brain_affine(index: int) -> np.ndarray:
     return affine
 
 
-def _write_brain_mri(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> dict:
+def _write_cases(
+    out: Path,
+    splits: dict[str, int],
+    folders: tuple[str, str, str],
+    file_name: str,
+    make_case: Callable[[], tuple[np.ndarray, np.ndarray]],
+    write: Callable[[Path, np.ndarray, int], None],
+) -> dict[str, list]:
+    """Make and write the cases of every split; ``folders`` are (images, labels, unlabelled test images)."""
+    images, labels, test_images = folders
     cases: dict[str, list] = {}
     index = 0
     for split, count in splits.items():
-        folder = "imagesTs" if split == "test" else "imagesTr"
+        folder = test_images if split == "test" else images
         cases[split] = []
         for _ in range(count):
-            image, label = _brain_case(rng)
-            name = f"BRATS_{index:03d}.nii.gz"
-            _write_nifti(out / folder / name, image, _brain_affine(index))
+            image, label = make_case()
+            name = file_name.format(index)
+            write(out / folder / name, image, index)
             item = {"image": f"{folder}/{name}"}
             if split != "test":
-                _write_nifti(out / "labelsTr" / name, label, _brain_affine(index))
-                item["label"] = f"labelsTr/{name}"
+                write(out / labels / name, label, index)
+                item["label"] = f"{labels}/{name}"
             cases[split].append(item)
             index += 1
+    return cases
+
+
+def _write_brain_mri(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> dict:
+    cases = _write_cases(
+        out, splits, ("imagesTr", "labelsTr", "imagesTs"), "BRATS_{:03d}.nii.gz", lambda: _brain_case(rng),
+        lambda path, array, index: _write_nifti(path, array, _brain_affine(index)),
+    )
     return {
         "name": "BRATS-like sample",
         "description": "Synthetic multi-modal brain MRI with BraTS labels, made by common.data",
@@ -171,23 +188,10 @@ def _write_brain_mri(out: Path, rng: np.random.Generator, splits: dict[str, int]
 
 
 def _write_ct(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> dict:
-    spacing = (0.8, 0.8, 2.5)
-    cases: dict[str, list] = {}
-    index = 0
-    for split, count in splits.items():
-        folder = "imagesTs" if split == "test" else "imagesTr"
-        cases[split] = []
-        for _ in range(count):
-            image, label = _ct_case(rng)
-            name = f"CT_{index:03d}.nii.gz"
-            origin = (-25.6 + index, -25.6, -40.0)
-            _write_itk(out / folder / name, image, spacing, origin)
-            item = {"image": f"{folder}/{name}"}
-            if split != "test":
-                _write_itk(out / "labelsTr" / name, label, spacing, origin)
-                item["label"] = f"labelsTr/{name}"
-            cases[split].append(item)
-            index += 1
+    cases = _write_cases(
+        out, splits, ("imagesTr", "labelsTr", "imagesTs"), "CT_{:03d}.nii.gz", lambda: _ct_case(rng),
+        lambda path, array, index: _write_itk(path, array, (0.8, 0.8, 2.5), (-25.6 + index, -25.6, -40.0)),
+    )
     return {
         "name": "CT-like sample",
         "description": "Synthetic abdominal CT in Hounsfield units with one organ labelled, made by common.data",
@@ -199,21 +203,10 @@ def _write_ct(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> di
 
 
 def _write_2d(out: Path, rng: np.random.Generator, splits: dict[str, int], rgb: bool) -> dict:
-    cases: dict[str, list] = {}
-    index = 0
-    for split, count in splits.items():
-        folder = "imagesTs" if split == "test" else "images"
-        cases[split] = []
-        for _ in range(count):
-            image, mask = _image_2d_case(rng, rgb)
-            name = f"case_{index:03d}.png"
-            _write_png(out / folder / name, image)
-            item = {"image": f"{folder}/{name}"}
-            if split != "test":
-                _write_png(out / "masks" / name, mask)
-                item["label"] = f"masks/{name}"
-            cases[split].append(item)
-            index += 1
+    cases = _write_cases(
+        out, splits, ("images", "masks", "imagesTs"), "case_{:03d}.png", lambda: _image_2d_case(rng, rgb),
+        lambda path, array, index: _write_png(path, array),
+    )
     return {
         "name": "RGB sample" if rgb else "grey-level sample",
         "description": "Synthetic 2D images with one foreground blob and {0, 255} masks, made by common.data",

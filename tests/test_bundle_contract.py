@@ -36,4 +36,5 @@ def contracts(tmp_path_factory, sample_root):
 @pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize("bundle", sorted(BUNDLES))
 def test_contract(bundle: str, check: str, contracts) -> None:
-    CHECKS[check][1](contracts(bundle))
+    evidence = CHECKS[check][1](contracts(bundle))  # raises ContractError naming what is wrong
+    assert isinstance(evidence, str) and evidence
