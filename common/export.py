@@ -1,0 +1,198 @@
+"""ONNX export of a bundle's network, checked against the eager network with ONNX Runtime.
+
+TorchScript export stays MONAI's ``python -m monai.bundle ckpt_export``; this module adds ONNX for runtimes
+that take it (ONNX Runtime, TensorRT, OpenVINO). :func:`export_onnx` builds ``network_def`` from the bundle's
+configs, loads the checkpoint, exports with PyTorch's TorchScript-based exporter and, where that one lacks an
+operator (``aten::diff`` of ConResNet's context residual), with the ``torch.export``-based one (``dynamo``),
+then runs the ``.onnx`` file in ONNX Runtime on a random input and compares it with the eager output. A network
+that neither exporter takes, or whose ONNX output differs from eager, raises :class:`OnnxExportError` naming the
+network and the reason, and leaves no file behind.
+
+The input shape is fixed at export (batch 1, the bundle's inferer patch or image size): sliding-window and
+resized-image inference feed the network that shape only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OnnxExport", "OnnxExportError", "export_onnx", "load_network"]
+
+# spatial size of "16*n", "2**p", "*" in metadata's spatial_shape, as in common.contract
+_SHAPE_ARGS = {"n": 2, "p": 5, "any": 32}
+
+
+class OnnxExportError(RuntimeError):
+    """The network cannot be exported to ONNX, or its ONNX output differs from eager; the message says why."""
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """An ONNX file checked against the eager network.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        exporter: ``"torchscript"`` or ``"dynamo"``, the PyTorch exporter that wrote it.
+        input_shape: the input shape the graph takes (batch, channels, spatial...).
+        max_abs_diff: largest absolute difference between ONNX Runtime and eager outputs on a random input.
+    """
+
+    path: Path
+    exporter: str
+    input_shape: tuple[int, ...]
+    max_abs_diff: float
+
+
+def _config_paths(bundle_dir: Path, configs: Sequence[str]) -> list[str]:
+    paths = []
+    for name in configs:
+        path = Path(name) if Path(name).is_absolute() else bundle_dir / "configs" / name
+        if not path.is_file():
+            raise FileNotFoundError(f"config {path} does not exist; name configs of {bundle_dir / 'configs'}")
+        paths.append(str(path))
+    return paths
+
+
+def load_network(
+    bundle_dir: str | os.PathLike,
+    ckpt_file: str | os.PathLike | None = None,
+    configs: Sequence[str] = ("train.json",),
+    **override: Any,
+):
+    """``network_def`` of the bundle's merged ``configs`` in eval mode, with the weights of ``ckpt_file``.
+
+    ``ckpt_file`` holds a state dict, or a dict with the state dict under ``"model"`` (``CheckpointSaver``'s
+    training checkpoint); ``None`` keeps the initial weights."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    bundle_dir = Path(bundle_dir).resolve()
+    parser = ConfigParser()
+    parser.read_config(_config_paths(bundle_dir, configs))
+    parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle_dir)
+    for key, value in override.items():
+        parser[key] = value
+    net = parser.get_parsed_content("network_def")
+    if ckpt_file is not None:
+        if not Path(ckpt_file).is_file():
+            raise FileNotFoundError(f"checkpoint {ckpt_file} does not exist; train the bundle first or give ckpt_file")
+        state = torch.load(str(ckpt_file), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        net.load_state_dict(state)
+    return net.eval()
+
+
+def _input_shape(bundle_dir: Path) -> tuple[int, ...]:
+    from monai.bundle.scripts import _get_fake_spatial_shape
+
+    meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
+    image = meta["network_data_format"]["inputs"]["image"]
+    return (1, int(image["num_channels"]), *_get_fake_spatial_shape(image["spatial_shape"], **_SHAPE_ARGS))
+
+
+def _reason(error: Exception) -> str:
+    """The line of an exporter's error that names the missing operator (the dynamo one buries it)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    named = [line for line in lines if re.search(r"No ONNX function|Exporting the operator|not supported", line)]
+    return ((named or lines or [type(error).__name__])[0])[:300]
+
+
+def _export(net, x, path: Path, opset: int, dynamo: bool) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (x,), str(path), input_names=["image"], output_names=["pred"], opset_version=opset, dynamo=dynamo,
+            **({"verbose": False, "external_data": False} if dynamo else {}),
+        )
+
+
+def export_onnx(
+    bundle_dir: str | os.PathLike,
+    filepath: str | os.PathLike | None = None,
+    ckpt_file: str | os.PathLike | None = None,
+    configs: Sequence[str] = ("train.json",),
+    input_shape: Sequence[int] | None = None,
+    opset: int = 18,
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    **override: Any,
+) -> OnnxExport:
+    """Export the bundle's ``network_def`` to ONNX and check it against eager with ONNX Runtime.
+
+    Args:
+        bundle_dir: the bundle folder.
+        filepath: where to write the ``.onnx`` file (default ``<bundle_dir>/models/model.onnx``).
+        ckpt_file: the weights (default ``<bundle_dir>/models/model.pt``).
+        configs: config names under ``configs/`` (or paths) merged in order to build ``network_def``, e.g.
+            ``("train.json", "sample_data.json")`` for a network trained on the sample data.
+        input_shape: the input shape of the graph (default: batch 1 and the shape the metadata's
+            ``network_data_format`` gives, as ``monai.bundle ckpt_export`` does).
+        opset: the ONNX opset.
+        rtol, atol: tolerances of the ONNX Runtime vs eager comparison.
+        override: config keys to override, as on the ``monai.bundle`` command line.
+
+    Raises:
+        OnnxExportError: neither exporter takes the network, or ONNX Runtime's output differs from eager.
+        FileNotFoundError: a config or the checkpoint is missing.
+    """
+    import numpy as np
+    import torch
+    from monai.utils import optional_import
+
+    ort, has_ort = optional_import("onnxruntime")
+    _, has_onnx = optional_import("onnx")
+    if not (has_ort and has_onnx):
+        raise OnnxExportError("ONNX export needs onnx and onnxruntime: pip install 'medseg-bundles[onnx]'")
+    bundle_dir = Path(bundle_dir).resolve()
+    ckpt_file = Path(ckpt_file) if ckpt_file is not None else bundle_dir / "models" / "model.pt"
+    filepath = Path(filepath) if filepath is not None else bundle_dir / "models" / "model.onnx"
+    net = load_network(bundle_dir, ckpt_file, configs, **override)
+    shape = tuple(int(s) for s in input_shape) if input_shape is not None else _input_shape(bundle_dir)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(x)
+    if not isinstance(expected, torch.Tensor):
+        raise OnnxExportError(
+            f"{type(net).__name__} returns {type(expected).__name__} in eval mode; ONNX export needs one tensor"
+        )
+    name = type(net).__name__
+    filepath.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=filepath.parent) as tmp:
+        tmp_file = Path(tmp) / filepath.name
+        errors = []
+        for exporter, dynamo in (("torchscript", False), ("dynamo", True)):
+            try:
+                _export(net, x, tmp_file, opset, dynamo)
+                break
+            except Exception as e:  # the exporter's own error names the operator it lacks
+                errors.append(f"{exporter} exporter: {_reason(e)}")
+                tmp_file.unlink(missing_ok=True)
+        else:
+            raise OnnxExportError(
+                f"{name} of {bundle_dir.name} cannot be exported to ONNX (opset {opset}): {'; '.join(errors)}."
+                " Use TorchScript instead: python -m monai.bundle ckpt_export network_def --use_trace True ..."
+            )
+        session = ort.InferenceSession(str(tmp_file), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        want = expected.numpy()
+        if got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=atol):
+            diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+            raise OnnxExportError(
+                f"{name} of {bundle_dir.name}: ONNX Runtime output {got.shape} differs from eager {want.shape} by up to"
+                f" {diff:.3g} (rtol {rtol}, atol {atol}) with the {exporter} exporter; use TorchScript instead"
+            )
+        os.replace(tmp_file, filepath)
+    return OnnxExport(filepath, exporter, shape, float(np.abs(got - want).max()))
