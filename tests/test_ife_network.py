@@ -56,12 +56,12 @@ def test_deeplab_paper_size():
 def test_unet_trace_2d(mode):
     torch.manual_seed(0)
     net = IFEUNet(in_channels=1, mode=mode, features=(4, 8, 8, 16, 16)).eval()
-    x = torch.rand(2, 1, 32, 32)
+    x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
-        traced = torch.jit.trace(net, x)
-        assert net(x).shape == (2, 1, 32, 32)
+        traced = torch.jit.trace(net, x, check_trace=False)  # compared below
+        assert net(x).shape == (1, 1, 32, 32)
         assert torch.allclose(traced(x), net(x), atol=1e-6)
-        other = torch.rand(1, 1, 48, 64)  # the selection is traced, not frozen: other sizes and contents work
+        other = torch.rand(2, 1, 32, 48)  # the selection is traced, not frozen: other sizes and contents work
         assert torch.allclose(traced(other), net(other), atol=1e-6)
 
 
@@ -77,8 +77,8 @@ def test_unet_3d_and_train_mode():
 def test_deeplab_trace():
     torch.manual_seed(0)
     net = IFEDeepLabV3Plus(in_channels=1, mode="entropy", ratios=(0.5, 0.25), backbone="resnet18").eval()
-    x = torch.rand(2, 1, 64, 64)
+    x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
-        traced = torch.jit.trace(net, x)
-        assert net(x).shape == (2, 1, 64, 64)
+        traced = torch.jit.trace(net, x, check_trace=False)  # compared below
+        assert net(x).shape == (1, 1, 64, 64)
         assert torch.allclose(traced(x), net(x), atol=1e-5)
