@@ -142,56 +142,74 @@ def _overlay(image_path: Path, pred_path: Path, out_png: Path) -> Path:
     return out_png
 
 
+def _demo_variants(contract: BundleContract) -> dict[str, dict]:
+    """The variants the demo trains: ``demo_variants`` of ``sample_data.json`` (name -> key overrides, e.g. a
+    baseline and the paper's module), or the bundle as it is."""
+    sample = json.loads(Path(contract.config("sample_data.json")).read_text())
+    return sample.get("demo_variants") or {"": {}}
+
+
+def _demo_run(contract: BundleContract, variant: dict, epochs: int | None) -> tuple[dict, dict, Path]:
+    """Evaluate the untrained network, train, evaluate again, infer and draw; returns the metrics before
+    and after training and the overlay PNG."""
+    import torch
+
+    work, name = contract.work_dir, contract.name
+    overrides = dict(contract.overrides(), **variant)
+    _step(f"{name}: evaluating the untrained network")
+    models = work / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    net = contract.parser("train.json", "sample_data.json", **overrides).get_parsed_content("network_def")
+    torch.save(net.state_dict(), models / "model.pt")
+    contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
+    before = _read_metrics(work / "eval" / "metrics.csv")
+
+    _step(f"{name}: training on the sample data (checkpoints in {models})")
+    contract.workflow("train.json", "sample_data.json", **overrides, **({"max_epochs": epochs} if epochs else {}))
+    _step(f"{name}: evaluating the trained network")
+    contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
+    after = _read_metrics(work / "eval" / "metrics.csv")
+
+    _step(f"{name}: inference on the test images")
+    infer = contract.workflow("inference.json", "sample_data.json", **dict(contract.overrides("predictions"), **variant))
+    first = Path(infer.parser.get_parsed_content("datalist")[0]["image"])
+    stem = first.name.split(".")[0]
+    pred = next((work / "predictions" / stem).glob(f"{stem}_seg.*"))
+    return before, after, _overlay(first, pred, work / f"{stem}_overlay.png")
+
+
 def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | None = None) -> None:
     """The main job, on the built-in sample data: for one bundle (name or prefix) or every bundle,
     make the sample data if missing, evaluate the untrained network, train briefly, evaluate again,
-    run inference on the test images and draw one prediction over its image.
+    run inference on the test images and draw one prediction over its image. A bundle whose
+    ``sample_data.json`` lists ``demo_variants`` (IFE: baseline and curvature) runs each variant.
 
     Args:
         bundle: bundle name, a prefix of it (``conresnet``) or a bundle folder; all bundles when omitted.
         out_dir: where the sample data, checkpoints, metrics, predictions and overlays go.
         epochs: training epochs (default: ``max_epochs`` of the bundle's ``configs/sample_data.json``).
     """
-    import torch
-
     bundles = [_find_bundle(bundle)] if bundle else bundle_dirs()
     root = Path(out_dir).resolve()
     summary = []
     for path in bundles:
-        work = root / path.name
-        contract = BundleContract(path, work, root / "sample_data")
-        _step(f"{path.name}: sample data ({contract.sample_kind}) in {root / 'sample_data' / contract.sample_kind}")
-        overrides = contract.overrides()
-        train_overrides = dict(overrides, **({"max_epochs": epochs} if epochs else {}))
-
-        _step(f"{path.name}: evaluating the untrained network")
-        models = work / "models"
-        models.mkdir(parents=True, exist_ok=True)
-        net = contract.parser("train.json", "sample_data.json", **overrides).get_parsed_content("network_def")
-        torch.save(net.state_dict(), models / "model.pt")
-        contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
-        before = _read_metrics(work / "eval" / "metrics.csv")
-
-        _step(f"{path.name}: training on the sample data (checkpoints in {models})")
-        contract.workflow("train.json", "sample_data.json", **train_overrides)
-        _step(f"{path.name}: evaluating the trained network")
-        contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
-        after = _read_metrics(work / "eval" / "metrics.csv")
-
-        _step(f"{path.name}: inference on the test images")
-        infer = contract.workflow("inference.json", "sample_data.json", **contract.overrides("predictions"))
-        first = Path(infer.parser.get_parsed_content("datalist")[0]["image"])
-        stem = first.name.split(".")[0]
-        pred = next((work / "predictions" / stem).glob(f"{stem}_seg.*"))
-        overlay = _overlay(first, pred, work / f"{stem}_overlay.png")
-        summary.append((path.name, before, after, work / "predictions", work / "eval" / "metrics.csv", overlay))
+        first = BundleContract(path, root / path.name, root / "sample_data")
+        _step(f"{path.name}: sample data ({first.sample_kind}) in {first.dataset_dir()}")
+        for variant, keys in _demo_variants(first).items():
+            contract = BundleContract(path, root / path.name / variant, root / "sample_data")
+            if variant:
+                _step(f"{path.name}: variant {variant!r} ({', '.join(f'{k}={v}' for k, v in keys.items())})")
+            before, after, overlay = _demo_run(contract, keys, epochs)
+            title = f"{path.name} [{variant}]" if variant else path.name
+            summary.append((title, before, after, contract.work_dir, overlay))
 
     print()
-    for name, before, after, predictions, metrics, overlay in summary:
-        print(f"{name}")
+    for title, before, after, work, overlay in summary:
+        print(title)
         for key in after:
             print(f"  {key}: untrained {before.get(key, float('nan')):.4f} -> trained {after[key]:.4f}")
-        print(f"  predictions: {predictions}\n  metrics:     {metrics}\n  overlay:     {overlay}")
+        print(f"  predictions: {work / 'predictions'}\n  metrics:     {work / 'eval' / 'metrics.csv'}")
+        print(f"  overlay:     {overlay}")
 
 
 def datalist(dataset: str | None = None, source_dir: str | None = None, out_json: str | None = None,
