@@ -103,7 +103,8 @@ def archive_bundle(
 
     Args:
         bundle_dir: the bundle folder (``configs/``, ``docs/``, ``LICENSE``, maybe ``models/``).
-        out: the zip file to write, or an existing folder to write ``<bundle name>.zip`` into.
+        out: the ``.zip`` file to write, or a folder to write ``<bundle name>.zip`` into (default: the working
+            folder).
         ckpt_file: weights to carry as ``models/model.pt`` (default: the bundle's own ``models/model.pt``
             if it has one; without weights the archive trains but does not infer).
 
@@ -114,11 +115,9 @@ def archive_bundle(
     name = bundle_dir.name
     if not (bundle_dir / "configs" / "metadata.json").is_file():
         raise FileNotFoundError(f"{bundle_dir} is not a bundle folder: it has no configs/metadata.json")
-    out = Path(out) if out is not None else Path.cwd() / f"{name}.zip"
-    if out.is_dir():
+    out = Path(out) if out is not None else Path.cwd()
+    if out.suffix != ".zip":  # a folder, made if missing
         out = out / f"{name}.zip"
-    if out.suffix != ".zip":
-        raise ValueError(f"the archive {out} must end in .zip (the bundle archive format is a zip file)")
     if ckpt_file is not None and not Path(ckpt_file).is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_file} does not exist; train the bundle first or give ckpt_file")
 

@@ -6,8 +6,10 @@ sample data with one validation, as a user types it (``--config_file "['train.js
 that what each rank writes can be told apart, and a probe config appended to ``run`` (``+run``) saves each
 rank's final weights and trainer state to the test's own folder. Checked:
 - both ranks ran to the end (torchrun exits 0; each rank's probe says epoch 1, iteration 2, world size 2);
-- only rank 0 wrote checkpoints (``model.pt``, ``checkpoint_final.pt``), TensorBoard logs and the
-  ``train_loss`` lines of the console log; rank 1 wrote no file and printed no loss;
+- only rank 0 wrote checkpoints (``model.pt``, ``checkpoint_final.pt``), TensorBoard scalars and the
+  ``train_loss`` lines of the console log; rank 1 wrote no checkpoint, no scalar and printed no loss (its
+  ``TensorBoardStatsHandler``s, built though not attached, leave empty event files: MONAI's
+  ``SummaryWriter`` opens its file when constructed);
 - the weights are equal across ranks after training (DDP averages gradients) and equal to rank 0's
   ``checkpoint_final.pt``.
 """
@@ -37,6 +39,19 @@ PROBE = {
         " os.environ['DDP_PROBE_DIR'] + '/rank' + os.environ['RANK'] + '.pt')"
     ]
 }
+
+
+def _scalars(log_dir) -> dict[str, list[int]]:
+    """tag -> steps of the scalars in the TensorBoard event files under log_dir."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: dict[str, list[int]] = {}
+    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            steps.setdefault(tag, []).extend(e.step for e in acc.Scalars(tag))
+    return steps
 
 
 def _files(path) -> list[str]:
@@ -77,7 +92,10 @@ def test_torchrun_two_processes_on_cpu(name: str, tmp_path, sample_root) -> None
 
     assert {"model.pt", "checkpoint_final.pt"} <= set(_files(work / "models_rank0")), _files(work / "models_rank0")
     assert any(f.startswith("events.out.tfevents") for f in _files(work / "eval_rank0")), _files(work / "eval_rank0")
-    assert _files(work / "models_rank1") == [] and _files(work / "eval_rank1") == [], "rank 1 wrote files"
+    assert _files(work / "models_rank1") == [], f"rank 1 wrote checkpoints: {_files(work / 'models_rank1')}"
+    assert not [f for f in _files(work / "eval_rank1") if not f.startswith("events.out.tfevents")]
+    assert _scalars(work / "eval_rank1") == {}, "rank 1 logged to TensorBoard"
+    assert _scalars(work / "eval_rank0").get("train_loss") == list(range(1, ITERATIONS + 1))
     losses = [line for line in done.stdout.splitlines() if "train_loss:" in line]
     assert len(losses) == ITERATIONS, f"expected {ITERATIONS} train_loss lines (rank 0 only), got: {losses}"
 

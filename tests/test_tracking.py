@@ -49,7 +49,8 @@ def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root, monke
     bundle = tmp_path / name
     shutil.copytree(BUNDLES[name], bundle, ignore=shutil.ignore_patterns("models", "eval", "sample_data"))
     contract = BundleContract(bundle, tmp_path / "work", sample_root)
-    out = tmp_path / "work" / "eval"
+    out = bundle / "eval"  # the bundle's default output_dir: MONAI's tracking names the executed config's
+    # artifact by appending to the raw output_dir expression, so a plain-path --output_dir loses that artifact
     configs = [str(bundle / "configs" / n) for n in ("train.json", "sample_data.json")]
     command = [
         sys.executable, "-m", "monai.bundle", "run",
@@ -60,7 +61,6 @@ def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root, monke
         "--bundle_root", str(bundle),
         "--dataset_dir", str(contract.dataset_dir()),
         "--ckpt_dir", str(tmp_path / "work" / "models"),
-        "--output_dir", str(out),
         "--num_workers", "0", "--max_epochs", "1", "--val_interval", "1",
         "--train#trainer#epoch_length", str(ITERATIONS),
     ]  # fmt: skip
