@@ -169,7 +169,7 @@ def test_wrong_channel_count_message():
         tiny_net().eval()(torch.randn(1, 3, 8, 8, 8))
 
 
-def test_torchscript_trace_matches_eager():
+def test_torchscript_trace_and_script_match_eager():
     net = tiny_net().eval()
     x = torch.randn(1, 2, 8, 16, 12)
     with torch.no_grad():
@@ -180,6 +180,9 @@ def test_torchscript_trace_matches_eager():
     # the exported module standardizes its own stored weights (no frozen standardized copy)
     names = {n for n, _ in traced.named_parameters()}
     assert names == {n for n, _ in net.named_parameters()}
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x2), net(x2))
 
 
 def test_deepcopy_and_2d():

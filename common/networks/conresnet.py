@@ -121,10 +121,8 @@ class WeightStandardizedConv(nn.Module):
         std = torch.sqrt(flat.var(dim=1, keepdim=True) + self.eps)
         return ((flat - mean) / std).reshape(w.shape)
 
-    def _weight_for_forward(self) -> torch.Tensor:
-        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing():
-            self._cached_weight = None
-            return self.standardized_weight()
+    @torch.jit.unused
+    def _cached_standardized_weight(self) -> torch.Tensor:
         w = self.weight
         key = (w.data_ptr(), w._version, w.dtype, w.device)
         if self._cached_weight is None or self._cache_key != key:
@@ -141,8 +139,13 @@ class WeightStandardizedConv(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = F.conv3d if self.spatial_dims == 3 else F.conv2d
-        return conv(x, self._weight_for_forward(), None, self.stride, self.padding, self.dilation)
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or self.training or torch.is_grad_enabled():
+            weight = self.standardized_weight()
+        else:
+            weight = self._cached_standardized_weight()
+        if self.spatial_dims == 3:
+            return F.conv3d(x, weight, None, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         out_c, in_c, *k = self.weight.shape
@@ -337,7 +340,7 @@ class ConResNet(nn.Module):
         if not torch.jit.is_tracing() and x.shape[1] != self.in_channels:
             raise ValueError(
                 f"ConResNet expects {self.in_channels} input channels, got {x.shape[1]} (input shape "
-                f"{tuple(x.shape)}); set in_channels to the number of image channels/modalities."
+                f"{list(x.shape)}); set in_channels to the number of image channels/modalities."
             )
         image_residual = inter_slice_residual(x, self.residual_axis)
         skip1 = self.stage1(self.conv_init(x))
