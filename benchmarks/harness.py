@@ -221,6 +221,14 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: int, budget_s: float) -> 
     return {"wall_s": _median(walls), "cpu_s": _median(cpus), "runs": len(walls), "wall_all_s": walls}
 
 
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return max_rss_mb()
+
+
 def max_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -315,11 +323,6 @@ def network_case(
     torch.manual_seed(0)
     result: dict[str, Any] = {"bundle": bundle, "size": size_name, "input_shape": list(size.input_shape), "batch": size.batch}
     result.update(count_macs(bundle, size))
-    spatial = len(size.input_shape) - 1
-    result["machine"] = machine_throughput(size_name, spatial_dims=(spatial,))
-    conv_peak = result["machine"][f"conv{spatial}d"]["gflop_per_s"]
-    conv_peak_cpu = result["machine"][f"conv{spatial}d"]["gflop_per_cpu_s"]
-    matmul_peak = result["machine"]["matmul"]["gflop_per_s"]
 
     parser = bundle_parser(bundle, sample_data=size.sample_data, **size.overrides)
     net = parser.get_parsed_content("network")
@@ -327,7 +330,7 @@ def network_case(
     optimizer = parser.get_parsed_content("optimizer")
     x = torch.randn(size.batch, *size.input_shape)
     y = synthetic_label(case.label, (size.batch, *size.input_shape[1:]))
-    result["rss_baseline_mb"] = max_rss_mb()
+    result["rss_baseline_mb"] = rss_mb()
 
     def forward() -> None:
         with torch.inference_mode():
@@ -354,16 +357,17 @@ def network_case(
             t = {"wall_s": first_wall, "cpu_s": first_cpu, "runs": 1, "wall_all_s": [first_wall], "first_run_only": True}
         else:
             t = timed(fn, repeats, max(0, warmup - 1), budget_s)
-        gflops = flops / t["wall_s"] / 1e9
-        result[phase] = {
-            **t,
-            "gflop": flops / 1e9,
-            "gflop_per_s": gflops,
-            "vs_conv": gflops / conv_peak,
-            "vs_matmul": gflops / matmul_peak,
-            "vs_conv_cpu_time": flops / t["cpu_s"] / 1e9 / conv_peak_cpu,
-            "peak_rss_mb": max_rss_mb(),
-        }
+        result[phase] = {**t, "gflop": flops / 1e9, "gflop_per_s": flops / t["wall_s"] / 1e9, "peak_rss_mb": max_rss_mb()}
+    # the machine's throughput right after the case (after, so that its buffers do not mask the case's peak RSS)
+    spatial = len(size.input_shape) - 1
+    result["machine"] = machine_throughput(size_name, spatial_dims=(spatial,))
+    conv, matmul = result["machine"][f"conv{spatial}d"], result["machine"]["matmul"]
+    for phase in ("forward", "train_step"):
+        if "gflop" in result[phase]:
+            r = result[phase]
+            r["vs_conv"] = r["gflop_per_s"] / conv["gflop_per_s"]
+            r["vs_matmul"] = r["gflop_per_s"] / matmul["gflop_per_s"]
+            r["vs_conv_cpu_time"] = r["gflop"] / r["cpu_s"] / conv["gflop_per_cpu_s"]
     if result.get("macs") is None:
         result["macs"] = int(result["forward"]["gflop"] * 1e9 / 2 / size.batch)
         result["macs_counted_on"] = "cpu (meta failed)"
@@ -391,8 +395,7 @@ def volume_case(
                               "inferer": {k: (v if k == "_target_" else parser.get_parsed_content(f"inferer#{k}"))
                                           for k, v in parser["inferer"].items()},
                               "overrides": size.overrides}
-    result["machine"] = machine_throughput(size_name, spatial_dims=(3 if case.volume == "sliding_window" else 2,))
-    result["rss_baseline_mb"] = max_rss_mb()
+    result["rss_baseline_mb"] = rss_mb()
 
     def infer() -> None:
         calls.clear()
@@ -400,20 +403,26 @@ def volume_case(
             inferer(volume, net)
 
     counter = FlopCounterMode(display=False)
+    w0, c0 = time.perf_counter(), time.process_time()
     with counter:
         infer()
+    first_wall, first_cpu = time.perf_counter() - w0, time.process_time() - c0
     result["network_calls"] = len(calls)
     result["network_inputs"] = sum(c[0] for c in calls)  # windows or slices
     result["network_input_shapes"] = sorted({str(list(c)) for c in calls})
     flops = counter.get_total_flops()
-    t = timed(infer, repeats, max(0, warmup - 1), budget_s)
+    if first_wall > long_run_s:  # one more run would not fit: the first (counted) run is the measurement
+        t = {"wall_s": first_wall, "cpu_s": first_cpu, "runs": 1, "wall_all_s": [first_wall], "first_run_only": True}
+    else:
+        t = timed(infer, repeats, max(0, warmup - 1), budget_s)
+    result["peak_rss_mb"] = max_rss_mb()
+    result["machine"] = machine_throughput(size_name, spatial_dims=(3 if case.volume == "sliding_window" else 2,))
     conv = result["machine"]["conv3d" if case.volume == "sliding_window" else "conv2d"]["gflop_per_s"]
     result.update(t)
     if size.measured_depth:
         result["measured_shape"] = list(shape)
         result["scaled_to_full_depth_s"] = t["wall_s"] * size.input_shape[-1] / size.measured_depth
-    result.update({"gflop": flops / 1e9, "gflop_per_s": flops / t["wall_s"] / 1e9, "vs_conv": flops / t["wall_s"] / 1e9 / conv,
-                   "peak_rss_mb": max_rss_mb()})
+    result.update({"gflop": flops / 1e9, "gflop_per_s": flops / t["wall_s"] / 1e9, "vs_conv": flops / t["wall_s"] / 1e9 / conv})
     return result
 
 
@@ -469,7 +478,7 @@ def run_worker(
 ) -> dict[str, Any]:
     """One case, in a fresh Python process when ``isolate`` (so its peak RSS is its own)."""
     if not isolate:
-        return WORKERS[kind](bundle, size, repeats, warmup, budget_s, **limits)
+        return WORKERS[kind](bundle, size, repeats, warmup, budget_s, **{k: v for k, v in limits.items() if k != "threads"})
     spec = json.dumps({"kind": kind, "bundle": bundle, "size_name": size, "repeats": repeats, "warmup": warmup,
                        "budget_s": budget_s, **limits})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -498,6 +507,7 @@ def run(
     long_run_s: float = 60.0,
     max_run_s: float = 300.0,
     reuse: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Benchmark the bundles; write ``<out>/<name>.json`` and ``<out>/<name>.md`` after every case.
 
@@ -518,6 +528,8 @@ def run(
         max_run_s: skip (and estimate) a training step expected to take longer than this.
         reuse: a previous results JSON whose complete network entries of the same bundle and size are
             kept instead of measured again (marked ``reused``).
+        threads: ``torch.set_num_threads`` of every case (default: torch's). On a CPU shared with more
+            runnable jobs than cores, 1 thread avoids OpenMP threads waiting for each other (see README).
     """
     bundles = list(bundles or CASES)
     unknown = [b for b in bundles if b not in CASES] + [s for s in sizes if s not in SIZES]
@@ -525,6 +537,8 @@ def run(
         raise ValueError(f"benchmark: unknown bundle or size {unknown}; bundles: {list(CASES)}, sizes: {list(SIZES)}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": machine_description(),
@@ -544,7 +558,7 @@ def run(
         for entry in json.loads(Path(reuse).read_text()).get("networks", []):
             if "error" not in entry and "forward" in entry and "train_step" in entry:
                 previous[(entry["bundle"], entry["size"])] = {**entry, "reused": str(reuse)}
-    limits = {"long_run_s": long_run_s, "max_run_s": max_run_s}
+    limits = {"long_run_s": long_run_s, "max_run_s": max_run_s, "threads": torch.get_num_threads()}
     for size in sizes:
         for bundle in bundles:
             entry = previous.get((bundle, size)) or run_worker("network", bundle, size, repeats, warmup, budget_s, isolate, **limits)
@@ -708,28 +722,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--long-run-s", type=float, default=60.0)
     p_run.add_argument("--max-run-s", type=float, default=300.0)
     p_run.add_argument("--reuse", default=None, help="previous results JSON: keep its complete network entries")
+    p_run.add_argument("--threads", type=int, default=None, help="torch threads of every case (default: torch's)")
     p_prof = sub.add_parser("profile", help="torch.profiler over training steps at the CPU-friendly size")
     p_prof.add_argument("--bundles", nargs="+", default=None, choices=list(CASES))
     p_prof.add_argument("--size", default="cpu", choices=SIZES)
     p_prof.add_argument("--out", default=str(RESULTS_DIR))
     p_prof.add_argument("--steps", type=int, default=3)
     p_prof.add_argument("--top", type=int, default=12)
+    p_prof.add_argument("--threads", type=int, default=None)
     p_worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
     p_worker.add_argument("spec")
     args = parser.parse_args(argv)
     if args.command == "_worker":
         spec = json.loads(args.spec)
+        if spec.get("threads"):
+            torch.set_num_threads(spec["threads"])
+        spec.pop("threads", None)
         result = WORKERS[spec.pop("kind")](**spec)
         print(RESULT_MARK + json.dumps(result), flush=True)
         return 0
     if args.command == "run":
         results = run(args.sizes, args.bundles, args.out, args.repeats, args.warmup, args.budget_s,
                       not args.no_volume, not args.no_data, not args.in_process, args.name, args.long_run_s,
-                      args.max_run_s, args.reuse)
+                      args.max_run_s, args.reuse, args.threads)
         print(markdown(results))
         return 0
     from benchmarks.profiling import profile
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     profile(args.bundles, args.size, args.out, args.steps, args.top)
     return 0
 
