@@ -1,0 +1,270 @@
+"""Input checks MONAI lacks: each raises :class:`InputError` naming the file and the fix, before anything is
+trained on or written from a bad case.
+
+Place them right after ``LoadImaged(ensure_channel_first=True)`` (on the data as stored, before orientation,
+resampling, label mapping or thresholding):
+
+- :class:`LoadCheckedImaged`: ``LoadImaged`` whose errors (missing, unreadable, damaged or truncated file)
+  name the file and what to do.
+- :class:`CheckSpatialDimsd`: a 2D image given to a 3D bundle (also a single-slice volume) and the reverse.
+- :class:`CheckChannelsd`: the channel count the bundle's network takes.
+- :class:`CheckFinited`: NaN or infinite voxels.
+- :class:`CheckLabelValuesd`: label values outside the bundle's classes.
+- :class:`CheckGeometryd`: image and label on different grids (spatial shape, affine).
+- :class:`CheckInputd`: all of the above in one entry, as the bundles use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import LoadImaged, MapTransform
+
+__all__ = [
+    "CheckChannelsd",
+    "CheckFinited",
+    "CheckGeometryd",
+    "CheckInputd",
+    "CheckLabelValuesd",
+    "CheckSpatialDimsd",
+    "InputError",
+    "LoadCheckedImaged",
+]
+
+
+class InputError(ValueError):
+    """A case of the input data cannot be used by the bundle; the message names the file and the fix."""
+
+
+def source_of(data: Mapping, key: Hashable) -> str:
+    """The file a loaded item came from (MetaTensor meta ``filename_or_obj``), else its datalist entry."""
+    meta = getattr(data[key], "meta", None)
+    if meta is not None and meta.get("filename_or_obj"):
+        return str(meta["filename_or_obj"])
+    return f"the '{key}' entry {data[key]!r}" if isinstance(data[key], (str, os.PathLike)) else f"the '{key}' data"
+
+
+def _paths(value: Any) -> list[str]:
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in value):
+        return [os.fspath(v) for v in value]
+    return []
+
+
+class LoadCheckedImaged(LoadImaged):
+    """``monai.transforms.LoadImaged`` (same arguments) whose errors say which file failed and what to do:
+    a missing file (fix the datalist or ``dataset_dir``), a file that cannot be read (permissions), or a
+    file no reader can decode (damaged, truncated or of a format the bundle does not read)."""
+
+    def __call__(self, data: Mapping, reader: Any = None) -> dict:
+        for key in self.key_iterator(dict(data)):
+            for path in _paths(data[key]):
+                if not os.path.exists(path):
+                    raise InputError(
+                        f"{path} (the '{key}' of a datalist item) does not exist; fix the path in the datalist or"
+                        " set dataset_dir/datalist to the folder the datalist's relative paths start from"
+                    )
+                if not os.access(path, os.R_OK) or os.path.isdir(path) and not os.listdir(path):
+                    raise InputError(f"{path} cannot be read (permissions or an empty folder); make it readable")
+        try:
+            return super().__call__(data, reader)
+        except Exception as e:
+            files = [p for key in self.key_iterator(dict(data)) for p in _paths(data[key])]
+            culprit = next((p for p in files if not _loads(p, self._loader)), ", ".join(files))
+            raise InputError(
+                f"cannot read {culprit} as an image ({type(e).__name__}: {e}): the file is damaged or truncated, or"
+                " not a format this bundle reads (NIfTI/DICOM through nibabel/ITK, PNG/JPG for 2D); download or"
+                " export it again, or remove it from the datalist"
+            ) from e
+
+
+def _loads(path: str, loader: Any) -> bool:
+    try:
+        loader(path)
+        return True
+    except Exception:
+        return False
+
+
+class CheckSpatialDimsd(MapTransform):
+    """Checks that each image has ``spatial_dims`` spatial axes (channel first) and, for 3D, more than one
+    slice: a 2D image or a single slice given to a 3D bundle and a volume given to a 2D bundle are errors."""
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, not {spatial_dims}")
+        self.spatial_dims = spatial_dims
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            spatial = tuple(d[key].shape[1:])
+            flat = self.spatial_dims == 3 and len(spatial) == 3 and 1 in spatial
+            if len(spatial) != self.spatial_dims or flat:
+                what = "a single slice" if flat else f"{len(spatial)}D"
+                fix = (
+                    "give a 3D volume (NIfTI/DICOM series), or use a 2D bundle for 2D images"
+                    if self.spatial_dims == 3
+                    else "give a 2D image, or use a 3D bundle (or this bundle's slice-wise override) for volumes"
+                )
+                raise InputError(
+                    f"{source_of(d, key)} is {what} (spatial shape {spatial}), this bundle reads"
+                    f" {self.spatial_dims}D images; {fix}"
+                )
+        return d
+
+
+class CheckChannelsd(MapTransform):
+    """Checks the channel count (first axis) against the counts the bundle takes.
+
+    Args:
+        channels: the accepted channel count(s).
+        channel_names: what the channels are (e.g. "FLAIR, T1, T1ce, T2"), for the message.
+    """
+
+    def __init__(self, keys: KeysCollection, channels: int | Sequence[int], channel_names: str = "",
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.channels = (channels,) if isinstance(channels, int) else tuple(channels)
+        self.channel_names = channel_names
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            count = int(d[key].shape[0])
+            if count not in self.channels:
+                wanted = " or ".join(map(str, self.channels))
+                names = f" ({self.channel_names})" if self.channel_names else ""
+                raise InputError(
+                    f"{source_of(d, key)} has {count} channel(s), this bundle takes {wanted}{names}; give an image"
+                    f" with {wanted} channel(s) (multi-file cases: list every modality file in the datalist), or"
+                    " train a model for this count (override in_channels)"
+                )
+        return d
+
+
+class CheckFinited(MapTransform):
+    """Checks that every voxel is finite (no NaN, no +/-Inf)."""
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            x = torch.as_tensor(d[key])
+            if not x.is_floating_point():
+                continue
+            finite = torch.isfinite(x)
+            if not bool(finite.all()):
+                nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+                raise InputError(
+                    f"{source_of(d, key)} has {nan} NaN and {inf} infinite voxel(s); the bundle does not guess"
+                    " values: fix the file (e.g. numpy.nan_to_num when it is converted) or leave the case out"
+                )
+        return d
+
+
+class CheckLabelValuesd(MapTransform):
+    """Checks that a label holds only the bundle's class values (as stored, before any mapping).
+
+    Args:
+        values: the allowed values (e.g. ``[0, 1, 2, 4]`` for BraTS, ``[0, 255]`` for PNG masks).
+    """
+
+    def __init__(self, keys: KeysCollection, values: Sequence[float], allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.values = sorted(float(v) for v in values)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            found = torch.unique(torch.as_tensor(d[key]).detach()).double().cpu().numpy()
+            outside = found[~np.isin(found, self.values)]
+            if outside.size:
+                shown = ", ".join(f"{v:g}" for v in outside[:8]) + (" ..." if outside.size > 8 else "")
+                raise InputError(
+                    f"{source_of(d, key)} has label value(s) {shown} outside this bundle's classes"
+                    f" {[f'{v:g}' for v in self.values]}; fix the label file, or map its values onto the classes"
+                    " (MapLabelValued / the dataset's label_mapping)"
+                )
+        return d
+
+
+class CheckGeometryd(MapTransform):
+    """Checks that the label lies on the image's grid: same spatial shape and, when both carry one, the same
+    affine (within ``atol`` mm).
+
+    Args:
+        keys: the image key and the label key, in that order.
+    """
+
+    def __init__(self, keys: KeysCollection, atol: float = 1e-3, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 2:
+            raise ValueError(f"CheckGeometryd takes two keys (image, label), not {self.keys}")
+        self.atol = atol
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        image_key, label_key = self.keys
+        if image_key not in d or label_key not in d:
+            return d
+        image, label = d[image_key], d[label_key]
+        if tuple(image.shape[1:]) != tuple(label.shape[1:]):
+            raise InputError(
+                f"{source_of(d, label_key)} (spatial shape {tuple(label.shape[1:])}) does not match its image"
+                f" {source_of(d, image_key)} (spatial shape {tuple(image.shape[1:])}); pair the right files in the"
+                " datalist, or resample the label onto the image grid"
+            )
+        a, b = getattr(image, "affine", None), getattr(label, "affine", None)
+        if a is not None and b is not None:
+            diff = float(torch.as_tensor(a, dtype=torch.float64).sub(torch.as_tensor(b, dtype=torch.float64)).abs().max())
+            if diff > self.atol:
+                raise InputError(
+                    f"{source_of(d, label_key)} and its image {source_of(d, image_key)} have the same shape but"
+                    f" different affines (up to {diff:.3g} apart: spacing, origin or orientation); the label must"
+                    " lie on the image grid: resample it onto the image (e.g. with ITK / Resampled) or fix its header"
+                )
+        return d
+
+
+class CheckInputd(MapTransform):
+    """The input checks of a bundle in one transform: dimensionality, channel count and finiteness of the
+    image, and, when the label is present, its values and its grid.
+
+    Args:
+        keys: the image key.
+        spatial_dims: 2 or 3, the dimensionality of the images the bundle reads.
+        channels: accepted channel count(s) of the image.
+        label_key: the label key (skipped when an item has no label, e.g. inference).
+        label_values: the label values of the bundle's classes, as stored; None skips the check.
+        channel_names: what the channels are, for the message.
+        atol: affine tolerance of the grid check, mm.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int, channels: int | Sequence[int],
+                 label_key: str | None = "label", label_values: Sequence[float] | None = None,
+                 channel_names: str = "", atol: float = 1e-3) -> None:
+        super().__init__(keys, allow_missing_keys=False)
+        self.label_key = label_key
+        self.checks: list[MapTransform] = [
+            CheckSpatialDimsd(keys, spatial_dims),
+            CheckChannelsd(keys, channels, channel_names),
+            CheckFinited(keys),
+        ]
+        if label_key is not None:
+            if label_values is not None:
+                self.checks.append(CheckLabelValuesd(label_key, label_values, allow_missing_keys=True))
+            self.checks += [CheckSpatialDimsd(label_key, spatial_dims, allow_missing_keys=True),
+                            CheckGeometryd([self.keys[0], label_key], atol=atol)]
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for check in self.checks:
+            d = check(d)
+        return d
