@@ -13,9 +13,10 @@ REFERENCE_BUNDLE = REPO_ROOT / "tests" / "fixtures" / "reference_bundle"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _quiet_threads():
-    """Tests run on small tensors; more threads than cores only adds contention on CI's 2 cores."""
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+def _one_thread():
+    """Tests run on small tensors, where a second thread gains little and, on a busy 2-core machine, cost a
+    10-30x slowdown (measured by three helpers on 2026-11-22); subprocesses (torchrun) add their own threads."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
