@@ -96,15 +96,16 @@ def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
     return loaded
 
 
-def find_images(pattern: str, key: str = "image") -> list[dict]:
-    """``[{key: file}]`` for the files matching the glob ``pattern``, sorted; raises
+def find_images(patterns: str | Sequence[str], key: str = "image") -> list[dict]:
+    """``[{key: file}]`` for the files matching the glob pattern(s), sorted; raises
     :class:`~common.datalists.DatalistError` when none match."""
-    files = sorted(glob.glob(pattern))
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    files = sorted({f for pattern in patterns for f in glob.glob(pattern)})
     if not files:
-        folder = Path(pattern).parent
-        where = "does not exist" if not folder.is_dir() else "has no file matching it"
+        folders = sorted({str(Path(p).parent) for p in patterns})
+        where = "; ".join(f"{f} {'does not exist' if not Path(f).is_dir() else 'has no matching file'}" for f in folders)
         raise DatalistError(
-            f"no input image matches {pattern} ({folder} {where}); set --dataset_dir to the folder that holds"
+            f"no input image matches {' or '.join(patterns)} ({where}); set --dataset_dir to the folder that holds"
             " the images, or pass --datalist as a list of {'image': path} items"
         )
     return [{key: f} for f in files]

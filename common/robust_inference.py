@@ -37,6 +37,7 @@ __all__ = [
     "AtomicPILWriter",
     "FailureTolerantDataset",
     "InferenceFailures",
+    "atomic_writer",
 ]
 
 FAILURE_KEY = "inference_failure"
@@ -79,6 +80,20 @@ class AtomicNibabelWriter(_AtomicWrite, NibabelWriter):
 
 class AtomicPILWriter(_AtomicWrite, PILWriter):
     """``monai.data.PILWriter`` that writes atomically (temporary file, then rename)."""
+
+
+_ATOMIC = {ITKWriter: AtomicITKWriter, NibabelWriter: AtomicNibabelWriter, PILWriter: AtomicPILWriter}
+
+
+def atomic_writer(output_ext: str) -> type:
+    """The atomic version of the writer MONAI's ``SaveImage`` picks for ``output_ext`` (``SaveImaged``'s
+    ``writer`` when the extension is a config key, e.g. ``.png`` or ``.nii.gz``)."""
+    from monai.data.image_writer import resolve_writer
+
+    for writer in resolve_writer(output_ext if output_ext.startswith(".") else f".{output_ext}"):
+        if writer in _ATOMIC:
+            return _ATOMIC[writer]
+    raise ValueError(f"no atomic image writer for {output_ext!r}; use .nii.gz, .nii, .png or .jpg")
 
 
 def _case_name(item: Any, key: str = CommonKeys.IMAGE) -> str:

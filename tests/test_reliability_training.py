@@ -220,6 +220,7 @@ def test_monai_checkpoint_saver_is_not_atomic_but_ours_is(tmp_path):
     net = torch.nn.Linear(2, 2)
     monai_saver = CheckpointSaver(str(tmp_path), {"model": net}, save_interval=1, epoch_level=False)
     ours = AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_interval=1, epoch_level=False, save_final=True,
+                                 final_filename="checkpoint_final.pt",
                                  save_key_metric=True, key_metric_filename="model.pt")
     assert monai_saver._interval_checkpoint.save_handler._atomic is False
     handlers = [ours._interval_checkpoint, ours._final_checkpoint, ours._key_metric_checkpoint]

@@ -58,11 +58,28 @@ def _paths(value: Any) -> list[str]:
 
 
 class LoadCheckedImaged(LoadImaged):
-    """``monai.transforms.LoadImaged`` (same arguments) whose errors say which file failed and what to do:
-    a missing file (fix the datalist or ``dataset_dir``), a file that cannot be read (permissions), or a
-    file no reader can decode (damaged, truncated or of a format the bundle does not read)."""
+    """``monai.transforms.LoadImaged`` whose errors say which file failed and what to do: a missing file (fix
+    the datalist or ``dataset_dir``), a file that cannot be read (permissions), or a file no reader can decode
+    (damaged, truncated or of a format the bundle does not read); then it runs ``checks`` on what it loaded.
+
+    Args:
+        keys: as ``LoadImaged``.
+        checks: transforms run on the loaded item (usually one :class:`CheckInputd`, the bundles'
+            ``input_checks``); checks of keys not loaded yet are skipped.
+        kwargs: the other arguments of ``LoadImaged``.
+    """
+
+    def __init__(self, keys: KeysCollection, *args: Any, checks: Any = None, **kwargs: Any) -> None:
+        super().__init__(keys, *args, **kwargs)
+        self.checks = [] if checks is None else list(checks) if isinstance(checks, (list, tuple)) else [checks]
 
     def __call__(self, data: Mapping, reader: Any = None) -> dict:
+        d = self._load(data, reader)
+        for check in self.checks:
+            d = check(d)
+        return d
+
+    def _load(self, data: Mapping, reader: Any = None) -> dict:
         for key in self.key_iterator(dict(data)):
             for path in _paths(data[key]):
                 if not os.path.exists(path):
@@ -250,12 +267,12 @@ class CheckInputd(MapTransform):
     def __init__(self, keys: KeysCollection, spatial_dims: int, channels: int | Sequence[int],
                  label_key: str | None = "label", label_values: Sequence[float] | None = None,
                  channel_names: str = "", atol: float = 1e-3) -> None:
-        super().__init__(keys, allow_missing_keys=False)
+        super().__init__(keys, allow_missing_keys=True)
         self.label_key = label_key
         self.checks: list[MapTransform] = [
-            CheckSpatialDimsd(keys, spatial_dims),
-            CheckChannelsd(keys, channels, channel_names),
-            CheckFinited(keys),
+            CheckSpatialDimsd(keys, spatial_dims, allow_missing_keys=True),
+            CheckChannelsd(keys, channels, channel_names, allow_missing_keys=True),
+            CheckFinited(keys, allow_missing_keys=True),
         ]
         if label_key is not None:
             if label_values is not None:
@@ -265,6 +282,8 @@ class CheckInputd(MapTransform):
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
+        loaded = {k: v for k, v in d.items() if not _paths(v)}  # keys still holding file names are not loaded yet
         for check in self.checks:
-            d = check(d)
+            loaded = check(loaded)
+        d.update(loaded)
         return d
