@@ -125,6 +125,13 @@ def _derived_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 class _SkipFirstBatches:
     """The wrapped loader whose first iteration skips ``skip`` batches (drawn, with their augmentation, and
     discarded, so every random state advances as in the interrupted run)."""
@@ -176,7 +183,7 @@ class ReproducibleEpochs:
         set_rnd(getattr(dataset, "transform", dataset), epoch_seed)
         length = engine.state.epoch_length
         done = engine.state.iteration % length if length else 0
-        if done:
+        if done and length == _length(loader):  # replay only where an epoch is one pass over the loader
             self._loader = loader
             engine.state.dataloader = _SkipFirstBatches(loader, done)
 
