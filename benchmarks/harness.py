@@ -630,12 +630,13 @@ def markdown(results: dict[str, Any]) -> str:
         "its first (FLOP-counted) run is the measurement.",
         "",
         "| bundle | size | input | batch | params (M) | GMACs | paper | forward ms | fwd GFLOP/s | fwd vs conv "
-        "| train step ms | train GFLOP/s | train vs conv | train vs conv (cpu-time) | RSS MB fwd / train (base) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fwd vs conv (cpu-time) | train step ms | train GFLOP/s | train vs conv | train vs conv (cpu-time) "
+        "| RSS MB fwd / train (base) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["networks"]:
         if "error" in r:
-            lines.append(f"| {r['bundle']} | {r['size']} | error: {r['error'].splitlines()[-1][:120] if r['error'] else ''} |" + " |" * 12)
+            lines.append(f"| {r['bundle']} | {r['size']} | error: {r['error'].splitlines()[-1][:120] if r['error'] else ''} |" + " |" * 13)
             continue
         paper = CASES[r["bundle"]].paper
         paper_txt = ", ".join(x for x in (f"{paper['params_m']} M" if "params_m" in paper else "", f"{paper['gmacs']} G" if "gmacs" in paper else "") if x) or "-"
@@ -649,7 +650,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {r['bundle']} | {r['size']} | {'x'.join(map(str, r['input_shape']))} | {r['batch']} | {r['params'] / 1e6:.2f} "
             f"| {_fmt(r['macs'] / 1e9 if r.get('macs') is not None else None)} | {paper_txt} | {f['wall_s'] * 1e3:.0f} ({runs(f)}) "
-            f"| {f['gflop_per_s']:.1f} | {f['vs_conv']:.2f} | {train} |"
+            f"| {f['gflop_per_s']:.1f} | {f['vs_conv']:.2f} | {f['vs_conv_cpu_time']:.2f} | {train} |"
         )
     if results.get("volumes"):
         lines += [

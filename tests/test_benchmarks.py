@@ -56,7 +56,7 @@ def test_tiny_run_writes_json_and_markdown(tmp_path):
         assert heading in text
     assert f"| {EAANET} | tiny | 12x64x64 | 2 |" in text
     table = [line for line in text.splitlines() if line.startswith(f"| {EAANET} | tiny")][0]
-    assert table.count("|") == 16  # 15 columns, as in the header
+    assert table.count("|") == 17  # 16 columns, as in the header
 
 
 def test_paper_size_macs_on_meta():
