@@ -731,7 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_prof.add_argument("--steps", type=int, default=3)
     p_prof.add_argument("--top", type=int, default=12)
     p_prof.add_argument("--threads", type=int, default=None)
-    p_worker = sub.add_parser("_worker", help=argparse.SUPPRESS)
+    p_worker = sub.add_parser("_worker")  # one case in a fresh process (internal)
     p_worker.add_argument("spec")
     args = parser.parse_args(argv)
     if args.command == "_worker":
