@@ -106,7 +106,8 @@ CASES: dict[str, Case] = {
                 "cpu": Size((4, 64, 64, 32), batch=2),
                 "tiny": Size((4, 32, 32, 16), batch=2, sample_data=True),
             },
-            paper={"params_m": 19.3, "gmacs": 538.5, "note": "Table VII, 80x160x160; release: 19.02 M used, 537.5 GMACs"},
+            paper={"params_m": 19.3, "gmacs": 538.5,
+                   "note": "Table VII, 80x160x160; release: 19.02 M used, 537.5 GMACs"},
             volume="sliding_window",
             volume_sizes={
                 # paper widths take ~12 x the paper-size forward (12 windows): minutes on 2 shared cores; the
@@ -176,7 +177,9 @@ def bundle_parser(bundle: str, config: str = "train.json", sample_data: bool = F
 
     configs = BUNDLES_DIR / bundle / "configs"
     if not (configs / config).is_file():
-        raise FileNotFoundError(f"benchmark: {configs / config} does not exist; is '{bundle}' a bundle in {BUNDLES_DIR}?")
+        raise FileNotFoundError(
+            f"benchmark: {configs / config} does not exist; is '{bundle}' a bundle in {BUNDLES_DIR}?"
+        )
     files = [str(configs / config)] + ([str(configs / "sample_data.json")] if sample_data else [])
     parser = ConfigParser()
     parser.read_config(files)
@@ -227,6 +230,10 @@ def rss_mb() -> float:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return max_rss_mb()
+
+
+def _single_run(wall_s: float, cpu_s: float) -> dict[str, Any]:
+    return {"wall_s": wall_s, "cpu_s": cpu_s, "runs": 1, "wall_all_s": [wall_s], "first_run_only": True}
 
 
 def max_rss_mb() -> float:
@@ -288,7 +295,11 @@ def machine_throughput(scale: str = "paper", spatial_dims: Sequence[int] = (2, 3
     with torch.inference_mode():
         for name, (fn, flops) in ops.items():
             t = timed(fn, repeats=repeats, warmup=1, budget_s=5.0)
-            out[name] = {"gflop_per_s": flops / t["wall_s"] / 1e9, "gflop_per_cpu_s": flops / t["cpu_s"] / 1e9, "gflop": flops / 1e9}
+            out[name] = {
+                "gflop_per_s": flops / t["wall_s"] / 1e9,
+                "gflop_per_cpu_s": flops / t["cpu_s"] / 1e9,
+                "gflop": flops / 1e9,
+            }
     return out
 
 
@@ -312,7 +323,13 @@ def count_macs(bundle: str, size: Size) -> dict[str, Any]:
 
 
 def network_case(
-    bundle: str, size_name: str, repeats: int, warmup: int, budget_s: float, long_run_s: float = 60.0, max_run_s: float = 300.0
+    bundle: str,
+    size_name: str,
+    repeats: int,
+    warmup: int,
+    budget_s: float,
+    long_run_s: float = 60.0,
+    max_run_s: float = 300.0,
 ) -> dict[str, Any]:
     """Parameters, MACs, forward and training-step timings, GFLOP/s and peak RSS of one network at one size.
 
@@ -321,7 +338,9 @@ def network_case(
     """
     case, size = CASES[bundle], CASES[bundle].sizes[size_name]
     torch.manual_seed(0)
-    result: dict[str, Any] = {"bundle": bundle, "size": size_name, "input_shape": list(size.input_shape), "batch": size.batch}
+    result: dict[str, Any] = {
+        "bundle": bundle, "size": size_name, "input_shape": list(size.input_shape), "batch": size.batch
+    }
     result.update(count_macs(bundle, size))
 
     parser = bundle_parser(bundle, sample_data=size.sample_data, **size.overrides)
@@ -354,10 +373,11 @@ def network_case(
         first_wall, first_cpu = time.perf_counter() - w0, time.process_time() - c0
         flops = counter.get_total_flops()
         if first_wall > long_run_s:  # one more run would not fit: the first (counted) run is the measurement
-            t = {"wall_s": first_wall, "cpu_s": first_cpu, "runs": 1, "wall_all_s": [first_wall], "first_run_only": True}
+            t = _single_run(first_wall, first_cpu)
         else:
             t = timed(fn, repeats, max(0, warmup - 1), budget_s)
-        result[phase] = {**t, "gflop": flops / 1e9, "gflop_per_s": flops / t["wall_s"] / 1e9, "peak_rss_mb": max_rss_mb()}
+        gflop = flops / 1e9
+        result[phase] = {**t, "gflop": gflop, "gflop_per_s": gflop / t["wall_s"], "peak_rss_mb": max_rss_mb()}
     # the machine's throughput right after the case (after, so that its buffers do not mask the case's peak RSS)
     spatial = len(size.input_shape) - 1
     result["machine"] = machine_throughput(size_name, spatial_dims=(spatial,))
@@ -412,7 +432,7 @@ def volume_case(
     result["network_input_shapes"] = sorted({str(list(c)) for c in calls})
     flops = counter.get_total_flops()
     if first_wall > long_run_s:  # one more run would not fit: the first (counted) run is the measurement
-        t = {"wall_s": first_wall, "cpu_s": first_cpu, "runs": 1, "wall_all_s": [first_wall], "first_run_only": True}
+        t = _single_run(first_wall, first_cpu)
     else:
         t = timed(infer, repeats, max(0, warmup - 1), budget_s)
     result["peak_rss_mb"] = max_rss_mb()
@@ -422,7 +442,8 @@ def volume_case(
     if size.measured_depth:
         result["measured_shape"] = list(shape)
         result["scaled_to_full_depth_s"] = t["wall_s"] * size.input_shape[-1] / size.measured_depth
-    result.update({"gflop": flops / 1e9, "gflop_per_s": flops / t["wall_s"] / 1e9, "vs_conv": flops / t["wall_s"] / 1e9 / conv})
+    gflop_per_s = flops / t["wall_s"] / 1e9
+    result.update({"gflop": flops / 1e9, "gflop_per_s": gflop_per_s, "vs_conv": gflop_per_s / conv})
     return result
 
 
@@ -438,7 +459,9 @@ def data_case(bundle: str, size_name: str, repeats: int, warmup: int, budget_s: 
 
     parser = bundle_parser(bundle, sample_data=True)
     kind = parser["sample_data_kind"]
-    result: dict[str, Any] = {"bundle": bundle, "sample_data_kind": kind, "batch_size": parser.get_parsed_content("batch_size")}
+    result: dict[str, Any] = {
+        "bundle": bundle, "sample_data_kind": kind, "batch_size": parser.get_parsed_content("batch_size")
+    }
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         datalist_path = make_sample_data(kind, Path(tmp) / kind)
         data = load_decathlon_datalist(str(datalist_path), data_list_key="training")
@@ -446,7 +469,8 @@ def data_case(bundle: str, size_name: str, repeats: int, warmup: int, budget_s: 
             data = data[:2]
         parser = bundle_parser(bundle, sample_data=True, dataset_dir=str(Path(datalist_path).parent), num_workers=0)
         transform = parser.get_parsed_content("train#preprocessing")
-        collate = parser.get_parsed_content("train#dataloader#collate_fn") if "collate_fn" in parser["train"]["dataloader"] else None
+        has_collate = "collate_fn" in parser["train"]["dataloader"]
+        collate = parser.get_parsed_content("train#dataloader#collate_fn") if has_collate else None
         kwargs = {"batch_size": result["batch_size"], "shuffle": True, **({"collate_fn": collate} if collate else {})}
         result["items"] = len(data)
 
@@ -478,10 +502,12 @@ def run_worker(
 ) -> dict[str, Any]:
     """One case, in a fresh Python process when ``isolate`` (so its peak RSS is its own)."""
     if not isolate:
-        return WORKERS[kind](bundle, size, repeats, warmup, budget_s, **{k: v for k, v in limits.items() if k != "threads"})
+        limits = {k: v for k, v in limits.items() if k != "threads"}
+        return WORKERS[kind](bundle, size, repeats, warmup, budget_s, **limits)
     spec = json.dumps({"kind": kind, "bundle": bundle, "size_name": size, "repeats": repeats, "warmup": warmup,
                        "budget_s": budget_s, **limits})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    python_path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": python_path}
     proc = subprocess.run([sys.executable, "-m", "benchmarks.harness", "_worker", spec], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
@@ -542,7 +568,8 @@ def run(
     started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": machine_description(),
-        "settings": {"sizes": list(sizes), "repeats": repeats, "warmup": warmup, "budget_s": budget_s, "isolate": isolate,
+        "settings": {"sizes": list(sizes), "repeats": repeats, "warmup": warmup, "budget_s": budget_s,
+                     "isolate": isolate,
                      "long_run_s": long_run_s, "max_run_s": max_run_s, "reuse": str(reuse) if reuse else None,
                      "argv": sys.argv[1:]},
         "throughput_start": machine_throughput(sizes[0] if len(sizes) == 1 else "paper"),
@@ -561,7 +588,9 @@ def run(
     limits = {"long_run_s": long_run_s, "max_run_s": max_run_s, "threads": torch.get_num_threads()}
     for size in sizes:
         for bundle in bundles:
-            entry = previous.get((bundle, size)) or run_worker("network", bundle, size, repeats, warmup, budget_s, isolate, **limits)
+            entry = previous.get((bundle, size)) or run_worker(
+                "network", bundle, size, repeats, warmup, budget_s, isolate, **limits
+            )
             results["networks"].append(entry)
             save()
     volume_size = "paper" if "paper" in sizes else ("tiny" if "tiny" in sizes else None)
@@ -570,7 +599,8 @@ def run(
             if CASES[bundle].volume:
                 reps = 1 if volume_size == "paper" else repeats
                 entry = run_worker("volume", bundle, volume_size, reps, 1, budget_s, isolate, **limits)
-                same = [r for r in results["networks"] if r["bundle"] == bundle and r["size"] == volume_size and "forward" in r]
+                same = [r for r in results["networks"]
+                        if r["bundle"] == bundle and r["size"] == volume_size and "forward" in r]
                 if entry.get("overrides") and same and "network_inputs" in entry:  # reduced widths: scale up
                     forward = same[0]["forward"]
                     entry["estimated_paper_width_s"] = entry["network_inputs"] / same[0]["batch"] * forward["wall_s"]
@@ -597,6 +627,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _last_line(text: str) -> str:
+    return text.strip().splitlines()[-1][:120] if text.strip() else ""
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -636,20 +670,23 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for r in results["networks"]:
         if "error" in r:
-            lines.append(f"| {r['bundle']} | {r['size']} | error: {r['error'].splitlines()[-1][:120] if r['error'] else ''} |" + " |" * 13)
+            lines.append(f"| {r['bundle']} | {r['size']} | error: {_last_line(r['error'])} |" + " |" * 13)
             continue
         paper = CASES[r["bundle"]].paper
-        paper_txt = ", ".join(x for x in (f"{paper['params_m']} M" if "params_m" in paper else "", f"{paper['gmacs']} G" if "gmacs" in paper else "") if x) or "-"
+        reported = [f"{paper[k]} {unit}" for k, unit in (("params_m", "M"), ("gmacs", "G")) if k in paper]
+        paper_txt = ", ".join(reported) or "-"
         f, t = r["forward"], r["train_step"]
         runs = lambda x: f"{x['runs']}{'*' if x.get('first_run_only') else ''}"  # noqa: E731
         if "skipped" in t:
             train = f"skipped: {t['skipped']} | - | - | - | {f['peak_rss_mb']:.0f} / - ({r['rss_baseline_mb']:.0f})"
         else:
-            train = (f"{t['wall_s'] * 1e3:.0f} ({runs(t)}) | {t['gflop_per_s']:.1f} | {t['vs_conv']:.2f} | {t['vs_conv_cpu_time']:.2f} "
+            train = (f"{t['wall_s'] * 1e3:.0f} ({runs(t)}) | {t['gflop_per_s']:.1f} | {t['vs_conv']:.2f} "
+                     f"| {t['vs_conv_cpu_time']:.2f} "
                      f"| {f['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f})")
         lines.append(
-            f"| {r['bundle']} | {r['size']} | {'x'.join(map(str, r['input_shape']))} | {r['batch']} | {r['params'] / 1e6:.2f} "
-            f"| {_fmt(r['macs'] / 1e9 if r.get('macs') is not None else None)} | {paper_txt} | {f['wall_s'] * 1e3:.0f} ({runs(f)}) "
+            f"| {r['bundle']} | {r['size']} | {'x'.join(map(str, r['input_shape']))} | {r['batch']} "
+            f"| {r['params'] / 1e6:.2f} | {_fmt(r['macs'] / 1e9 if r.get('macs') is not None else None)} "
+            f"| {paper_txt} | {f['wall_s'] * 1e3:.0f} ({runs(f)}) "
             f"| {f['gflop_per_s']:.1f} | {f['vs_conv']:.2f} | {f['vs_conv_cpu_time']:.2f} | {train} |"
         )
     if results.get("volumes"):
@@ -661,18 +698,21 @@ def markdown(results: dict[str, Any]) -> str:
             "reduced-width runs scaled by network inputs x the paper-size forward time; slice-wise runs on "
             "`measured_depth` slices scaled to the full depth.",
             "",
-            "| bundle | volume (measured) | inferer | widths | network calls (inputs) | wall s | GFLOP | GFLOP/s | vs conv | peak RSS MB (base) "
+            "| bundle | volume (measured) | inferer | widths | network calls (inputs) | wall s | GFLOP | GFLOP/s "
+            "| vs conv | peak RSS MB (base) "
             "| paper widths, estimated s |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["volumes"]:
             if "error" in r:
-                lines.append(f"| {r['bundle']} | error: {r['error'].splitlines()[-1][:120] if r['error'] else ''} |" + " |" * 9)
+                lines.append(f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 9)
                 continue
-            inferer = {k: v for k, v in r["inferer"].items() if k != "_target_"} if isinstance(r["inferer"], dict) else r["inferer"]
-            target = r["inferer"].get("_target_", "") if isinstance(r["inferer"], dict) else ""
+            inferer = {k: v for k, v in r["inferer"].items() if k != "_target_"}
+            target = r["inferer"].get("_target_", "")
             lines.append(
-                f"| {r['bundle']} | {'x'.join(map(str, r['volume_shape']))} ({'x'.join(map(str, r.get('measured_shape', r['volume_shape'])))}) | {target.split('.')[-1]} {inferer} "
+                f"| {r['bundle']} | {'x'.join(map(str, r['volume_shape']))} "
+                f"({'x'.join(map(str, r.get('measured_shape', r['volume_shape'])))}) "
+                f"| {target.split('.')[-1]} {inferer} "
                 f"| {r.get('overrides') or 'bundle'} | {r['network_calls']} ({r.get('network_inputs', '-')}) "
                 f"| {r['wall_s']:.1f} ({r['runs']}) | {r['gflop']:.0f} | {r['gflop_per_s']:.1f} | {r['vs_conv']:.2f} "
                 f"| {r['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f}) "
@@ -686,16 +726,19 @@ def markdown(results: dict[str, Any]) -> str:
             "`train#preprocessing` of `train.json` + `sample_data.json` on `common.data` sample data, one process, "
             "`num_workers=0`; samples/s of whole epochs (median), cache build time apart.",
             "",
-            "| bundle | sample data | items | samples/epoch | Dataset+DataLoader samples/s | CacheDataset+ThreadDataLoader samples/s | cache build s | speed-up |",
+            "| bundle | sample data | items | samples/epoch | Dataset+DataLoader samples/s "
+            "| CacheDataset+ThreadDataLoader samples/s | cache build s | speed-up |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in results["data"]:
             if "error" in r:
-                lines.append(f"| {r['bundle']} | error: {r['error'].splitlines()[-1][:120] if r['error'] else ''} |" + " |" * 6)
+                lines.append(f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 6)
                 continue
             lines.append(
-                f"| {r['bundle']} | {r['sample_data_kind']} | {r['items']} | {r['samples_per_epoch']} | {r['plain']['samples_per_s']:.1f} "
-                f"| {r['cached']['samples_per_s']:.1f} | {r['cached']['cache_build_s']:.2f} | {r['speedup_cached']:.1f}x |"
+                f"| {r['bundle']} | {r['sample_data_kind']} | {r['items']} | {r['samples_per_epoch']} "
+                f"| {r['plain']['samples_per_s']:.1f} "
+                f"| {r['cached']['samples_per_s']:.1f} | {r['cached']['cache_build_s']:.2f} "
+                f"| {r['speedup_cached']:.1f}x |"
             )
     if "total_wall_s" in results:
         lines += ["", f"Total wall time of the run: {results['total_wall_s'] / 60:.1f} min."]

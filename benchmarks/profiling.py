@@ -69,9 +69,15 @@ def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 
     totals: dict[str, list[float]] = {n: [] for n in names}
     current: dict[str, float] = {}
     handles = []
+    def start(name: str):
+        return lambda module, inputs: current.__setitem__(name, time.perf_counter())
+
+    def stop(name: str):
+        return lambda module, inputs, output: totals[name].append(time.perf_counter() - current[name])
+
     for n in names:
-        handles.append(modules[n].register_forward_pre_hook(lambda m, i, n=n: current.__setitem__(n, time.perf_counter())))
-        handles.append(modules[n].register_forward_hook(lambda m, i, o, n=n: totals[n].append(time.perf_counter() - current[n])))
+        handles.append(modules[n].register_forward_pre_hook(start(n)))
+        handles.append(modules[n].register_forward_hook(stop(n)))
     try:
         fn()  # warm-up
         for n in names:
@@ -88,7 +94,8 @@ def _top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str
     events = prof.key_averages()
     total_self = sum(e.self_cpu_time_total for e in events)
     phases = {e.key[len("step."):]: e.cpu_time_total / steps / 1e3 for e in events if e.key.startswith("step.")}
-    ops = sorted((e for e in events if not e.key.startswith("step.")), key=lambda e: e.self_cpu_time_total, reverse=True)
+    ops = [e for e in events if not e.key.startswith("step.")]
+    ops.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
     rows = [
         {"op": e.key, "calls_per_step": e.count / steps, "self_ms_per_step": e.self_cpu_time_total / steps / 1e3,
          "self_share": e.self_cpu_time_total / total_self}
@@ -98,7 +105,11 @@ def _top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str
 
 
 def profile(
-    bundles: Sequence[str] | None = None, size: str = "cpu", out: str | os.PathLike = RESULTS_DIR, steps: int = 3, top: int = 12
+    bundles: Sequence[str] | None = None,
+    size: str = "cpu",
+    out: str | os.PathLike = RESULTS_DIR,
+    steps: int = 3,
+    top: int = 12,
 ) -> dict[str, Any]:
     """Profile each network's training step at ``size``; write ``<out>/profile_<size>.{json,md}``."""
     bundles = list(bundles or CASES)
@@ -247,7 +258,10 @@ def profile_markdown(report: dict[str, Any]) -> str:
             "| op | calls/step | self ms/step | share of self CPU |",
             "|---|---|---|---|",
         ]
-        lines += [f"| `{r['op']}` | {r['calls_per_step']:.0f} | {r['self_ms_per_step']:.1f} | {r['self_share']:.1%} |" for r in entry["top_ops"]]
+        lines += [
+            f"| `{r['op']}` | {r['calls_per_step']:.0f} | {r['self_ms_per_step']:.1f} | {r['self_share']:.1%} |"
+            for r in entry["top_ops"]
+        ]
         if entry.get("findings"):
             lines += ["", "Findings: `" + json.dumps(entry["findings"]) + "`"]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,8 @@ def test_tiny_run_writes_json_and_markdown(tmp_path):
 
     (network,) = results["networks"]
     assert "error" not in network, network.get("error")
-    assert (network["bundle"], network["size"], network["input_shape"], network["batch"]) == (EAANET, "tiny", [12, 64, 64], 2)
+    identity = (network["bundle"], network["size"], network["input_shape"], network["batch"])
+    assert identity == (EAANET, "tiny", [12, 64, 64], 2)
     assert network["macs_counted_on"] == "meta" and network["macs"] > 0
     for phase in ("forward", "train_step"):
         assert network[phase]["runs"] >= 1 and network[phase]["wall_s"] > 0 and network[phase]["gflop"] > 0
