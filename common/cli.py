@@ -6,6 +6,7 @@ Commands:
     verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
     demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> PNG overlay
     datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
+    benchmark [--sizes ...]   the performance harness of benchmarks/ (run from a clone of the repository)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from common.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bu
 from common.data import SAMPLE_KINDS, make_sample_data
 from common.datalists import DatalistError, describe_datasets, write_datalist
 
-__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist"]
+__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "benchmark", "profile"]
 
 
 def _step(message: str) -> None:
@@ -231,11 +232,37 @@ def datalist(dataset: str | None = None, source_dir: str | None = None, out_json
     return str(path)
 
 
+def _harness():
+    """``benchmarks.harness`` of the repository this package was installed from (it is not part of the wheel)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    try:
+        from benchmarks import harness
+    except ImportError as e:
+        raise SystemExit(f"benchmarks/ is not next to {REPO_ROOT / 'common'}: install from a clone (pip install -e .)") from e
+    return harness
+
+
+def benchmark(sizes: tuple[str, ...] = ("cpu", "paper"), bundles: tuple[str, ...] | None = None, threads: int = 1,
+              repeats: int = 3, out: str | None = None) -> None:
+    """Measure every bundle's network (parameters, MACs, forward and training-step time, peak memory, GFLOP/s
+    against this machine's matmul/conv throughput measured in the same run) and write ``<out>/results.json``
+    and ``results.md`` (default ``benchmarks/results``). ``--sizes cpu`` alone takes a few minutes; the paper
+    sizes take about 20 on 2 cores. Further options: ``python -m benchmarks.harness run --help``."""
+    harness = _harness()
+    harness.run(sizes=sizes, bundles=bundles, threads=threads, repeats=repeats, out=out or harness.RESULTS_DIR)
+
+
+def profile(bundles: tuple[str, ...] | None = None, size: str = "cpu") -> None:
+    """torch.profiler hot spots of every bundle's training step (``python -m benchmarks.harness profile --help``)."""
+    _harness().profile(bundles=bundles, size=size)
+
+
 def main() -> None:
     import fire
 
     fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
-               "datalist": datalist})
+               "datalist": datalist, "benchmark": benchmark, "profile": profile})
 
 
 if __name__ == "__main__":

@@ -70,3 +70,9 @@ def test_datalist_lists_datasets_and_reports_bad_folders(tmp_path: Path, capsys)
     with pytest.raises(SystemExit, match="error: .*missing.*does not exist"):
         cli.datalist("busi", str(tmp_path / "missing"), str(tmp_path / "out.json"))
     assert not (tmp_path / "out.json").exists()
+
+
+def test_benchmark_commands_reach_the_repository_harness() -> None:
+    harness = cli._harness()
+    assert Path(harness.__file__).parent == Path(cli.REPO_ROOT) / "benchmarks"
+    assert callable(harness.run) and callable(harness.profile)
