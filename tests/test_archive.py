@@ -4,9 +4,9 @@ Each bundle (with seeded random weights at its sample-data sizes as ``models/mod
 ``<name>.zip``; the zip must hold one ``<name>/`` folder in the MONAI Bundle Specification's layout that MONAI's
 own ``load_bundle_config`` reads, with the ``common`` modules its configs use and no training checkpoints.
 Unzipped, it is run with ``python -S`` (no ``site``: the editable install of this project, a ``.pth`` file, is
-not loaded; the interpreter's site-packages are given as ``PYTHONPATH``), so only the archive's own ``common``
-can be imported: ``python -m monai.bundle run`` of ``inference.json`` writes predictions that overlay their
-inputs, and of ``train.json`` trains one iteration and saves its checkpoint.
+not loaded; the interpreter's site-packages folders are given as ``PYTHONPATH``), so only the archive's own
+``common`` can be imported: ``python -m monai.bundle run`` of ``inference.json`` writes predictions that overlay
+their inputs, and of ``train.json`` trains one iteration and saves its checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -35,7 +34,7 @@ SAMPLE = ("train.json", "sample_data.json")
 
 def _without_project_env() -> dict[str, str]:
     """Environment of a Python that has the site-packages (MONAI, torch...) but not this project."""
-    paths = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    paths = dict.fromkeys(p for p in sys.path if Path(p).name in ("site-packages", "dist-packages"))
     return dict(os.environ, PYTHONPATH=os.pathsep.join(paths), PYTHONWARNINGS="ignore")
 
 
