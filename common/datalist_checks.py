@@ -67,9 +67,13 @@ def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
         )
     items = content[data_list_key]
     if not isinstance(items, list):
-        raise DatalistError(f"'{data_list_key}' in the datalist {path} is a {type(items).__name__}, not a list of items")
+        raise DatalistError(
+            f"'{data_list_key}' in the datalist {path} is a {type(items).__name__}, not a list of items; {_MAKE_ONE}"
+        )
     if not items:
-        raise DatalistError(f"the '{data_list_key}' list of the datalist {path} is empty; list the cases in it or {_MAKE_ONE}")
+        raise DatalistError(
+            f"the '{data_list_key}' list of the datalist {path} is empty; list the cases in it or {_MAKE_ONE}"
+        )
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise DatalistError(
@@ -103,7 +107,7 @@ def find_images(patterns: str | Sequence[str], key: str = "image") -> list[dict]
     files = sorted({f for pattern in patterns for f in glob.glob(pattern)})
     if not files:
         folders = sorted({str(Path(p).parent) for p in patterns})
-        where = "; ".join(f"{f} {'does not exist' if not Path(f).is_dir() else 'has no matching file'}" for f in folders)
+        where = "; ".join(f"{f} {'has no matching file' if Path(f).is_dir() else 'does not exist'}" for f in folders)
         raise DatalistError(
             f"no input image matches {' or '.join(patterns)} ({where}); set --dataset_dir to the folder that holds"
             " the images, or pass --datalist as a list of {'image': path} items"

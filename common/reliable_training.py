@@ -221,10 +221,11 @@ class StopOnNonFiniteLoss:
         image = engine.state.batch.get(CommonKeys.IMAGE) if isinstance(engine.state.batch, dict) else None
         files = getattr(image, "meta", {}).get("filename_or_obj", "unknown files")
         last = latest_checkpoint(self.ckpt_dir) if self.ckpt_dir else ""
+        last = last or "not written yet (see checkpoint_interval)"
         raise NonFiniteLossError(
             f"training loss is {loss.detach().float().mean().item()} at iteration {engine.state.iteration}"
             f" (epoch {engine.state.epoch}), batch of {files}; training stopped before the optimizer step, the"
-            f" weights are finite and the last good checkpoint is {last or 'not written yet (see checkpoint_interval)'}."
+            f" weights are finite and the last good checkpoint is {last}."
             " Fix: check those images for NaN/Inf or extreme values, or lower learning_rate; then resume with"
             " `--resume true` (or `--resume_from <checkpoint>`)"
         )

@@ -49,12 +49,12 @@ def bundle_inputs(tmp_path_factory, sample_root):
             labelled = contract.parser("train.json", "sample_data.json", **contract.overrides())
             made[name] = {
                 "contract": contract,
-                "label_values": labelled.get_parsed_content("input_checks").checks,
+                "input_checks": labelled.get_parsed_content("input_checks").checks,
                 "kind": contract.sample_kind,
                 "case": case,
                 "labelled": labelled.get_parsed_content("validate#preprocessing"),
-                "images": contract.parser("inference.json", "sample_data.json", **contract.overrides()).get_parsed_content(
-                    "preprocessing"),
+                "images": contract.parser("inference.json", "sample_data.json",
+                                          **contract.overrides()).get_parsed_content("preprocessing"),
             }
         return made[name]
 
@@ -160,7 +160,7 @@ def test_bad_case_is_named_with_its_fix(bundle, defect, bundle_inputs, tmp_path)
     if made is None:
         pytest.skip(f"{defect} does not apply to {inputs['kind']} data")
     if defect == "label_values_outside_classes" and not any(
-            isinstance(c, CheckLabelValuesd) for c in inputs["label_values"]):
+            isinstance(c, CheckLabelValuesd) for c in inputs["input_checks"]):
         pytest.skip(f"{bundle} thresholds its masks: every stored value is a class (input_checks#label_values null)")
     item, culprit = made
     pipelines = [("validate#preprocessing", inputs["labelled"], item)]
@@ -204,7 +204,8 @@ def test_bad_datalist_is_named_with_its_fix(bundle, bundle_inputs, tmp_path):
         assert str(path) in str(error), str(error)
     empty = tmp_path / "empty_folder"
     empty.mkdir()
-    parser = contract.parser("inference.json", "sample_data.json", **{**contract.overrides(), "dataset_dir": str(empty)})
+    overrides = {**contract.overrides(), "dataset_dir": str(empty)}
+    parser = contract.parser("inference.json", "sample_data.json", **overrides)
     with pytest.raises(Exception) as caught:
         parser.get_parsed_content("datalist")
     assert _find(caught.value, DatalistError) is not None, f"{bundle}: empty input folder gave {caught.value!r}"

@@ -240,7 +240,8 @@ class CheckGeometryd(MapTransform):
             )
         a, b = getattr(image, "affine", None), getattr(label, "affine", None)
         if a is not None and b is not None:
-            diff = float(torch.as_tensor(a, dtype=torch.float64).sub(torch.as_tensor(b, dtype=torch.float64)).abs().max())
+            a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+            diff = float((a - b).abs().max())
             if diff > self.atol:
                 raise InputError(
                     f"{source_of(d, label_key)} and its image {source_of(d, image_key)} have the same shape but"
