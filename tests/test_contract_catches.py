@@ -26,7 +26,9 @@ def _edit(path: Path, change: Callable[[dict], None]) -> None:
 
 
 def _drop_handler(handlers: list, target: str) -> None:
-    handlers[:] = [h for h in handlers if h.get("_target_") != target]
+    """Remove the handlers whose class is ``target`` (by its name, with or without a module, or a subclass named
+    ``...<target>``)."""
+    handlers[:] = [h for h in handlers if not h.get("_target_", "").endswith(target)]
 
 
 def _break_resume(c: dict) -> None:
