@@ -6,6 +6,8 @@ Commands:
     verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
     demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> PNG overlay
     datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
+    archive BUNDLE [OUT]      a portable <bundle>.zip carrying the common code it needs
+    onnx BUNDLE [OUT]         ONNX export checked against the eager network with ONNX Runtime
     benchmark [--sizes ...]   the performance harness of benchmarks/ (run from a clone of the repository)
 """
 
@@ -24,7 +26,8 @@ from common.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bu
 from common.data import SAMPLE_KINDS, make_sample_data
 from common.datalists import DatalistError, describe_datasets, write_datalist
 
-__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "benchmark", "profile"]
+__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx", "benchmark",
+           "profile"]
 
 
 def _step(message: str) -> None:
@@ -232,6 +235,35 @@ def datalist(dataset: str | None = None, source_dir: str | None = None, out_json
     return str(path)
 
 
+def archive(bundle: str, out: str | None = None, ckpt_file: str | None = None) -> str:
+    """Write ``<bundle>.zip`` in the MONAI Bundle archive layout with the ``common`` code its configs need, so that
+    it runs with only MONAI installed after unzipping; ``ckpt_file`` (default ``models/model.pt`` of the bundle,
+    if any) is carried as ``models/model.pt``."""
+    from common.archive import archive_bundle
+
+    _step(f"archiving {bundle}")
+    path = archive_bundle(_find_bundle(bundle), out, ckpt_file)
+    print(f"archive: {path}")
+    return str(path)
+
+
+def onnx(bundle: str, out: str | None = None, ckpt_file: str | None = None,
+         configs: tuple[str, ...] = ("train.json",)) -> str:
+    """Export the bundle's network to ONNX (default ``models/model.onnx``) from ``ckpt_file`` (default
+    ``models/model.pt``) and check ONNX Runtime's output against the eager network; says why where a network
+    cannot be exported (then use TorchScript: ``monai.bundle ckpt_export``)."""
+    from common.export import OnnxExportError, export_onnx
+
+    _step(f"exporting {bundle} to ONNX")
+    try:
+        result = export_onnx(_find_bundle(bundle), out, ckpt_file, configs=configs)
+    except (OnnxExportError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"onnx: {result.path} ({result.exporter} exporter, input {tuple(result.input_shape)},"
+          f" max |onnx - eager| {result.max_abs_diff:.1e})")
+    return str(result.path)
+
+
 def _harness():
     """``benchmarks.harness`` of the repository this package was installed from (it is not part of the wheel)."""
     if str(REPO_ROOT) not in sys.path:
@@ -262,7 +294,7 @@ def main() -> None:
     import fire
 
     fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
-               "datalist": datalist, "benchmark": benchmark, "profile": profile})
+               "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile})
 
 
 if __name__ == "__main__":

@@ -76,3 +76,17 @@ def test_benchmark_commands_reach_the_repository_harness() -> None:
     harness = cli._harness()
     assert Path(harness.__file__).parent == Path(cli.REPO_ROOT) / "benchmarks"
     assert callable(harness.run) and callable(harness.profile)
+
+
+def test_archive_and_onnx_commands(tmp_path: Path, capsys) -> None:
+    import zipfile
+
+    path = Path(cli.archive(str(REFERENCE_BUNDLE), str(tmp_path)))
+    assert path == tmp_path / "reference_bundle.zip"
+    names = zipfile.ZipFile(path).namelist()
+    assert "reference_bundle/configs/inference.json" in names
+    assert any(n.startswith("reference_bundle/common/") for n in names)
+    assert f"archive: {path}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="error: checkpoint .*model.pt does not exist"):
+        cli.onnx(str(REFERENCE_BUNDLE), str(tmp_path / "m.onnx"))
+    assert not (tmp_path / "m.onnx").exists()
