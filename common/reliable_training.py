@@ -17,8 +17,8 @@ What MONAI and Ignite give and where this module adds to them (measured on monai
 - ``ignite.handlers.TerminateOnNan`` looks at the output after the optimizer step, when the weights are
   already NaN. :class:`StopOnNonFiniteLoss` checks the loss at ``IterationEvents.LOSS_COMPLETED``, before
   the backward pass and the step, and raises; every checkpoint written so far holds finite weights.
-- :func:`latest_checkpoint` names the newest training checkpoint of ``ckpt_dir`` (the bundles' ``resume``
-  key: ``resume_from = latest_checkpoint(ckpt_dir) if resume else ''``).
+- :func:`latest_checkpoint` names the newest training checkpoint of ``ckpt_dir``; :func:`resume_checkpoint` is
+  the bundles' ``resume_from`` when their ``resume`` key is set (``--resume true`` on the command line).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     "ReproducibleEpochs",
     "StopOnNonFiniteLoss",
     "latest_checkpoint",
+    "resume_checkpoint",
 ]
 
 
@@ -118,6 +119,17 @@ def latest_checkpoint(ckpt_dir: str | Path, prefix: str = "checkpoint") -> str:
     if not found:
         return ""
     return str(max(found, key=lambda p: (p.stat().st_mtime_ns, p.name)))
+
+
+def resume_checkpoint(resume: bool | str, ckpt_dir: str | Path) -> str:
+    """The bundles' ``resume_from`` when ``resume`` is set: the newest checkpoint of ``ckpt_dir`` (``""`` when
+    there is none), else ``""``. ``resume`` may come from the command line as a string (``--resume true``)."""
+    if isinstance(resume, str):
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
+        if resume.strip().lower() not in words:
+            raise ValueError(f"resume must be true or false, not {resume!r}; e.g. --resume true")
+        resume = words[resume.strip().lower()]
+    return latest_checkpoint(ckpt_dir) if resume else ""
 
 
 def _derived_seed(*entropy: int) -> int:

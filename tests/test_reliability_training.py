@@ -27,6 +27,7 @@ from common.reliable_training import (
     AtomicDiskSaver,
     NonFiniteLossError,
     latest_checkpoint,
+    resume_checkpoint,
 )
 from conftest import REFERENCE_BUNDLE
 
@@ -226,6 +227,16 @@ def test_monai_checkpoint_saver_is_not_atomic_but_ours_is(tmp_path):
     handlers = [ours._interval_checkpoint, ours._final_checkpoint, ours._key_metric_checkpoint]
     assert all(isinstance(c.save_handler, AtomicDiskSaver) for c in handlers)
     assert [c.save_handler.filename for c in handlers] == [None, "checkpoint_final.pt", "model.pt"]
+
+
+def test_resume_key_from_the_command_line(tmp_path):
+    (tmp_path / "checkpoint_final.pt").write_bytes(b"x")
+    for value in (True, "true", "True", "1", "yes"):
+        assert resume_checkpoint(value, tmp_path) == str(tmp_path / "checkpoint_final.pt")
+    for value in (False, "false", "False", "0", "no", ""):
+        assert resume_checkpoint(value, tmp_path) == ""
+    with pytest.raises(ValueError, match="resume must be true or false, not 'maybe'"):
+        resume_checkpoint("maybe", tmp_path)
 
 
 def test_latest_checkpoint_is_the_newest_file(tmp_path):
