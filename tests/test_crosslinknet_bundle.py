@@ -11,14 +11,6 @@ from common.contract import REPO_ROOT
 from common.data import make_sample_data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 BUNDLE = REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation"
 CONFIGS = BUNDLE / "configs"
 TINY = {"features": [4, 8, 16, 32, 64], "decoder_features": [2, 4, 8, 16, 32], "num_workers": 0, "image_size": [64, 64]}

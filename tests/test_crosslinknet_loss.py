@@ -9,14 +9,6 @@ from common.losses.crosslinknet import AttentionCorrelationLoss, CrosslinkNetLos
 from common.networks.crosslinknet import CrosslinkNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def as_map(values):
     return torch.tensor(values, dtype=torch.float32).reshape(1, 1, 2, 2)

@@ -9,14 +9,6 @@ from monai.data import MetaTensor
 from common.metrics.crosslinknet import HausdorffDistanceMMMetric, SegmentationRateMetric, segmentation_rates
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def masks():
     # reference: 4x4 square (R = 16); prediction: the square shifted right by 2 columns

@@ -6,14 +6,6 @@ import torch
 from common.networks.crosslinknet import CROSSLINK_VARIANTS, CrosslinkNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 TINY = {"features": (4, 8, 16, 32, 64), "decoder_features": (2, 4, 8, 16, 32)}
 
 
