@@ -1,4 +1,4 @@
-"""Benchmark harness: what each bundle costs to train and run on this machine (issue 9).
+"""Benchmark harness: what each bundle costs to train and run on this machine.
 
 For every bundle's network, built from the bundle's own ``configs/train.json`` (``network_def``, ``loss``,
 ``optimizer``), at the paper's input size and at a CPU-friendly size (the paper's widths on a smaller

@@ -1,4 +1,4 @@
-"""Hot spots of each bundle's training step (``torch.profiler``) and the specific costs issue 9 names.
+"""Hot spots of each bundle's training step (``torch.profiler``) and the specific costs of each paper's hot spots.
 
 ``python -m benchmarks.harness profile [--size cpu] [--bundles ...]`` writes ``profile_<size>.json`` and
 ``profile_<size>.md`` to the output folder:
@@ -138,7 +138,7 @@ def profile(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the specific questions of issue 9
+# the specific questions: weight standardization, IFE entropy, attention loss, slice batching, overlap
 # ----------------------------------------------------------------------------------------------------------
 def _conresnet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]:
     from monai.inferers import SlidingWindowInferer
