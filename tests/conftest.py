@@ -12,6 +12,20 @@ from common.contract import REPO_ROOT
 REFERENCE_BUNDLE = REPO_ROOT / "tests" / "fixtures" / "reference_bundle"
 
 
+def bundle_parser(bundle: str, *names: str, **override):
+    """The configs ``names`` of ``bundles/<bundle>`` merged in order, with its metadata, ``bundle_root`` set to the
+    bundle folder and the ``override`` keys applied, as ``monai.bundle run`` would read them."""
+    from monai.bundle import ConfigParser
+
+    configs = REPO_ROOT / "bundles" / bundle / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / n) for n in names])
+    parser.read_meta(str(configs / "metadata.json"))
+    for key, value in {"bundle_root": str(configs.parent), **override}.items():
+        parser[key] = value
+    return parser
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """Tests run on small tensors, where a second thread gains little and, on a busy 2-core machine, cost a

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
-from monai.bundle import ConfigParser
 
-from common.contract import REPO_ROOT
 from common.networks.chnet import CHNet
+from conftest import bundle_parser
 
-CONFIGS = REPO_ROOT / "bundles" / "chnet_polyp_segmentation" / "configs"
-
-
-def parser(*names: str, **override) -> ConfigParser:
-    p = ConfigParser()
-    p.read_config([str(CONFIGS / n) for n in names])
-    for k, v in override.items():
-        p[k] = v
-    return p
+parser = partial(bundle_parser, "chnet_polyp_segmentation")
 
 
 def test_paper_recipe():

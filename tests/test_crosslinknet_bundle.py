@@ -1,6 +1,7 @@
 """Crosslink-Net bundle: the 3D-volume overrides (slices for training, SliceInferer for inference)."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from common.contract import REPO_ROOT
 from common.data import make_sample_data
+from conftest import bundle_parser
 
 
 BUNDLE = REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation"
@@ -16,15 +18,7 @@ CONFIGS = BUNDLE / "configs"
 TINY = {"features": [4, 8, 16, 32, 64], "decoder_features": [2, 4, 8, 16, 32], "num_workers": 0, "image_size": [64, 64]}
 
 
-def parser(*names, **override):
-    from monai.bundle import ConfigParser
-
-    p = ConfigParser()
-    p.read_config([str(CONFIGS / n) for n in names])
-    p.read_meta(str(CONFIGS / "metadata.json"))
-    for k, v in {"bundle_root": str(BUNDLE), **override}.items():
-        p[k] = v
-    return p
+parser = partial(bundle_parser, "crosslinknet_covid_ct_segmentation")
 
 
 def run(names, **override):

@@ -3,23 +3,14 @@ length, and the COVID-19-20 override (Table 3 size, CT intensity, merges over tr
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from monai.bundle import ConfigParser
-
-from common.contract import REPO_ROOT
 from common.data import make_sample_data
+from conftest import bundle_parser
 
-BUNDLE = REPO_ROOT / "bundles" / "eaanet_brats_mri_segmentation"
-
-
-def parser(*names: str, **override) -> ConfigParser:
-    p = ConfigParser()
-    p.read_config([str(BUNDLE / "configs" / n) for n in names])
-    p["bundle_root"] = str(BUNDLE)
-    for k, v in override.items():
-        p[k] = v
-    return p
+parser = partial(bundle_parser, "eaanet_brats_mri_segmentation")
 
 
 def test_training_batches_from_sample_volumes(sample_root):

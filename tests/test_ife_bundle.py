@@ -1,27 +1,23 @@
 """The IFE bundle beyond the shared contract: multi-scale training batches, slice-by-slice inference on a
 3D volume, the DeepLabV3+ override."""
 
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigWorkflow
 
 from common.contract import REPO_ROOT
+from conftest import bundle_parser
 
 BUNDLE = REPO_ROOT / "bundles" / "ife_dichotomous_segmentation"
 CONFIGS = BUNDLE / "configs"
 
 
-def parser(*names: str, **override) -> ConfigParser:
-    p = ConfigParser()
-    p.read_config([str(CONFIGS / n) for n in names])
-    p.read_meta(str(CONFIGS / "metadata.json"))
-    for k, v in {"bundle_root": str(BUNDLE), **override}.items():
-        p[k] = v
-    return p
+parser = partial(bundle_parser, "ife_dichotomous_segmentation")
 
 
 def test_multi_scale_collate_draws_one_size_per_batch():
