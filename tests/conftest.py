@@ -37,3 +37,16 @@ def _one_thread():
 def sample_root(tmp_path_factory) -> Path:
     """Where sample datasets are made, once a kind, for every test of the session."""
     return tmp_path_factory.mktemp("sample_data")
+
+
+def tensorboard_scalars(log_dir: Path) -> dict[str, list[int]]:
+    """tag -> steps of every scalar in the TensorBoard event files under ``log_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: dict[str, list[int]] = {}
+    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            steps.setdefault(tag, []).extend(e.step for e in accumulator.Scalars(tag))
+    return steps

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from common.contract import BundleContract, bundle_dirs
-from conftest import REFERENCE_BUNDLE
+from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -40,18 +40,6 @@ PROBE = {
     ]
 }
 
-
-def _scalars(log_dir) -> dict[str, list[int]]:
-    """tag -> steps of the scalars in the TensorBoard event files under log_dir."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    steps: dict[str, list[int]] = {}
-    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            steps.setdefault(tag, []).extend(e.step for e in acc.Scalars(tag))
-    return steps
 
 
 def _files(path) -> list[str]:
@@ -94,8 +82,8 @@ def test_torchrun_two_processes_on_cpu(name: str, tmp_path, sample_root) -> None
     assert any(f.startswith("events.out.tfevents") for f in _files(work / "eval_rank0")), _files(work / "eval_rank0")
     assert _files(work / "models_rank1") == [], f"rank 1 wrote checkpoints: {_files(work / 'models_rank1')}"
     assert not [f for f in _files(work / "eval_rank1") if not f.startswith("events.out.tfevents")]
-    assert _scalars(work / "eval_rank1") == {}, "rank 1 logged to TensorBoard"
-    assert _scalars(work / "eval_rank0").get("train_loss") == list(range(1, ITERATIONS + 1))
+    assert tensorboard_scalars(work / "eval_rank1") == {}, "rank 1 logged to TensorBoard"
+    assert tensorboard_scalars(work / "eval_rank0").get("train_loss") == list(range(1, ITERATIONS + 1))
     losses = [line for line in done.stdout.splitlines() if "train_loss:" in line]
     assert len(losses) == ITERATIONS, f"expected {ITERATIONS} train_loss lines (rank 0 only), got: {losses}"
 

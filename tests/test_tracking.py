@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from common.contract import BundleContract, bundle_dirs
-from conftest import REFERENCE_BUNDLE
+from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -30,18 +30,6 @@ BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
 ITERATIONS = 2
 
-
-def _scalars(log_dir) -> dict[str, list[int]]:
-    """tag -> steps of every scalar in the TensorBoard event files under log_dir."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    steps: dict[str, list[int]] = {}
-    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            steps.setdefault(tag, []).extend(e.step for e in acc.Scalars(tag))
-    return steps
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))
@@ -69,7 +57,7 @@ def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root, monke
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     # TensorBoard, the bundle's default tracker
-    tb = _scalars(out)
+    tb = tensorboard_scalars(out)
     assert tb.get("train_loss") == list(range(1, ITERATIONS + 1)), tb
     parser = contract.parser("train.json", "sample_data.json")
     key_metric = next(iter(parser.get("validate#key_metric")))
