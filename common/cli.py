@@ -22,9 +22,9 @@ import time
 import traceback
 from pathlib import Path
 
-from common.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bundle_dirs
+from common.bundle.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bundle_dirs
 from common.data import SAMPLE_KINDS, make_sample_data
-from common.datalists import DatalistError, describe_datasets, write_datalist
+from common.data.datalists import DatalistError, describe_datasets, write_datalist
 
 __all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx", "benchmark",
            "profile"]
@@ -220,7 +220,7 @@ def datalist(dataset: str | None = None, source_dir: str | None = None, out_json
              **options) -> str | None:
     """Write the datalist JSON of a public dataset (BraTS, Pancreas-CT, KiTS19, Kvasir-SEG, BUSI, ...) read in
     the layout it is published in. Without arguments, list the datasets. Options: ``--folds K``,
-    ``--seed S``, ``--validation N`` and the reader's own (see ``common.datalists.write_datalist``)."""
+    ``--seed S``, ``--validation N`` and the reader's own (see ``common.data.datalists.write_datalist``)."""
     if dataset is None or source_dir is None or out_json is None:
         print(describe_datasets())
         if dataset is not None:
@@ -239,7 +239,7 @@ def archive(bundle: str, out: str | None = None, ckpt_file: str | None = None) -
     """Write ``<bundle>.zip`` in the MONAI Bundle archive layout with the ``common`` code its configs need, so that
     it runs with only MONAI installed after unzipping; ``ckpt_file`` (default ``models/model.pt`` of the bundle,
     if any) is carried as ``models/model.pt``."""
-    from common.archive import archive_bundle
+    from common.bundle.archive import archive_bundle
 
     _step(f"archiving {bundle}")
     path = archive_bundle(_find_bundle(bundle), out, ckpt_file)
@@ -252,7 +252,7 @@ def onnx(bundle: str, out: str | None = None, ckpt_file: str | None = None,
     """Export the bundle's network to ONNX (default ``models/model.onnx``) from ``ckpt_file`` (default
     ``models/model.pt``) and check ONNX Runtime's output against the eager network; says why where a network
     cannot be exported (then use TorchScript: ``monai.bundle ckpt_export``)."""
-    from common.export import OnnxExportError, export_onnx
+    from common.bundle.export import OnnxExportError, export_onnx
 
     _step(f"exporting {bundle} to ONNX")
     try:

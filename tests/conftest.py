@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.contract import REPO_ROOT
+from common.bundle.contract import REPO_ROOT
 
 REFERENCE_BUNDLE = REPO_ROOT / "tests" / "fixtures" / "reference_bundle"
 

@@ -1,4 +1,4 @@
-"""The portable bundle archive (``common.archive``) of every bundle, run where this project is not installed.
+"""The portable bundle archive (``common.bundle.archive``) of every bundle, run where this project is not installed.
 
 Each bundle (with seeded random weights at its sample-data sizes as ``models/model.pt``) is written as
 ``<name>.zip``; the zip must hold one ``<name>/`` folder in the MONAI Bundle Specification's layout that MONAI's
@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.archive import archive_bundle
-from common.contract import BundleContract, bundle_dirs
-from common.export import load_network
+from common.bundle.archive import archive_bundle
+from common.bundle.contract import BundleContract, bundle_dirs
+from common.bundle.export import load_network
 from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}

@@ -1,6 +1,6 @@
 """The bundle contract of DESIGN.md over every bundle in bundles/ and over the reference bundle.
 
-One test a bundle and a point of the contract; the checks themselves live in ``common.contract`` so that
+One test a bundle and a point of the contract; the checks themselves live in ``common.bundle.contract`` so that
 ``medseg-bundles verify`` runs exactly the same ones. Training runs once a bundle (2 iterations on the
 sample data); the later checks reuse its checkpoint.
 """
@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from common.contract import CHECKS, BundleContract, bundle_dirs
+from common.bundle.contract import CHECKS, BundleContract, bundle_dirs
 from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from common import cli
-from common.contract import bundle_dirs
+from common.bundle.contract import bundle_dirs
 from conftest import REFERENCE_BUNDLE
 
 

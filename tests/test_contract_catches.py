@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from common.contract import CHECKS, BundleContract, ContractError
+from common.bundle.contract import CHECKS, BundleContract, ContractError
 from conftest import REFERENCE_BUNDLE
 
 

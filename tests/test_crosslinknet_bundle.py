@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.contract import REPO_ROOT
+from common.bundle.contract import REPO_ROOT
 from common.data import make_sample_data
 from conftest import bundle_parser
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data import BRAIN_MRI_SHAPE, CT_SHAPE, IMAGE_2D_SHAPE, SAMPLE_KINDS, make_sample_data
+from common.data.sample import BRAIN_MRI_SHAPE, CT_SHAPE, IMAGE_2D_SHAPE, SAMPLE_KINDS, make_sample_data
 
 
 def _load(datalist: Path) -> dict:

@@ -1,4 +1,4 @@
-"""Datalists from small fake copies of each public dataset's published layout (common.datalists)."""
+"""Datalists from small fake copies of each public dataset's published layout (common.data.datalists)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.datalists import DATASETS, DatalistError, assign_folds, write_datalist
+from common.data.datalists import DATASETS, DatalistError, assign_folds, write_datalist
 
 SHAPE = (6, 5, 4)
 

@@ -25,7 +25,7 @@ import sys
 import pytest
 import torch
 
-from common.contract import BundleContract, bundle_dirs
+from common.bundle.contract import BundleContract, bundle_dirs
 from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 BUNDLES = {p.name: p for p in bundle_dirs()}

@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from common.contract import REPO_ROOT
+from common.bundle.contract import REPO_ROOT
 from conftest import bundle_parser
 
 BUNDLE = REPO_ROOT / "bundles" / "ife_dichotomous_segmentation"

@@ -29,12 +29,12 @@ import numpy as np
 import pytest
 import torch
 
-from common.contract import BundleContract, bundle_dirs
+from common.bundle.contract import BundleContract, bundle_dirs
 from conftest import REFERENCE_BUNDLE
 
 pytest.importorskip("monailabel")
 
-from common.export import load_network  # noqa: E402
+from common.bundle.export import load_network  # noqa: E402
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE

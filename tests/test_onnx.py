@@ -1,4 +1,4 @@
-"""ONNX export of every bundle's network (``common.export``), checked against eager in ONNX Runtime.
+"""ONNX export of every bundle's network (``common.bundle.export``), checked against eager in ONNX Runtime.
 
 Each bundle's ``network_def`` at its sample-data sizes gets seeded random weights saved as ``model.pt``; the
 export must write an ``.onnx`` file whose graph has the one input ``image`` and output ``pred`` and whose ONNX
@@ -12,13 +12,13 @@ import shutil
 import pytest
 import torch
 
-from common.contract import bundle_dirs
+from common.bundle.contract import bundle_dirs
 from conftest import REFERENCE_BUNDLE
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from common.export import OnnxExportError, export_onnx, load_network  # noqa: E402
+from common.bundle.export import OnnxExportError, export_onnx, load_network  # noqa: E402
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE

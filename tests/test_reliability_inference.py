@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.contract import BundleContract, bundle_dirs
-from common.robust_inference import AtomicITKWriter, AtomicNibabelWriter, AtomicPILWriter
+from common.bundle.contract import BundleContract, bundle_dirs
+from common.workflows.inference import AtomicITKWriter, AtomicNibabelWriter, AtomicPILWriter
 from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.contract import BundleContract, bundle_dirs
-from common.datalist_checks import DatalistError, find_images, load_datalist
+from common.bundle.contract import BundleContract, bundle_dirs
+from common.data.datalist_checks import DatalistError, find_images, load_datalist
 from common.transforms.checks import CheckGeometryd, CheckLabelValuesd, InputError
 from conftest import REFERENCE_BUNDLE
 

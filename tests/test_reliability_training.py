@@ -21,8 +21,8 @@ import torch
 from ignite.engine import Events
 from monai.handlers import from_engine
 
-from common.contract import REPO_ROOT, BundleContract, bundle_dirs
-from common.reliable_training import (
+from common.bundle.contract import REPO_ROOT, BundleContract, bundle_dirs
+from common.workflows.training import (
     AtomicCheckpointSaver,
     AtomicDiskSaver,
     NonFiniteLossError,
@@ -42,7 +42,7 @@ import json, os, sys, time
 from pathlib import Path
 import torch
 from ignite.engine import Events
-from common.contract import BundleContract
+from common.bundle.contract import BundleContract
 
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])

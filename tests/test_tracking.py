@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from common.contract import BundleContract, bundle_dirs
+from common.bundle.contract import BundleContract, bundle_dirs
 from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 mlflow = pytest.importorskip("mlflow")

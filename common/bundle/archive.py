@@ -30,7 +30,7 @@ from pathlib import Path
 
 __all__ = ["BUNDLE_FILES", "archive_bundle", "common_modules"]
 
-COMMON_ROOT = Path(__file__).resolve().parent
+COMMON_ROOT = Path(__file__).resolve().parents[1]
 # what goes into the archive from the bundle folder (training checkpoints, eval/ and sample_data/ stay out)
 BUNDLE_FILES = ("configs/*.json", "configs/*.conf", "configs/*.yaml", "docs/**/*", "LICENSE", "models/model.*")
 _NAME = re.compile(r"\bcommon(?:\.[A-Za-z_]\w*)*")

@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["OnnxExport", "OnnxExportError", "export_onnx", "load_network"]
 
-# spatial size of "16*n", "2**p", "*" in metadata's spatial_shape, as in common.contract
+# spatial size of "16*n", "2**p", "*" in metadata's spatial_shape, as in common.bundle.contract
 _SHAPE_ARGS = {"n": 2, "p": 5, "any": 32}
 
 

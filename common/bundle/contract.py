@@ -6,7 +6,7 @@ built-in sample data (``configs/sample_data.json`` names its kind) with the bund
 file, for ``iterations`` iterations, so a whole bundle is checked in seconds to a minute on a CPU.
 
 Points of the contract and their checks:
-1. ``metadata``: ``configs/metadata.json`` against the schema kept in ``common/schemas``.
+1. ``metadata``: ``configs/metadata.json`` against the schema kept in ``common/bundle/schemas``.
 2. ``configs``: every config (and every override merged over its base) parses, every ``_target_`` resolves,
    every ``@reference`` names an existing id; ``network``: ``monai.bundle.verify_net_in_out`` passes and the
    output keeps the input's spatial shape.
@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["CHECKS", "BundleContract", "ContractError", "bundle_dirs", "REPO_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "bundle_metadata.schema.json"
 REQUIRED_FILES = (
     "configs/metadata.json",
