@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from monai.data import MetaTensor
 from monai.transforms import BorderPadd, Compose, RandCropByPosNegLabeld
 
-from common.inferers.adjacent_slice import AdjacentSliceInferer, adjacent_slice_stack
+from common.inferers.adjacent_slice import AdjacentSliceInferer, adjacent_slice_windows
 from common.networks.eaanet import EAANet
 from common.transforms.eaanet import AdjacentSlicesd, slab_to_channels
 
@@ -72,12 +73,46 @@ def test_sampling_favours_foreground_without_excluding_background():
     assert len(set(centres)) == 20  # every slice drawn, edges included
 
 
-def test_adjacent_slice_stack():
+def test_adjacent_slice_windows():
     vol = volume(5)["image"].as_tensor()
-    stack = adjacent_slice_stack(vol, 0, 5)
-    assert stack.shape == (5, 6, 4, 4)
-    assert stack[:, :3, 0, 0].tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4]]
-    assert torch.equal(stack[:, 3:], stack[:, :3] + 100)
+    windows = adjacent_slice_windows(vol)
+    assert windows.shape == (5, 2, 3, 4, 4)
+    assert windows[:, 0, :, 0, 0].tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4]]
+    assert torch.equal(windows[:, 1], windows[:, 0] + 100)
+    assert torch.equal(adjacent_slice_windows(vol[..., :1])[0, :, :, 0, 0], torch.tensor([[0.0] * 3, [100.0] * 3]))
+
+
+def per_slice_loop(x, network, spatial_dim, sw_batch_size, divisible_by):
+    """The straightforward 2.5D inference: each slice's neighbour stack built on its own, zero-padded,
+    ``sw_batch_size`` of them concatenated per forward, the outputs cropped and stacked."""
+    volume = torch.movedim(x, 2 + spatial_dim, -1)
+    depth, (height, width) = volume.shape[-1], volume.shape[2:4]
+    pad_h, pad_w = (-height) % divisible_by, (-width) % divisible_by
+    pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+    outputs = []
+    for item in volume:
+        stacks = []
+        for i in range(depth):
+            neighbours = [item[..., max(i - 1, 0)], item[..., i], item[..., min(i + 1, depth - 1)]]
+            stacks.append(F.pad(torch.stack(neighbours, dim=1).flatten(0, 1), pad))  # (3C, H', W')
+        segs = [network(torch.stack(stacks[s : s + sw_batch_size])) for s in range(0, depth, sw_batch_size)]
+        seg = torch.cat(segs)[..., pad[2] : pad[2] + height, pad[0] : pad[0] + width]
+        outputs.append(seg.permute(1, 2, 3, 0))
+    return torch.movedim(torch.stack(outputs), -1, 2 + spatial_dim)
+
+
+@pytest.mark.parametrize("spatial_dim", [0, 1, 2])
+@pytest.mark.parametrize("sw_batch_size", [1, 3, 32])
+def test_inferer_equals_per_slice_loop(spatial_dim, sw_batch_size):
+    """Batched gathering, the reused input buffer and the preallocated output change no value."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 10, 7, 6)
+    net = EAANet(in_channels=12, channels=(4, 8), reconstruction_channels=(2, 4), se_reduction=2).eval()
+    with torch.no_grad():
+        out = AdjacentSliceInferer(spatial_dim, sw_batch_size, divisible_by=4)(x, net)
+        expected = per_slice_loop(x, net, spatial_dim, sw_batch_size, divisible_by=4)
+    assert out.shape == (2, 2, 10, 7, 6) and out.is_contiguous()
+    assert torch.equal(out, expected)
 
 
 @pytest.mark.parametrize("spatial_dim", [0, 1, 2])

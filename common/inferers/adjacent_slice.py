@@ -16,23 +16,20 @@ import torch.nn.functional as F
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
-__all__ = ["AdjacentSliceInferer", "adjacent_slice_stack"]
+__all__ = ["AdjacentSliceInferer", "adjacent_slice_windows"]
 
 
-def adjacent_slice_stack(volume: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Slices ``start..stop-1`` of ``volume`` ``(C, H, W, D)`` with their neighbours, as a batch.
+def adjacent_slice_windows(volume: torch.Tensor) -> torch.Tensor:
+    """Every slice of ``volume`` ``(C, H, W, D)`` with its two neighbours: ``(D, C, 3, H, W)``.
 
-    Returns ``(stop - start, 3C, H, W)`` with channels ``(i-1, i, i+1)`` per input channel; the first
-    and last slices are their own missing neighbour (edge replication), as in training
-    (:mod:`common.transforms.eaanet`).
+    ``[i, c]`` holds slices ``(i-1, i, i+1)`` of channel ``c``; the first and last slices are their own
+    missing neighbour (edge replication), as in training (:mod:`common.transforms.eaanet`). One copy
+    of the volume (slice-major, with the two edge slices repeated), then a strided view: reshaping a
+    run of slices to ``(n, 3C, H, W)`` gives the network's input.
     """
-    depth = volume.shape[-1]
-    index = torch.arange(start, stop, device=volume.device)
-    neighbours = torch.stack([(index - 1).clamp(min=0), index, (index + 1).clamp(max=depth - 1)], dim=1)
-    slabs = volume[..., neighbours.flatten()]  # (C, H, W, n * 3)
-    slabs = slabs.reshape(*volume.shape[:-1], stop - start, 3)  # (C, H, W, n, 3)
-    slabs = slabs.permute(3, 0, 4, 1, 2)  # (n, C, 3, H, W)
-    return slabs.reshape(stop - start, volume.shape[0] * 3, *volume.shape[1:-1])
+    planes = volume.permute(0, 3, 1, 2)  # (C, D, H, W), a view
+    planes = torch.cat([planes[:, :1], planes, planes[:, -1:]], dim=1)  # (C, D + 2, H, W)
+    return planes.unfold(1, 3, 1).permute(1, 0, 4, 2, 3)  # (D, C, 3, H, W), a view
 
 
 class AdjacentSliceInferer(Inferer):
@@ -43,6 +40,11 @@ class AdjacentSliceInferer(Inferer):
     ``sw_batch_size`` slices per forward pass. The output ``(B, out_channels, H, W, D)`` has the input's
     spatial shape and, for a :class:`~monai.data.MetaTensor` input, its metadata, so ``Invertd`` and
     ``SaveImaged`` write it in the input's geometry.
+
+    Per volume, the slices are copied once into slice-major order (:func:`adjacent_slice_windows`);
+    each forward pass's input is then one copy of a run of those windows into a buffer allocated once
+    (its zero in-plane padding written once), and each output run is written into the preallocated
+    result. The network must therefore not modify its input in place.
 
     Args:
         spatial_dim: the slice axis among the 3 spatial axes (2: axial after ``Orientationd("RAS")``).
@@ -86,24 +88,28 @@ class AdjacentSliceInferer(Inferer):
             raise ValueError(
                 f"AdjacentSliceInferer expects a batch of 3D volumes (B, C, H, W, D), got shape {tuple(inputs.shape)}."
             )
-        volume = torch.as_tensor(inputs).as_subclass(torch.Tensor)
-        volume = torch.movedim(volume, 2 + self.spatial_dim, -1)
-        height, width = volume.shape[2:4]
+        volume = torch.movedim(torch.as_tensor(inputs).as_subclass(torch.Tensor), 2 + self.spatial_dim, -1)
+        batch_size, channels, height, width, depth = volume.shape
         k = self.divisible_by
         pad_h, pad_w = (-height) % k, (-width) % k
-        pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+        top, left = pad_h // 2, pad_w // 2
         device = self.device if self.device is not None else volume.device
-        outputs = []
-        for item in volume:
-            item = F.pad(item.movedim(-1, 0), pad).movedim(0, -1)  # pad H, W only
-            depth = item.shape[-1]
-            slices = []
+        n_max = min(self.sw_batch_size, depth)
+        # the network's input, zero margins (in-plane padding) written once, interior overwritten per batch
+        slabs = torch.zeros(n_max, channels, 3, height + pad_h, width + pad_w, dtype=volume.dtype, device=device)
+        output: torch.Tensor | None = None
+        for b in range(batch_size):
+            windows = adjacent_slice_windows(volume[b])
             for start in range(0, depth, self.sw_batch_size):
                 stop = min(start + self.sw_batch_size, depth)
-                batch = adjacent_slice_stack(item, start, stop).to(device)
-                slices.append(torch.as_tensor(network(batch, *args, **kwargs)).to(volume.device))
-            seg = torch.cat(slices, dim=0)  # (D, out, H', W')
-            seg = seg[..., pad[2] : seg.shape[-2] - pad[3], pad[0] : seg.shape[-1] - pad[1]]
-            outputs.append(seg.permute(1, 2, 3, 0))  # (out, H, W, D)
-        output = torch.movedim(torch.stack(outputs), -1, 2 + self.spatial_dim)
+                batch = slabs[: stop - start]
+                batch[..., top : top + height, left : left + width].copy_(windows[start:stop])
+                batch = batch.view(stop - start, 3 * channels, *batch.shape[-2:])  # channels (c, i-1..i+1)
+                seg = torch.as_tensor(network(batch, *args, **kwargs))
+                if output is None:  # (B, out, *spatial) in the input's layout; written slice run by slice run
+                    shape = (batch_size, seg.shape[1], *inputs.shape[2:])
+                    output = torch.empty(shape, dtype=seg.dtype, device=volume.device)
+                    output_hwd = torch.movedim(output, 2 + self.spatial_dim, -1)
+                seg = seg[..., top : top + height, left : left + width]  # crop the padding
+                output_hwd[b, ..., start:stop].copy_(seg.permute(1, 2, 3, 0))
         return convert_to_dst_type(output, inputs, device=volume.device)[0]
