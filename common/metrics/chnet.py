@@ -14,7 +14,7 @@ MAE is MONAI's :class:`monai.metrics.MAEMetric`. All three metrics here take for
 foreground), both (B, C, H, W) or lists of (C, H, W); every image and channel is scored on its own.
 Volumes (B, C, H, W, D) are scored slice by slice along the last axis (the paper evaluates CT slices) and
 the slice scores averaged per volume.
-They subclass :class:`monai.metrics.CumulativeIterationMetric`, so MONAI's
+They subclass MONAI's :class:`monai.metrics.CumulativeIterationMetric` (through :mod:`.cumulative`), so MONAI's
 :class:`monai.handlers.IgniteMetricHandler` drives them in a ``SupervisedEvaluator``.
 """
 
@@ -24,22 +24,18 @@ import math
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 from scipy import ndimage
+
+from .cumulative import ReducedCumulativeMetric
 
 __all__ = ["SMeasure", "WeightedFMeasure", "MaxEMeasure"]
 
 EPS = float(np.finfo(np.float64).eps)
 
 
-class _ForegroundMapMetric(CumulativeIterationMetric):
+class _ForegroundMapMetric(ReducedCumulativeMetric):
     """Shared input handling: checks shapes and value ranges, scores every image and channel."""
-
-    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN) -> None:
-        super().__init__()
-        self.reduction = reduction
 
     def _score(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray | float:
         raise NotImplementedError
@@ -67,12 +63,6 @@ class _ForegroundMapMetric(CumulativeIterationMetric):
             for b in range(pred.shape[0])
         ]
         return torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32)
-
-    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"{type(self).__name__}: nothing to aggregate, call the metric on data first.")
-        return do_metric_reduction(data, reduction or self.reduction)[0]
 
 
 class SMeasure(_ForegroundMapMetric):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
-from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric
-from monai.metrics.utils import do_metric_reduction, ignore_background
+from monai.metrics import HausdorffDistanceMetric
+from monai.metrics.utils import ignore_background
 from monai.utils import MetricReduction
+
+from .cumulative import ReducedCumulativeMetric
 
 __all__ = ["SegmentationRateMetric", "HausdorffDistanceMMMetric", "segmentation_rates"]
 
@@ -42,7 +44,7 @@ def segmentation_rates(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Ten
     return torch.where(ok, over / denominator.clamp_min(1), nan), torch.where(ok, under / denominator.clamp_min(1), nan)
 
 
-class SegmentationRateMetric(CumulativeIterationMetric):
+class SegmentationRateMetric(ReducedCumulativeMetric):
     """Over-segmentation rate (OR) or under-segmentation rate (UR) of Crosslink-Net (Section IV-B).
 
     See :func:`segmentation_rates` for the definitions.
@@ -61,26 +63,17 @@ class SegmentationRateMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, get_not_nans)
         if rate not in ("over", "under"):
             raise ValueError(f"rate must be 'over' or 'under', got {rate!r}.")
         self.rate = rate
         self.include_background = include_background
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if not self.include_background:
             y_pred, y = ignore_background(y_pred=y_pred, y=y)
         over, under = segmentation_rates(y_pred, y)
         return over if self.rate == "over" else under
-
-    def aggregate(self, reduction: MetricReduction | str | None = None):  # type: ignore[override]
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a PyTorch Tensor, got {type(data)}.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
 
 
 class HausdorffDistanceMMMetric(HausdorffDistanceMetric):
