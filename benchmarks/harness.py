@@ -95,17 +95,18 @@ class Case:
     volume_sizes: dict[str, Size] = field(default_factory=dict)
 
 
+def _sizes(paper: tuple[int, ...], cpu: tuple[int, ...], tiny: tuple[int, ...]) -> dict[str, Size]:
+    """The three network sizes: the paper's input at batch 1, a CPU-friendly one and a tiny one at batch 2."""
+    return {"paper": Size(paper), "cpu": Size(cpu, batch=2), "tiny": Size(tiny, batch=2, sample_data=True)}
+
+
 CASES: dict[str, Case] = {
     case.bundle: case
     for case in (
         Case(
             "conresnet_brats_mri_segmentation",
             "brats_channels",
-            {
-                "paper": Size((4, 160, 160, 80)),
-                "cpu": Size((4, 64, 64, 32), batch=2),
-                "tiny": Size((4, 32, 32, 16), batch=2, sample_data=True),
-            },
+            _sizes((4, 160, 160, 80), (4, 64, 64, 32), (4, 32, 32, 16)),
             paper={"params_m": 19.3, "gmacs": 538.5,
                    "note": "Table VII, 80x160x160; release: 19.02 M used, 537.5 GMACs"},
             volume="sliding_window",
@@ -119,11 +120,7 @@ CASES: dict[str, Case] = {
         Case(
             "eaanet_brats_mri_segmentation",
             "classes",
-            {
-                "paper": Size((12, 240, 240)),
-                "cpu": Size((12, 96, 96), batch=2),
-                "tiny": Size((12, 64, 64), batch=2, sample_data=True),
-            },
+            _sizes((12, 240, 240), (12, 96, 96), (12, 64, 64)),
             paper={"params_m": 2.38, "note": "Table 2, EAA-Net + U-Net on BraTS"},
             volume="adjacent_slice",
             volume_sizes={
@@ -136,31 +133,19 @@ CASES: dict[str, Case] = {
         Case(
             "crosslinknet_covid_ct_segmentation",
             "binary",
-            {
-                "paper": Size((1, 512, 512)),
-                "cpu": Size((1, 128, 128), batch=2),
-                "tiny": Size((1, 64, 64), batch=2, sample_data=True),
-            },
+            _sizes((1, 512, 512), (1, 128, 128), (1, 64, 64)),
             paper={"params_m": 31.8, "note": "release structure, 121 MB (Table III)"},
         ),
         Case(
             "chnet_polyp_segmentation",
             "binary",
-            {
-                "paper": Size((3, 352, 352)),
-                "cpu": Size((3, 128, 128), batch=2),
-                "tiny": Size((3, 64, 64), batch=2, sample_data=True),
-            },
+            _sizes((3, 352, 352), (3, 128, 128), (3, 64, 64)),
             paper={"params_m": 8.8, "gmacs": 7.1, "note": "Table 5, 352x352 (reported as G FLOPs)"},
         ),
         Case(
             "ife_dichotomous_segmentation",
             "binary",
-            {
-                "paper": Size((3, 224, 224)),
-                "cpu": Size((3, 96, 96), batch=2),
-                "tiny": Size((3, 64, 64), batch=2, sample_data=True),
-            },
+            _sizes((3, 224, 224), (3, 96, 96), (3, 64, 64)),
             paper={"note": "no figures reported; 224x224 is the test size"},
         ),
     )
@@ -201,6 +186,46 @@ def synthetic_label(kind: str, shape: Sequence[int]) -> torch.Tensor:
     return label.long() if kind == "classes" else label
 
 
+def build_case(bundle: str, size_name: str, **overrides: Any) -> tuple[Any, ...]:
+    """``(parser, network, loss, optimizer, x, y)`` of a bundle at a size of :data:`CASES`: the bundle's
+    ``train.json`` pieces (seed 0), a random input batch and a synthetic label of the case's kind."""
+    case, size = CASES[bundle], CASES[bundle].sizes[size_name]
+    torch.manual_seed(0)
+    parser = bundle_parser(bundle, sample_data=size.sample_data, **{**size.overrides, **overrides})
+    net, loss_fn, optimizer = (parser.get_parsed_content(k) for k in ("network", "loss", "optimizer"))
+    x = torch.randn(size.batch, *size.input_shape)
+    y = synthetic_label(case.label, (size.batch, *size.input_shape[1:]))
+    return parser, net, loss_fn, optimizer, x, y
+
+
+def train_step(net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, ranges: bool = False, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """One training step: forward, the bundle's loss, backward, optimizer step; returns the loss.
+
+    ``ranges``: ``torch.profiler.record_function`` ranges ``step.forward|loss|backward|optimizer``.
+    ``autocast``: forward and loss under ``torch.autocast("cpu", dtype=autocast)`` (backward outside it).
+    """
+    from contextlib import nullcontext
+
+    from torch.profiler import record_function
+
+    def part(name: str):
+        return record_function(f"step.{name}") if ranges else nullcontext()
+
+    cast = torch.autocast("cpu", dtype=autocast) if autocast is not None else nullcontext()
+    optimizer.zero_grad(set_to_none=True)
+    with cast:
+        with part("forward"):
+            out = net(x)
+        with part("loss"):
+            loss = loss_fn(out, y)
+    with part("backward"):
+        loss.backward()
+    with part("optimizer"):
+        optimizer.step()
+    return loss.detach()
+
+
 def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
@@ -224,16 +249,58 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: int, budget_s: float) -> 
     return {"wall_s": _median(walls), "cpu_s": _median(cpus), "runs": len(walls), "wall_all_s": walls}
 
 
+def measure(
+    fn: Callable[[], Any], repeats: int, warmup: int, budget_s: float, long_run_s: float = float("inf")
+) -> dict[str, Any]:
+    """:func:`timed` after a first warm-up run whose FLOPs are counted (``FlopCounterMode``), plus GFLOP/s.
+
+    ``warmup`` includes that counted run. A first run longer than ``long_run_s`` is the measurement itself
+    (``first_run_only``): one more would not fit the budget.
+    """
+    counter = FlopCounterMode(display=False)
+    w0, c0 = time.perf_counter(), time.process_time()
+    with counter:
+        fn()
+    first_wall, first_cpu = time.perf_counter() - w0, time.process_time() - c0
+    if first_wall > long_run_s:
+        t = {"wall_s": first_wall, "cpu_s": first_cpu, "runs": 1, "wall_all_s": [first_wall], "first_run_only": True}
+    else:
+        t = timed(fn, repeats, max(0, warmup - 1), budget_s)
+    gflop = counter.get_total_flops() / 1e9
+    return {**t, "gflop": gflop, "gflop_per_s": gflop / t["wall_s"]}
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Any]:
+    """A/B(/C...) timing in one run: ``warmup`` untimed rounds, then ``repeats`` rounds calling every ``fn`` in
+    turn (ABAB...), so that all of them see the same load. Median wall and process-CPU seconds of each, every
+    run's time, and the load average at the start and end."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    load = [round(v, 2) for v in os.getloadavg()]
+    walls: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(1, repeats)):
+        for key, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            walls[key].append(time.perf_counter() - w0)
+            cpus[key].append(time.process_time() - c0)
+    out: dict[str, Any] = {
+        key: {"wall_s": _median(walls[key]), "cpu_s": _median(cpus[key]), "runs": len(walls[key]),
+              "wall_all_s": walls[key], "cpu_all_s": cpus[key]}
+        for key in fns
+    }
+    out["load_average"] = {"start": load, "end": [round(v, 2) for v in os.getloadavg()]}
+    return out
+
+
 def rss_mb() -> float:
     """Current resident set size of this process, in MiB."""
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return max_rss_mb()
-
-
-def _single_run(wall_s: float, cpu_s: float) -> dict[str, Any]:
-    return {"wall_s": wall_s, "cpu_s": cpu_s, "runs": 1, "wall_all_s": [wall_s], "first_run_only": True}
 
 
 def max_rss_mb() -> float:
@@ -306,6 +373,14 @@ def machine_throughput(scale: str = "paper", spatial_dims: Sequence[int] = (2, 3
 # ----------------------------------------------------------------------------------------------------------
 # one case (runs in a fresh subprocess when isolated)
 # ----------------------------------------------------------------------------------------------------------
+def against_machine(t: dict[str, Any], machine: dict[str, Any], spatial: int) -> dict[str, float]:
+    """Achieved GFLOP/s of a :func:`measure` result over the same worker's large conv / matmul (wall time), and
+    over the conv per CPU-second (``vs_conv_cpu_time``: less sensitive to other jobs)."""
+    conv, matmul = machine[f"conv{spatial}d"], machine["matmul"]
+    return {"vs_conv": t["gflop_per_s"] / conv["gflop_per_s"], "vs_matmul": t["gflop_per_s"] / matmul["gflop_per_s"],
+            "vs_conv_cpu_time": t["gflop"] / t["cpu_s"] / conv["gflop_per_cpu_s"]}
+
+
 def count_macs(bundle: str, size: Size) -> dict[str, Any]:
     """Parameters and MACs of one eval-mode forward of batch 1, on ``meta`` tensors."""
     parser = bundle_parser(bundle, sample_data=size.sample_data, **size.overrides)
@@ -336,58 +411,32 @@ def network_case(
     A run longer than ``long_run_s`` is measured once (its first, FLOP-counted run); the training step is
     skipped (and its estimate recorded) when 3 forward passes of the batch would exceed ``max_run_s``.
     """
-    case, size = CASES[bundle], CASES[bundle].sizes[size_name]
-    torch.manual_seed(0)
+    size = CASES[bundle].sizes[size_name]
     result: dict[str, Any] = {
         "bundle": bundle, "size": size_name, "input_shape": list(size.input_shape), "batch": size.batch
     }
     result.update(count_macs(bundle, size))
-
-    parser = bundle_parser(bundle, sample_data=size.sample_data, **size.overrides)
-    net = parser.get_parsed_content("network")
-    loss_fn = parser.get_parsed_content("loss")
-    optimizer = parser.get_parsed_content("optimizer")
-    x = torch.randn(size.batch, *size.input_shape)
-    y = synthetic_label(case.label, (size.batch, *size.input_shape[1:]))
+    _, net, loss_fn, optimizer, x, y = build_case(bundle, size_name)
     result["rss_baseline_mb"] = rss_mb()
 
     def forward() -> None:
         with torch.inference_mode():
             net(x)
 
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(net(x), y).backward()
-        optimizer.step()
-
-    for phase, fn, mode in (("forward", forward, False), ("train_step", train_step, True)):
+    for phase, fn, mode in (("forward", forward, False),
+                            ("train_step", lambda: train_step(net, loss_fn, optimizer, x, y), True)):
         if phase == "train_step" and 3 * result["forward"]["wall_s"] * size.batch > max_run_s:
             result[phase] = {"skipped": f"estimated {3 * result['forward']['wall_s']:.0f} s a step (3 x forward) "
                                         f"> max_run_s {max_run_s:.0f} s"}
             continue
         net.train(mode)
-        counter = FlopCounterMode(display=False)
-        w0, c0 = time.perf_counter(), time.process_time()
-        with counter:  # the counted run is the first warm-up run
-            fn()
-        first_wall, first_cpu = time.perf_counter() - w0, time.process_time() - c0
-        flops = counter.get_total_flops()
-        if first_wall > long_run_s:  # one more run would not fit: the first (counted) run is the measurement
-            t = _single_run(first_wall, first_cpu)
-        else:
-            t = timed(fn, repeats, max(0, warmup - 1), budget_s)
-        gflop = flops / 1e9
-        result[phase] = {**t, "gflop": gflop, "gflop_per_s": gflop / t["wall_s"], "peak_rss_mb": max_rss_mb()}
+        result[phase] = {**measure(fn, repeats, warmup, budget_s, long_run_s), "peak_rss_mb": max_rss_mb()}
     # the machine's throughput right after the case (after, so that its buffers do not mask the case's peak RSS)
     spatial = len(size.input_shape) - 1
     result["machine"] = machine_throughput(size_name, spatial_dims=(spatial,))
-    conv, matmul = result["machine"][f"conv{spatial}d"], result["machine"]["matmul"]
     for phase in ("forward", "train_step"):
         if "gflop" in result[phase]:
-            r = result[phase]
-            r["vs_conv"] = r["gflop_per_s"] / conv["gflop_per_s"]
-            r["vs_matmul"] = r["gflop_per_s"] / matmul["gflop_per_s"]
-            r["vs_conv_cpu_time"] = r["gflop"] / r["cpu_s"] / conv["gflop_per_cpu_s"]
+            result[phase].update(against_machine(result[phase], result["machine"], spatial))
     if result.get("macs") is None:
         result["macs"] = int(result["forward"]["gflop"] * 1e9 / 2 / size.batch)
         result["macs_counted_on"] = "cpu (meta failed)"
@@ -422,28 +471,18 @@ def volume_case(
         with torch.inference_mode():
             inferer(volume, net)
 
-    counter = FlopCounterMode(display=False)
-    w0, c0 = time.perf_counter(), time.process_time()
-    with counter:
-        infer()
-    first_wall, first_cpu = time.perf_counter() - w0, time.process_time() - c0
-    result["network_calls"] = len(calls)
+    t = measure(infer, repeats, warmup, budget_s, long_run_s)
+    result["network_calls"] = len(calls)  # of the last run: every run makes the same calls
     result["network_inputs"] = sum(c[0] for c in calls)  # windows or slices
     result["network_input_shapes"] = sorted({str(list(c)) for c in calls})
-    flops = counter.get_total_flops()
-    if first_wall > long_run_s:  # one more run would not fit: the first (counted) run is the measurement
-        t = _single_run(first_wall, first_cpu)
-    else:
-        t = timed(infer, repeats, max(0, warmup - 1), budget_s)
     result["peak_rss_mb"] = max_rss_mb()
-    result["machine"] = machine_throughput(size_name, spatial_dims=(3 if case.volume == "sliding_window" else 2,))
-    conv = result["machine"]["conv3d" if case.volume == "sliding_window" else "conv2d"]["gflop_per_s"]
+    spatial = 3 if case.volume == "sliding_window" else 2
+    result["machine"] = machine_throughput(size_name, spatial_dims=(spatial,))
     result.update(t)
+    result.update(against_machine(t, result["machine"], spatial))
     if size.measured_depth:
         result["measured_shape"] = list(shape)
         result["scaled_to_full_depth_s"] = t["wall_s"] * size.input_shape[-1] / size.measured_depth
-    gflop_per_s = flops / t["wall_s"] / 1e9
-    result.update({"gflop": flops / 1e9, "gflop_per_s": gflop_per_s, "vs_conv": gflop_per_s / conv})
     return result
 
 

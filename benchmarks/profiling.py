@@ -23,45 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, record_function
+from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
-from benchmarks.harness import CASES, RESULTS_DIR, bundle_parser, machine_description, synthetic_label, timed
+from benchmarks.harness import CASES, RESULTS_DIR, build_case, interleaved, machine_description, timed, train_step
 
 __all__ = ["profile", "module_times"]
-
-
-def _build(bundle: str, size: str, **overrides: Any):
-    case, spec = CASES[bundle], CASES[bundle].sizes[size]
-    torch.manual_seed(0)
-    parser = bundle_parser(bundle, sample_data=spec.sample_data, **{**spec.overrides, **overrides})
-    net, loss_fn, optimizer = (parser.get_parsed_content(k) for k in ("network", "loss", "optimizer"))
-    x = torch.randn(spec.batch, *spec.input_shape)
-    y = synthetic_label(case.label, (spec.batch, *spec.input_shape[1:]))
-    return parser, net, loss_fn, optimizer, x, y
-
-
-def _step(net, loss_fn, optimizer, x, y, ranges: bool = False) -> None:
-    def rng(name: str):
-        return record_function(name) if ranges else _Null()
-
-    optimizer.zero_grad(set_to_none=True)
-    with rng("step.forward"):
-        out = net(x)
-    with rng("step.loss"):
-        loss = loss_fn(out, y)
-    with rng("step.backward"):
-        loss.backward()
-    with rng("step.optimizer"):
-        optimizer.step()
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 3) -> dict[str, float]:
@@ -123,12 +90,12 @@ def profile(
         (out / f"profile_{size}.md").write_text(profile_markdown(report))
 
     for bundle in bundles:
-        parser, net, loss_fn, optimizer, x, y = _build(bundle, size)
+        parser, net, loss_fn, optimizer, x, y = build_case(bundle, size)
         net.train()
-        _step(net, loss_fn, optimizer, x, y)  # warm-up
+        train_step(net, loss_fn, optimizer, x, y)  # warm-up
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
-                _step(net, loss_fn, optimizer, x, y, ranges=True)
+                train_step(net, loss_fn, optimizer, x, y, ranges=True)
         rows, phases = _top_ops(prof, steps, top)
         entry: dict[str, Any] = {"input_shape": list(x.shape), "phases_ms": phases, "top_ops": rows}
         entry["findings"] = FINDINGS[bundle](parser, net, loss_fn, optimizer, x, y, size) if bundle in FINDINGS else {}
@@ -200,14 +167,10 @@ def _crosslinknet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]
 
     net.train()
     no_attention = CrosslinkNetLoss(lambda_cls=0.4, lambda_dice=0.6, lambda_atn=0.0)
-    _step(net, no_attention, optimizer, x, y)  # warm-up
-    cpu: dict[str, list[float]] = {"with": [], "without": []}
-    for _ in range(4):  # interleaved pairs, process CPU time: robust to other jobs on a shared CPU
-        for key, loss in (("with", loss_fn), ("without", no_attention)):
-            c0 = time.process_time()
-            _step(net, loss, optimizer, x, y)
-            cpu[key].append(time.process_time() - c0)
-    with_s, without_s = (sorted(v)[len(v) // 2] for v in (cpu["with"], cpu["without"]))
+    # interleaved pairs, process CPU time: robust to other jobs on a shared CPU
+    t = interleaved({key: (lambda loss=loss: train_step(net, loss, optimizer, x, y))
+                     for key, loss in (("with", loss_fn), ("without", no_attention))}, repeats=4)
+    with_s, without_s = t["with"]["cpu_s"], t["without"]["cpu_s"]
     out = net(x)
     loss_only = timed(lambda: loss_fn(out, y), repeats=5, warmup=1, budget_s=10)
     loss_bare = timed(lambda: no_attention(out, y), repeats=5, warmup=1, budget_s=10)
@@ -215,7 +178,7 @@ def _crosslinknet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]
         "step_cpu_ms_with_attention_loss": with_s * 1e3,
         "step_cpu_ms_without_attention_loss": without_s * 1e3,
         "attention_loss_share_of_step": 1.0 - without_s / with_s,
-        "step_cpu_ms_all": {k: [round(t * 1e3) for t in v] for k, v in cpu.items()},
+        "step_cpu_ms_all": {k: [round(c * 1e3) for c in t[k]["cpu_all_s"]] for k in ("with", "without")},
         "loss_forward_ms_with_attention": loss_only["wall_s"] * 1e3,
         "loss_forward_ms_without_attention": loss_bare["wall_s"] * 1e3,
         "note": "the attention heads run forward in both; without the term (Eq. 1) nothing back-propagates "
