@@ -152,6 +152,33 @@ def test_msd_task01_label_mapping_gives_brats_values(tmp_path):
     assert load(root / "dataset.json") == {"modality": MSD01_MODALITY}  # the Decathlon's file is left alone
 
 
+@pytest.mark.parametrize("bundle", ["conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"])
+def test_msd_task01_override_gives_brats_regions(tmp_path, bundle):
+    """configs/msd_task01.json merged after train.json: a Task01 case (stored 1 oedema, 2 non-enhancing, 3 enhancing)
+    passes the loader's check and gives ConResNet's TC, WT, ET channels / EAA-Net's whole tumour."""
+    from conftest import bundle_parser
+
+    from common.data.datalist_checks import load_datalist
+    from common.data.datalists import MSD_TASK01_MAPPING
+
+    root = msd(tmp_path / "Task01_BrainTumour", 3, 4, [1, 2, 3, 0], MSD01_MODALITY)
+    write_datalist("msd_task01", root, root / "datalist.json", validation=1)
+    parser = bundle_parser(bundle, "train.json", "msd_task01.json", dataset_dir=str(root), patch_size=list(SHAPE))
+    item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
+    label = parser.get_parsed_content("validate#preprocessing")(item)["label"]
+    first_voxels = label.reshape(label.shape[0], -1)[:, :4].tolist()  # stored values 1, 2, 3, 0
+    if bundle.startswith("conresnet"):
+        assert parser.get_parsed_content("label_mapping") == MSD_TASK01_MAPPING
+        assert first_voxels == [[0, 1, 1, 0], [1, 1, 1, 0], [0, 0, 1, 0]]  # TC = 2|3, WT = 1|2|3, ET = 3
+    else:
+        assert first_voxels == [[1, 1, 1, 0]]  # whole tumour
+    assert float(label.sum()) == (6 if bundle.startswith("conresnet") else 3)  # nothing else is foreground
+    plain = bundle_parser(bundle, "train.json", datalist=str(root / "datalist.json"), patch_size=list(SHAPE))
+    with pytest.raises(RuntimeError) as error:  # without the override the stored value 3 is refused
+        plain.get_parsed_content("validate#preprocessing")(item)
+    assert "label value(s) 3 outside this bundle's classes" in str(error.value.__cause__)
+
+
 def test_msd_task01_checks_modalities_and_pairs(tmp_path):
     root = msd(tmp_path / "wrong", 2, 4, [1], {"0": "T1w", "1": "FLAIR", "2": "t1gd", "3": "T2w"})
     with pytest.raises(DatalistError, match="not FLAIR, T1w, T1gd, T2w"):
@@ -304,6 +331,44 @@ def test_covid19_i_slices_lung_window_merged_classes(tmp_path):
     assert sorted(len(load(out.parent / f"dataset_fold{k}.json")["validation"]) for k in range(3)) == [2, 2, 2]
 
 
+def test_covid19_ii_volumes_three_folds_and_bundle_override(tmp_path):
+    """COVID19-II (private): NIfTI volumes + labels in images/ + labels/ (or the Decathlon layout), 3 folds of
+    whole volumes, read by Crosslink-Net's covid19_multiclass.json (lung window, labels 0/1/2 kept)."""
+    from conftest import bundle_parser
+
+    from common.data.datalist_checks import load_datalist
+
+    root = tmp_path / "COVID19-II"
+    for i in range(1, 7):
+        volume = np.full(SHAPE, -1250.0 + 250.0 * (i % 2), np.float32)  # -1250 HU (0) or -1000 HU (1/6)
+        label = np.zeros(SHAPE, np.uint8)
+        label[0, 0, :2], label[1, 1, 1] = 1, 2
+        nifti(root / "images" / f"patient{i}.nii.gz", volume)
+        nifti(root / "labels" / f"patient{i}.nii.gz", label)
+    d = load(write_datalist("covid19_ii", root, root / "dataset.json"))
+    assert d["folds"]["count"] == 3 and (len(d["training"]), len(d["validation"])) == (4, 2)
+    assert d["labels"] == {"0": "background", "1": "ground-glass opacity", "2": "consolidation"}
+    assert d["training"][0]["image"].startswith("images/patient")
+    parser = bundle_parser("crosslinknet_covid_ct_segmentation", "train.json", "covid19_multiclass.json",
+                           dataset_dir=str(root))
+    item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
+    out = parser.get_parsed_content("validate#preprocessing")(item)
+    assert tuple(out["label"].shape) == (1, *SHAPE) and sorted(out["label"].unique().tolist()) == [0, 1, 2]
+    hu = -1250.0 + 250.0 * (int(Path(item["image"]).name[len("patient"):].split(".")[0]) % 2)
+    assert float(out["image"].max()) == pytest.approx((hu + 1250) / 1500)  # lung window W 1500 / L -500 to [0, 1]
+
+    nifti(root / "labels" / "patient7.nii.gz", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(DatalistError, match=r"label .*patient7.nii.gz has no volume of that name in .*images"):
+        write_datalist("covid19_ii", root, root / "dataset.json")
+    nifti(root / "images" / "patient7.nii.gz", np.zeros(SHAPE[:2] + (1,), np.float32))
+    nifti(root / "labels" / "patient7.nii.gz", np.zeros(SHAPE[:2] + (1,), np.uint8))
+    with pytest.raises(DatalistError, match=r"patient7.nii.gz has shape \(6, 5, 1\); each case must be one 3D CT"):
+        write_datalist("covid19_ii", root, root / "dataset.json")
+    msd_root = msd(tmp_path / "COVID19-II-msd", 3, 1, [1, 2])
+    d = load(write_datalist("covid19_ii", msd_root, msd_root / "datalist.json"))
+    assert len(d["training"]) + len(d["validation"]) == 3 and len(d["test"]) == 1
+
+
 # ------------------------------------------------------------------------------------------ 2D pairs
 
 def pairs(folder: Path, names: list[str], size=(8, 6), mask_size=None, image_ext=".png", mask_ext=".png",
@@ -413,6 +478,81 @@ def test_png_pairs_group_by_keeps_subjects_in_one_fold(tmp_path):
         write_datalist("png_pairs", root, root / "dataset.json", group_by="case")
 
 
+# ------------------------------------------------------------------------------------------ York cardiac MRI
+
+def square(x0: float, x1: float, y0: float, y1: float, per_side: int = 8) -> np.ndarray:
+    """32 landmarks (x, y) along a rectangle's edges, 1-based as in the release."""
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+    return np.concatenate([np.linspace(a, b, per_side, endpoint=False) for a, b in zip(corners, corners[1:])])
+
+
+def york_subject(root: Path, n: int, slices: int = 2, frames: int = 2, segmented: tuple = ((0, 0),)) -> None:
+    """sol_yxzt_patN.mat (12 x 10 x slices x frames, a ramp) and manual_seg_32points_patN.mat (cells of
+    slices x frames: a 65 x 2 endocardium / [0 0] / epicardium array where segmented, else -99999)."""
+    from scipy.io import savemat
+
+    (root / "mrimages").mkdir(parents=True, exist_ok=True)
+    (root / "manual_seg").mkdir(parents=True, exist_ok=True)
+    volume = np.arange(12 * 10 * slices * frames, dtype=np.int16).reshape(12, 10, slices, frames)
+    cells = np.empty((slices, frames), dtype=object)
+    for z, t in np.ndindex(slices, frames):
+        cells[z, t] = np.array([[-99999.0]])
+    contour = np.concatenate([square(4, 7, 3, 6), [[0.0, 0.0]], square(2, 9, 2, 8)])
+    for z, t in segmented:
+        cells[z, t] = contour
+    savemat(root / "mrimages" / f"sol_yxzt_pat{n}.mat", {"sol_yxzt": volume})
+    savemat(root / "manual_seg" / f"manual_seg_32points_pat{n}.mat", {"manual_seg_32points": cells})
+
+
+def test_york_cardiac_contours_to_masks_subjects_in_one_fold(tmp_path):
+    root = tmp_path / "York"
+    for n in (1, 2, 3, 4):
+        york_subject(root, n, segmented=((0, 0), (1, 1)) if n == 2 else ((0, 0),))
+    out = write_datalist("york_cardiac", root, tmp_path / "cardiac" / "dataset.json")
+    d = load(out)
+    items = d["training"] + d["validation"]
+    assert sorted(stems(items)) == ["pat1_z01_t01.png", "pat2_z01_t01.png", "pat2_z02_t02.png",
+                                    "pat3_z01_t01.png", "pat4_z01_t01.png"]
+    assert d["notes"] == ["11 slice(s) without manual segmentation left out"]
+    assert d["labels"]["1"].startswith("left-ventricle cavity") and d["labels"]["2"].startswith("myocardium")
+    pat2 = {i["fold"] for i in items if "pat2_" in i["image"]}
+    assert len(pat2) == 1 and d["folds"]["count"] == 3
+    mask = np.asarray(Image.open(out.parent / items[0]["label"]))
+    assert mask.shape == (12, 10)  # rows y, columns x, as sol_yxzt(y, x, z, t)
+    assert (mask[2:6, 3:7] == 1).all() and int((mask == 1).sum()) == 16  # endocardium x 4..7, y 3..6 (1-based)
+    assert (mask[1:8, 1:9] > 0).all() and int((mask == 2).sum()) == 8 * 7 - 16  # epicardium x 2..9, y 2..8
+    image = np.asarray(Image.open(out.parent / items[0]["image"]))
+    assert image.dtype == np.uint8 and image[0, 0] == 0 and image.max() == 255
+
+
+def test_york_cardiac_errors_name_the_file(tmp_path):
+    from scipy.io import loadmat, savemat
+
+    root = tmp_path / "York"
+    york_subject(root, 1)
+    york_subject(root, 2)
+    (root / "manual_seg" / "manual_seg_32points_pat2.mat").unlink()
+    with pytest.raises(DatalistError, match=r"sol_yxzt_pat2.mat has no contours manual_seg_32points_pat2.mat"):
+        write_datalist("york_cardiac", root, tmp_path / "d.json")
+    york_subject(root, 2, slices=3)
+    savemat(root / "mrimages" / "sol_yxzt_pat2.mat", {"sol_yxzt": np.zeros((12, 10, 2, 2))})
+    with pytest.raises(DatalistError, match=r"pat2.mat has \(3, 2\) .* cells but .*pat2.mat has \(2, 2\) slices"):
+        write_datalist("york_cardiac", root, tmp_path / "d.json")
+    york_subject(root, 2)
+    cells = loadmat(root / "manual_seg" / "manual_seg_32points_pat2.mat")["manual_seg_32points"]
+    cells[0, 1] = np.ones((64, 2))
+    savemat(root / "manual_seg" / "manual_seg_32points_pat2.mat", {"manual_seg_32points": cells})
+    with pytest.raises(DatalistError, match=r"manual_seg_32points\{1,2\} of .*pat2.mat holds an array of shape"):
+        write_datalist("york_cardiac", root, tmp_path / "d.json")
+    cells[0, 1] = np.concatenate([square(4, 7, 3, 6), [[0.0, 0.0]], square(2, 19, 2, 8)])
+    savemat(root / "manual_seg" / "manual_seg_32points_pat2.mat", {"manual_seg_32points": cells})
+    with pytest.raises(DatalistError, match=r"\{1,2\} of .*pat2.mat has contour points outside the 10x12 image"):
+        write_datalist("york_cardiac", root, tmp_path / "d.json")
+    savemat(root / "mrimages" / "sol_yxzt_pat2.mat", {"images": np.zeros((12, 10, 2, 2))})
+    with pytest.raises(DatalistError, match=r"pat2.mat holds \['images'\], not the variable 'sol_yxzt'"):
+        write_datalist("york_cardiac", root, tmp_path / "d.json")
+
+
 # ------------------------------------------------------------------------------------------ general
 
 def test_paths_load_with_monai_inside_and_outside(tmp_path):
@@ -451,7 +591,6 @@ def test_command_line_errors(tmp_path):
         write_datalist("busi", tmp_path, tmp_path / "out")
     with pytest.raises(DatalistError, match="does not exist"):
         write_datalist("busi", tmp_path / "missing", tmp_path / "d.json")
-    for name in ("york_cardiac", "sunnybrook"):
-        with pytest.raises(DatalistError, match=r"cannot read\. Convert .* png_pairs FOLDER OUT_JSON --folds 3"):
-            write_datalist(name, tmp_path, tmp_path / "d.json")
+    with pytest.raises(DatalistError, match=r"cannot pair them .* use york_cardiac\)\. Convert .* png_pairs FOLDER"):
+        write_datalist("sunnybrook", tmp_path, tmp_path / "d.json")
     assert all(r.bundles and r.summary for r in DATASETS.values())

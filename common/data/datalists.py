@@ -392,12 +392,11 @@ def read_msd_task01(source: Path, derived: Path) -> Listing:
     labels relabelled by the Decathlon as 1 oedema, 2 non-enhancing tumour, 3 enhancing tumour.
 
     The datalist records ``label_mapping`` {1->2, 2->1, 3->4} to the BraTS values the bundles use
-    (1 necrotic / non-enhancing core, 2 oedema, 4 enhancing): a bundle applies it after ``LoadImaged``
-    and before ``ConvertToMultiChannelBasedOnBratsClassesd``, e.g. with config entries
-    ``"label_mapping": "$json.load(open(@datalist)).get('label_mapping', {'orig_labels': [], 'target_labels': []})"``
-    and ``{"_target_": "MapLabelValued", "keys": "label", "orig_labels": "$@label_mapping['orig_labels']",
-    "target_labels": "$@label_mapping['target_labels']"}`` (empty lists leave BraTS labels unchanged).
-    The modality order is checked against the task's ``dataset.json``.
+    (1 necrotic / non-enhancing core, 2 oedema, 4 enhancing), the inverse of the conversion the Decathlon
+    applied (its ``dataset.json`` labels; nnU-Net's BraTS conversion does the same, BraTS 4->3, 2->1, 1->2).
+    The BraTS bundles apply it with ``configs/msd_task01.json`` (merged after ``train.json``): the loader's
+    label check accepts the stored {0, 1, 2, 3}, then ``MapLabelValue`` runs before the TC, WT, ET channels
+    are made. The modality order is checked against the task's ``dataset.json``.
     """
     cases, meta = _read_msd(source, "Task01_BrainTumour", channels=4)
     order = tuple(str(v).lower() for _, v in sorted((meta.get("modality") or {}).items(), key=lambda kv: int(kv[0])))
@@ -724,6 +723,60 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     return Listing("COVID19-I", f"COVID19-I slices from {source}", labels, cases, modality={"0": "CT (lung window)"})
 
 
+COVID19_II_LABELS = {"0": "background", "1": "ground-glass opacity", "2": "consolidation"}
+
+
+def read_covid19_ii(source: Path, derived: Path) -> Listing:
+    """COVID19-II, Crosslink-Net's second COVID-19 set (96 contrast-enhanced CT volumes of 512 x 512 x L,
+    L in [2, 26], labels 0 background, 1 ground-glass opacity, 2 consolidation; Shandong Chest Hospital).
+
+    The set is private, so no published layout exists: this reader takes NIfTI volumes with label volumes of
+    the same name, either in the Decathlon layout (``imagesTr/``, ``labelsTr/``, optional unlabelled
+    ``imagesTs/``) or in an image folder (``images``, ``imgs``, ...) and a label folder (``labels``,
+    ``masks``, ``gt``, ...). Volumes are listed whole, in Hounsfield units: the bundle's
+    ``configs/covid19_multiclass.json`` applies the lung window and trains on axial slices (the paper's JPG
+    slices are that window on [0, 255]). Each volume must be 3D with the label on its grid; the 3 folds of
+    the paper keep a volume's slices together.
+    """
+    _require_dir(source, "COVID19-II (imagesTr/ + labelsTr/, or images/ + labels/ of NIfTI volumes)")
+    if (source / "imagesTr").is_dir():
+        cases, _ = _read_msd(source, "COVID19-II", channels=1)
+    else:
+        images_dir, labels_dir = _image_mask_dirs(source, "COVID19-II")
+        images = {_strip_nifti(p.name): p for p in _nifti_files(images_dir)}
+        labels = {_strip_nifti(p.name): p for p in _nifti_files(labels_dir)}
+        if not images:
+            raise DatalistError(f"COVID19-II: no .nii/.nii.gz volumes in {images_dir}; put the CT volumes there")
+        for name in sorted(set(labels) - set(images)):
+            raise DatalistError(
+                f"COVID19-II: label {labels[name]} has no volume of that name in {images_dir}; "
+                "restore the volume or remove the label"
+            )
+        for name in sorted(set(images) - set(labels)):
+            raise DatalistError(
+                f"COVID19-II: volume {images[name]} has no label of that name in {labels_dir}; "
+                "add the label or move the volume out"
+            )
+        cases = []
+        for name in sorted(images, key=_natural_key):
+            a, b = _nifti_shape(images[name]), _nifti_shape(labels[name])
+            if a != b:
+                raise DatalistError(
+                    f"COVID19-II: volume {images[name]} is {a} voxels but its label {labels[name]} is {b}; "
+                    "export the pair again on one grid"
+                )
+            cases.append(Case(str(images[name]), str(labels[name]), name))
+    for case in cases:
+        shape = _nifti_shape(Path(case.image))
+        if len(shape) != 3 or min(shape) < 2:
+            raise DatalistError(
+                f"COVID19-II: {case.image} has shape {shape}; each case must be one 3D CT volume with 2 or more "
+                "slices (stack a case's slices into one volume)"
+            )
+    return Listing("COVID19-II", f"COVID19-II CT volumes read from {source}", COVID19_II_LABELS, cases,
+                   modality={"0": "CT"})
+
+
 # ------------------------------------------------------------------------------------------ readers: 2D
 
 PRANET_TEST_SETS = ("Kvasir", "CVC-ClinicDB")
@@ -922,37 +975,142 @@ _CARDIAC_CONVERSION = (
     "epicardial contours), then run: medseg-bundles datalist png_pairs FOLDER OUT_JSON --folds 3 "
     "--group_by '[^_]+' (the subject prefix keeps a subject's slices in one fold)"
 )
+CARDIAC_LABELS = {"0": "background", "1": "left-ventricle cavity (inside the endocardium)",
+                  "2": "myocardium (between endocardium and epicardium)"}
+_YORK_IMAGES = re.compile(r"^sol_yxzt_pat(\d+)\.mat$", re.IGNORECASE)
+_YORK_CONTOURS = re.compile(r"^manual_seg_32points_pat(\d+)\.mat$", re.IGNORECASE)
+YORK_NO_CONTOUR = -99999
+YORK_PERCENTILE = 99.5
+
+
+def _load_mat(path: Path, variable: str) -> np.ndarray:
+    """``variable`` of a MATLAB (v5) file, read with scipy; a missing variable or an unreadable file raises."""
+    from scipy.io import loadmat
+
+    try:
+        content = loadmat(str(path))
+    except Exception as e:  # scipy raises several types for damaged or v7.3 (HDF5) files
+        raise DatalistError(f"york_cardiac: cannot read {path} as a MATLAB file ({e}); download it again") from e
+    if variable not in content:
+        found = sorted(k for k in content if not k.startswith("__"))
+        raise DatalistError(
+            f"york_cardiac: {path} holds {found}, not the variable {variable!r}; "
+            "this is not the York release's file"
+        )
+    return content[variable]
+
+
+def _york_contours(cell: np.ndarray, where: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(endocardium, epicardium) points ``(x, y)`` of one cell of ``manual_seg_32points``, 0-based, or None
+    when the cell is the release's "no segmentation" marker -99999."""
+    points = np.asarray(cell, dtype=np.float64)
+    if points.size == 1 and points.item() == YORK_NO_CONTOUR:
+        return None
+    n = (points.shape[0] - 1) // 2 if points.ndim == 2 else 0
+    if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] != 2 * n + 1 or n < 3 or points[n].any():
+        raise DatalistError(
+            f"york_cardiac: {where} holds an array of shape {points.shape}, not the release's (2n+1) x 2 contours "
+            "(n endocardial points, a [0 0] row, n epicardial points) nor -99999; download the file again"
+        )
+    points = points - 1.0  # MATLAB pixel coordinates start at 1
+    height, width = shape
+    outside = ~np.isfinite(points).all(1) | (points[:, 0] < -0.5) | (points[:, 0] > width - 0.5) \
+        | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5)
+    outside[n] = False
+    if outside.any():
+        raise DatalistError(
+            f"york_cardiac: {where} has contour points outside the {width}x{height} image; download the file again"
+        )
+    return points[:n], points[n + 1:]
 
 
 def read_york_cardiac(source: Path, derived: Path) -> Listing:
-    """The York cardiac MRI set Crosslink-Net uses (33 subjects, 7,980 slices of 256x256; Andreopoulos and
-    Tsotsos 2008), published as MATLAB files (``sol_yxzt_patN.mat`` images, ``manual_seg_32points_patN.mat``
-    contours, as remembered, not checked here).
+    """The York cardiac MRI set Crosslink-Net uses (Andreopoulos and Tsotsos 2008; 33 subjects, 7,980
+    short-axis slices of 256x256), as published: ``sol_yxzt_patN.mat`` (images) and
+    ``manual_seg_32points_patN.mat`` (contours), anywhere under ``source`` (e.g. ``mrimages/``, ``manual_seg/``).
 
-    MATLAB files cannot be read with the declared dependencies (nibabel, ITK, numpy, Pillow), so this
-    reader raises with what to do: convert each annotated slice to a PNG image and a PNG mask
-    (0 background, 1 left-ventricle cavity, 2 myocardium) in ``images/`` and ``masks/`` named
-    ``<subject>_<slice>.png``, then run ``png_pairs`` with ``--folds 3 --group_by '[^_]+'``.
+    The layout, from the release's own notes: ``sol_yxzt(y, x, z, t)`` is the pixel at row y, column x of
+    slice z (long axis) and frame t; ``manual_seg_32points{z, t}`` is a 65 x 2 array, rows 1-32 the
+    endocardial landmarks, row 33 ``[0 0]``, rows 34-65 the epicardial landmarks, or -99999 where the
+    slice is not segmented. The columns are (x, y) = (column, row) in MATLAB's 1-based pixel coordinates,
+    as the release's ``show_segs.m`` plots them over the image. The files are MATLAB v5, read with scipy.
+
+    Each segmented slice is written as two PNGs, ``<JSON folder>/york_cardiac_derived/images/patN_zZZ_tTT.png``
+    and ``masks/...``: the mask is 0 background, 2 myocardium (inside the epicardial polygon), 1 LV cavity
+    (inside the endocardial polygon), each polygon filled through its 32 landmarks with straight edges
+    (``skimage.draw.polygon``; the release's viewer draws a spline through them, so boundary pixels can
+    differ by one). The image is scaled per subject from its minimum to its 99.5th percentile onto [0, 255]
+    (the paper gives no normalisation; the bundle scales [0, 255] to [0, 1]). Slices without segmentation
+    are left out (the paper's 4,859 annotated slices). All slices of a subject share its fold.
     """
-    raise DatalistError(
-        f"york_cardiac: the York cardiac MRI set is published as MATLAB .mat files ({source}), which the "
-        f"declared dependencies (nibabel, ITK, numpy, Pillow) cannot read. {_CARDIAC_CONVERSION}"
-    )
+    from skimage.draw import polygon
+
+    _require_dir(source, "the York cardiac MRI set (sol_yxzt_patN.mat and manual_seg_32points_patN.mat)")
+    images, contours = {}, {}
+    for p in sorted(source.rglob("*.mat")):
+        if not _visible(p):
+            continue
+        if m := _YORK_IMAGES.match(p.name):
+            images[int(m.group(1))] = p
+        elif m := _YORK_CONTOURS.match(p.name):
+            contours[int(m.group(1))] = p
+    if not images:
+        raise DatalistError(
+            f"york_cardiac: no sol_yxzt_patN.mat under {source}; unpack the image archive (mrimages) into it"
+        )
+    for n in sorted(set(contours) - set(images)):
+        raise DatalistError(f"york_cardiac: {contours[n]} has no images sol_yxzt_pat{n}.mat; download them")
+    for n in sorted(set(images) - set(contours)):
+        raise DatalistError(
+            f"york_cardiac: {images[n]} has no contours manual_seg_32points_pat{n}.mat; "
+            "unpack the manual segmentation archive (manual_seg) next to the images"
+        )
+    cases, skipped = [], 0
+    for n in sorted(images):
+        volume = _load_mat(images[n], "sol_yxzt")
+        cells = _load_mat(contours[n], "manual_seg_32points")
+        if volume.ndim != 4:
+            raise DatalistError(
+                f"york_cardiac: sol_yxzt in {images[n]} has shape {volume.shape}, not (y, x, z, t); download it again"
+            )
+        if cells.shape != volume.shape[2:]:
+            raise DatalistError(
+                f"york_cardiac: {contours[n]} has {cells.shape} (slice, frame) cells but {images[n]} has "
+                f"{volume.shape[2:]} slices and frames; the two files are not of one subject"
+            )
+        low, high = float(volume.min()), float(np.percentile(volume, YORK_PERCENTILE))
+        for z, t in np.ndindex(*cells.shape):
+            where = f"manual_seg_32points{{{z + 1},{t + 1}}} of {contours[n]}"
+            found = _york_contours(cells[z, t], where, volume.shape[:2])
+            if found is None:
+                skipped += 1
+                continue
+            mask = np.zeros(volume.shape[:2], np.uint8)
+            for points, value in ((found[1], 2), (found[0], 1)):
+                rows, columns = polygon(points[:, 1], points[:, 0], mask.shape)
+                mask[rows, columns] = value
+            name = f"pat{n}_z{z + 1:02d}_t{t + 1:02d}.png"
+            _write_png(derived / "images" / name, _window(volume[:, :, z, t], low, max(high, low + 1.0)))
+            _write_png(derived / "masks" / name, mask)
+            cases.append(Case(str(derived / "images" / name), str(derived / "masks" / name), f"pat{n}"))
+    return Listing("York cardiac MRI", f"York cardiac MRI segmented slices read from {source}", CARDIAC_LABELS, cases,
+                   modality={"0": "MR (cine short axis)"},
+                   notes=[f"{skipped} slice(s) without manual segmentation left out"])
 
 
 def read_sunnybrook(source: Path, derived: Path) -> Listing:
-    """The Sunnybrook Cardiac Data (45 cine series; the 2009 LV segmentation challenge): DICOM images
-    ``SCD_IMAGES_xx/SCD00001xx/CINESAX_*/IM-000s-NNNN.dcm`` and contour text files
-    ``SCD_ManualContours/SC-HF-I-01/contours-manual/IRCCI-expert/IM-0001-NNNN-icontour-manual.txt``.
+    """The Sunnybrook Cardiac Data (45 cine series; the 2009 LV segmentation challenge): DICOM series and
+    contour text files (``IM-0001-NNNN-icontour-manual.txt``, one ``x y`` point a line) in separate trees.
 
-    The contour folders (``SC-HF-I-01``) and the image folders (``SCD0000101``) are tied only by the
-    patient table shipped as a spreadsheet, and the contour names do not carry the image series number, so
-    the pairs cannot be made reliably with the declared dependencies: this reader raises with what to do.
-    It is not the paper's set (Crosslink-Net's 33 subjects and 7,980 slices are the York set).
+    The contour file names give the image number but not the DICOM series it belongs to, and how the case
+    folders of the two trees correspond could not be confirmed from a published description, so this reader
+    raises with the conversion to do. It is not the paper's set: Crosslink-Net's 33 subjects and 7,980 slices are
+    the York set (``york_cardiac``), which this module reads as published.
     """
     raise DatalistError(
-        f"sunnybrook: the Sunnybrook contours ({source}) are tied to their DICOM series only through the SCD "
-        f"patient spreadsheet, which the declared dependencies cannot read. {_CARDIAC_CONVERSION}"
+        f"sunnybrook: the Sunnybrook contours ({source}) do not name the DICOM series they belong to, so this "
+        f"command cannot pair them (Crosslink-Net's cardiac set is the York one: use york_cardiac). "
+        f"{_CARDIAC_CONVERSION}"
     )
 
 
@@ -982,11 +1140,13 @@ DATASETS: dict[str, DatasetReader] = {
                                 ("eaanet_brats_mri_segmentation",), validation=0.2),
     "covid19_i": DatasetReader(read_covid19_i, "COVID19-I, 100 CT slices (tr_im/tr_mask/val_im.nii.gz) to PNG; 3 folds",
                                ("crosslinknet_covid_ct_segmentation",), folds=3),
+    "covid19_ii": DatasetReader(read_covid19_ii, "COVID19-II CT volumes (MSD or images/ + labels/ NIfTI); 3 folds",
+                                ("crosslinknet_covid_ct_segmentation",), folds=3),
     "kits19": DatasetReader(read_kits19, "KiTS19 volumes (case_XXXXX/imaging.nii.gz); 3 folds",
                             ("crosslinknet_covid_ct_segmentation",), folds=3),
     "kits19_slices": DatasetReader(read_kits19_slices, "KiTS19 axial slices to PNG, HU [-160, 240]; 3 folds by case",
                                    ("crosslinknet_covid_ct_segmentation",), folds=3),
-    "york_cardiac": DatasetReader(read_york_cardiac, "York cardiac MRI (.mat): explains the conversion to png_pairs",
+    "york_cardiac": DatasetReader(read_york_cardiac, "York cardiac MRI (.mat) to PNG slices and masks; 3 folds",
                                   ("crosslinknet_covid_ct_segmentation",), folds=3),
     "sunnybrook": DatasetReader(read_sunnybrook, "Sunnybrook cardiac (DICOM + contours): explains the conversion",
                                 ("crosslinknet_covid_ct_segmentation",), folds=3),
