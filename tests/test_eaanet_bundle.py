@@ -1,13 +1,16 @@
 """EAA-Net bundle configs: the training batches the data chain makes from the 3D sample data, the epoch
-length, and the COVID-19-20 override (Table 3 size, CT intensity, merges over train and inference)."""
+length, the COVID-19-20 override (Table 3 size, CT intensity, merges over train and inference), and the
+volume similarity of evaluate.json."""
 
 from __future__ import annotations
 
 from functools import partial
 
+import pytest
 import torch
 
 from common.data import make_sample_data
+from common.metrics.eaanet import VolumeSimilarity
 from conftest import bundle_parser
 
 parser = partial(bundle_parser, "eaanet_brats_mri_segmentation")
@@ -44,18 +47,30 @@ def test_default_network_is_table_2_size():
     assert sum(x.numel() for x in net.parameters()) == 2_341_942
 
 
-def test_volume_similarity_metric_by_hand():
-    """evaluate.json's VS = 1 - | |P| - |G| | / (|P| + |G|) per case: 3 predicted voxels, 1 true -> 1 - 2/4."""
-    p = parser("train.json", "evaluate.json")
-    metric = p.get_parsed_content("validate#additional_metrics#val_volume_similarity")
+def test_volume_similarity_by_hand():
+    """VS = 1 - | |P| - |G| | / (|P| + |G|) per image and class: 3 predicted voxels against 1 true -> 1 - 2/4;
+    2 against 2 elsewhere -> 1; both empty -> 1; background channel left out."""
     pred = torch.zeros(2, 2, 2, 2)
-    pred[1, 0, :, 0] = 1
-    pred[1, 1, 0, 0] = 1
-    pred[0] = 1 - pred[1]
     label = torch.zeros(2, 2, 2, 2)
-    label[1, 0, 0, 0] = 1
-    label[0] = 1 - label[1]
-    assert metric._output_transform([{"pred": pred, "label": label}]) == 0.5
-    empty = torch.zeros(2, 2, 2, 2)
-    empty[0] = 1
-    assert metric._output_transform([{"pred": empty, "label": empty}]) == 1.0
+    pred[0, 1, :, 0] = 1
+    pred[0, 1, 0, 1] = 1
+    label[0, 1, 1, 1] = 1
+    pred[1, 1, 0, :] = 1
+    label[1, 1, 1, :] = 1
+    pred[:, 0], label[:, 0] = 1 - pred[:, 1], 1 - label[:, 1]
+    metric = VolumeSimilarity(include_background=False)
+    assert metric(pred, label).tolist() == [[0.5], [1.0]]
+    empty = torch.zeros(1, 2, 2, 2)
+    empty[:, 0] = 1
+    assert metric(empty, empty).tolist() == [[1.0]]
+    assert metric.aggregate().item() == pytest.approx(2.5 / 3)
+    with_background = VolumeSimilarity()(pred[:1], label[:1])  # background: 1 against 3 voxels -> 1 - 2/4
+    assert with_background.tolist() == [[0.5, 0.5]]
+    with pytest.raises(ValueError, match="same shape"):
+        metric(pred, label[:, :1])
+
+
+def test_evaluate_json_uses_volume_similarity():
+    p = parser("train.json", "evaluate.json")
+    handler = p.get_parsed_content("validate#additional_metrics#val_volume_similarity")
+    assert isinstance(handler.metric_fn, VolumeSimilarity) and not handler.metric_fn.include_background

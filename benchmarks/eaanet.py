@@ -1,0 +1,223 @@
+"""EAA-Net A/B measurements: the 2.5D inferer, its ``sw_batch_size``, and the training step.
+
+Every comparison runs its variants interleaved in one process (:func:`benchmarks.harness.interleaved`:
+warm-up, then ABAB... rounds, medians of wall and process-CPU time, load average at start and end).
+"Before" is the code of a git revision (``--before REV``), loaded from ``git show`` next to the
+working tree's, so both run in the same minute on the same load.
+
+Command line (from the repository root)::
+
+    python -m benchmarks.eaanet inferer --before 97b516b   # old vs new AdjacentSliceInferer
+    python -m benchmarks.eaanet sw                         # sw_batch_size 1/4/8/16/32 x 1/2 threads
+    python -m benchmarks.eaanet train --before 97b516b     # training step: old vs new network, channels_last
+    python -m benchmarks.eaanet profile --size 96          # torch.profiler table of one training step
+
+``--tiny`` shrinks every size so that the test suite can run each command in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.harness import REPO_ROOT, interleaved, machine_description
+
+__all__ = ["module_at", "inferer_ab", "sw_batch_sweep", "train_ab", "profile_step", "main"]
+
+CHEAP = "cheap"  # a 1x1 conv standing in for the network: what is left is the inferer's own work
+
+
+def module_at(rev: str, path: str) -> types.ModuleType:
+    """The Python module at ``path`` (repository-relative) as it was in git revision ``rev``."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    if source.returncode != 0:
+        raise ValueError(f"cannot read {path} at git revision {rev!r}: {source.stderr.strip()}; give --before a commit.")
+    module = types.ModuleType(f"{Path(path).stem}_at_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses and typing look modules up by name
+    exec(compile(source.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def _networks(net_kwargs: dict[str, Any]) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    from common.networks.eaanet import EAANet
+
+    cheap = torch.nn.Conv2d(12, 2, 1).eval()
+    return {CHEAP: cheap, "eaanet": EAANet(**net_kwargs).eval()}
+
+
+def _with_threads(threads: int, fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        torch.set_num_threads(threads)
+        return fn()
+
+    return run
+
+
+def inferer_ab(before: str, shape: Sequence[int], sw_batch_size: int, repeats: int,
+               net_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Old against new :class:`AdjacentSliceInferer` on one volume, with a 1x1 conv and with EAA-Net."""
+    from common.inferers.adjacent_slice import AdjacentSliceInferer
+
+    old = module_at(before, "common/inferers/adjacent_slice.py").AdjacentSliceInferer
+    volume = torch.randn(1, *shape)
+    results: dict[str, Any] = {}
+    for name, net in _networks(net_kwargs).items():
+        fns = {}
+        for label, cls in (("before", old), ("after", AdjacentSliceInferer)):
+            inferer = cls(spatial_dim=2, sw_batch_size=sw_batch_size, divisible_by=16)
+            fns[label] = lambda inferer=inferer, net=net: _inference(inferer, volume, net)
+        with torch.inference_mode():
+            assert torch.equal(fns["before"](), fns["after"]()), "the two inferers disagree"
+        results[name] = interleaved(fns, repeats)
+        results[name]["ratio_cpu"] = results[name]["before"]["cpu_s"] / results[name]["after"]["cpu_s"]
+        results[name]["ratio_wall"] = results[name]["before"]["wall_s"] / results[name]["after"]["wall_s"]
+    return {"volume": list(shape), "sw_batch_size": sw_batch_size, "before": before, **results}
+
+
+def _inference(inferer: Callable, volume: torch.Tensor, net: Callable) -> torch.Tensor:
+    with torch.inference_mode():
+        return inferer(volume, net)
+
+
+def sw_batch_sweep(shape: Sequence[int], sizes: Sequence[int], threads: Sequence[int], repeats: int,
+                   net_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """ms per slice (wall and CPU) of the current inferer with EAA-Net for each ``sw_batch_size`` x threads."""
+    from common.inferers.adjacent_slice import AdjacentSliceInferer
+
+    net = _networks(net_kwargs)["eaanet"]
+    volume = torch.randn(1, *shape)
+    fns = {
+        f"sw{sw}_t{t}": _with_threads(t, lambda sw=sw: _inference(AdjacentSliceInferer(2, sw, 16), volume, net))
+        for t in threads
+        for sw in sizes
+    }
+    timing = interleaved(fns, repeats)
+    depth = shape[-1]
+    table = {key: {"wall_ms_per_slice": timing[key]["wall_s"] / depth * 1e3,
+                   "cpu_ms_per_slice": timing[key]["cpu_s"] / depth * 1e3} for key in fns}
+    torch.set_num_threads(1)
+    return {"volume": list(shape), "per_slice": table, "timing": timing}
+
+
+def _train_step(net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(net(x), y).backward()
+    optimizer.step()
+
+
+def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bool = True,
+             net_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training step (EAA-Net + EAANetLoss + Adam): the network at ``before`` against the working tree's,
+    and the working tree's in channels_last memory format; forward (eval, inference mode) likewise."""
+    from common.losses.eaanet import EAANetLoss
+    from common.networks.eaanet import EAANet
+
+    old_cls = module_at(before, "common/networks/eaanet.py").EAANet
+    net_kwargs = net_kwargs or {}
+    torch.manual_seed(0)
+    x = torch.randn(batch, 12, size, size)
+    y = (torch.rand(batch, 1, size, size) > 0.7).float()
+    variants: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {}
+    for label, cls, fmt in (("before", old_cls, torch.contiguous_format), ("after", EAANet, torch.contiguous_format),
+                            ("after_channels_last", EAANet, torch.channels_last)):
+        if fmt is torch.channels_last and not channels_last:
+            continue
+        torch.manual_seed(0)
+        net = cls(**net_kwargs).to(memory_format=fmt)
+        variants[label] = (net, x.contiguous(memory_format=fmt))
+    loss_fn = EAANetLoss()
+    steps = {}
+    forwards = {}
+    for label, (net, inp) in variants.items():
+        optimizer = torch.optim.Adam(net.parameters(), 1e-4)
+        steps[label] = lambda net=net, inp=inp, optimizer=optimizer: _train_step(net.train(), loss_fn, optimizer, inp, y)
+        forwards[label] = lambda net=net, inp=inp: _inference(lambda v, n: n(v), inp, net.eval())
+    result = {"input": [batch, 12, size, size], "before": before,
+              "train_step": interleaved(steps, repeats), "forward": interleaved(forwards, repeats)}
+    for phase in ("train_step", "forward"):
+        for label in variants:
+            if label != "before":
+                t = result[phase]
+                t[f"ratio_cpu_before/{label}"] = t["before"]["cpu_s"] / t[label]["cpu_s"]
+                t[f"ratio_wall_before/{label}"] = t["before"]["wall_s"] / t[label]["wall_s"]
+    return result
+
+
+def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``torch.profiler`` over ``steps`` training steps after two warm-up steps: top operators by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from common.losses.eaanet import EAANetLoss
+    from common.networks.eaanet import EAANet
+
+    torch.manual_seed(0)
+    net = EAANet(**net_kwargs).train()
+    optimizer = torch.optim.Adam(net.parameters(), 1e-4)
+    x = torch.randn(batch, 12, size, size)
+    y = (torch.rand(batch, 1, size, size) > 0.7).float()
+    for _ in range(2):
+        _train_step(net, EAANetLoss(), optimizer, x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            _train_step(net, EAANetLoss(), optimizer, x, y)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    ops = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps,
+            "self_cpu_ms_per_step": e.self_cpu_time_total / steps / 1e3} for e in events[:top]]
+    return {"input": [batch, 12, size, size], "steps": steps, "self_cpu_ms_per_step": total / steps / 1e3,
+            "top_ops": ops}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.eaanet", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["inferer", "sw", "train", "profile"])
+    parser.add_argument("--before", default="HEAD", help="git revision of the 'before' code (inferer, train)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--depth", type=int, default=32, help="slices of the 4 x 240 x 240 x depth volume")
+    parser.add_argument("--sw-batch-size", type=int, default=32, help="inferer: slices per forward")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32], help="sw: sw_batch_size values")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="sw: torch thread counts")
+    parser.add_argument("--size", type=int, default=96, help="train/profile: in-plane size")
+    parser.add_argument("--batch", type=int, default=2, help="train/profile: batch size")
+    parser.add_argument("--steps", type=int, default=3, help="profile: profiled steps")
+    parser.add_argument("--top", type=int, default=15, help="profile: operators listed")
+    parser.add_argument("--tiny", action="store_true", help="small sizes and widths (tests)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    net_kwargs: dict[str, Any] = {}
+    side, depth, size = 240, args.depth, args.size
+    if args.tiny:
+        net_kwargs = {"channels": (4, 8, 8, 16, 16), "reconstruction_channels": (2, 4, 4, 8, 8), "se_reduction": 4}
+        side, depth, size = 32, min(depth, 6), min(size, 32)
+    shape = (4, side, side, depth)
+    if args.command == "inferer":
+        result = inferer_ab(args.before, shape, args.sw_batch_size, args.repeats, net_kwargs)
+    elif args.command == "sw":
+        result = sw_batch_sweep(shape, args.sizes, args.threads, args.repeats, net_kwargs)
+    elif args.command == "train":
+        result = train_ab(args.before, args.batch, size, args.repeats, net_kwargs=net_kwargs)
+    else:
+        result = profile_step(args.batch, size, args.steps, args.top, net_kwargs)
+    result = {"command": args.command, "machine": machine_description(), **result}
+    text = json.dumps(result, indent=1)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
