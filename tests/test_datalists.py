@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data.datalists import DATASETS, DatalistError, assign_folds, write_datalist
+from common.data.datalist_checks import load_datalist
+from common.data.datalists import DATASETS, MSD_TASK01_MAPPING, DatalistError, assign_folds, write_datalist
+from conftest import bundle_parser
 
 SHAPE = (6, 5, 4)
 
@@ -156,11 +158,6 @@ def test_msd_task01_label_mapping_gives_brats_values(tmp_path):
 def test_msd_task01_override_gives_brats_regions(tmp_path, bundle):
     """configs/msd_task01.json merged after train.json: a Task01 case (stored 1 oedema, 2 non-enhancing, 3 enhancing)
     passes the loader's check and gives ConResNet's TC, WT, ET channels / EAA-Net's whole tumour."""
-    from conftest import bundle_parser
-
-    from common.data.datalist_checks import load_datalist
-    from common.data.datalists import MSD_TASK01_MAPPING
-
     root = msd(tmp_path / "Task01_BrainTumour", 3, 4, [1, 2, 3, 0], MSD01_MODALITY)
     write_datalist("msd_task01", root, root / "datalist.json", validation=1)
     parser = bundle_parser(bundle, "train.json", "msd_task01.json", dataset_dir=str(root), patch_size=list(SHAPE))
@@ -334,10 +331,6 @@ def test_covid19_i_slices_lung_window_merged_classes(tmp_path):
 def test_covid19_ii_volumes_three_folds_and_bundle_override(tmp_path):
     """COVID19-II (private): NIfTI volumes + labels in images/ + labels/ (or the Decathlon layout), 3 folds of
     whole volumes, read by Crosslink-Net's covid19_multiclass.json (lung window, labels 0/1/2 kept)."""
-    from conftest import bundle_parser
-
-    from common.data.datalist_checks import load_datalist
-
     root = tmp_path / "COVID19-II"
     for i in range(1, 7):
         volume = np.full(SHAPE, -1250.0 + 250.0 * (i % 2), np.float32)  # -1250 HU (0) or -1000 HU (1/6)
@@ -463,6 +456,33 @@ def test_cosmos55k_splits_and_png_pairs(tmp_path):
     assert d["validation"][0]["label"].endswith("_mask.png")
 
 
+def test_cosmos55k_release_layouts_side_by_side_and_record_files(tmp_path):
+    """The IFE release's loader: name.png with name_mask.png in one split folder, or a .lst of image paths."""
+    root = tmp_path / "Cosmos55k"
+    for split, names in (("train", ["liver_1", "polyp_2"]), ("val", ["skin_3"]), ("test", ["cxr_4"])):
+        for n in names:
+            png(root / split / f"{n}.png", np.full((6, 8, 3), 100))
+            png(root / split / f"{n}_mask.png", np.zeros((6, 8)))
+    d = load(write_datalist("cosmos55k", root, root / "dataset.json"))
+    assert d["training"] == [{"image": "train/liver_1.png", "label": "train/liver_1_mask.png"},
+                             {"image": "train/polyp_2.png", "label": "train/polyp_2_mask.png"}]
+    assert (stems(d["validation"]), d["test"]) == (["skin_3.png"], [{"image": "test/cxr_4.png",
+                                                                      "label": "test/cxr_4_mask.png"}])
+    (root / "train.lst").write_text("train/polyp_2.png\n\n")
+    (root / "val.txt").write_text(f"{root / 'val' / 'skin_3.png'}\n")
+    d = load(write_datalist("cosmos55k", root, tmp_path / "lists" / "dataset.json"))
+    assert [Path(i["label"]).name for i in d["training"] + d["validation"]] == ["polyp_2_mask.png", "skin_3_mask.png"]
+    assert "test" not in d  # with record files, only the listed splits
+    (root / "train.lst").write_text("train/polyp_2.png\ntrain/liver_9.png\n")
+    with pytest.raises(DatalistError, match=r"line 2 of .*train.lst names the image .*liver_9.png, which does not"):
+        write_datalist("cosmos55k", root, tmp_path / "lists" / "dataset.json")
+    (root / "train.lst").unlink()
+    (root / "val.txt").unlink()
+    (root / "train" / "polyp_2_mask.png").unlink()
+    with pytest.raises(DatalistError, match=r"Cosmos55k train: image .*polyp_2.png has no mask"):
+        write_datalist("cosmos55k", root, root / "dataset.json")
+
+
 def test_png_pairs_group_by_keeps_subjects_in_one_fold(tmp_path):
     root = tmp_path / "cardiac"
     names = [f"pat{p}_z{z:02d}" for p in range(1, 7) for z in range(p % 3 + 1)]  # 1 to 3 slices a subject
@@ -523,6 +543,11 @@ def test_york_cardiac_contours_to_masks_subjects_in_one_fold(tmp_path):
     assert (mask[1:8, 1:9] > 0).all() and int((mask == 2).sum()) == 8 * 7 - 16  # epicardium x 2..9, y 2..8
     image = np.asarray(Image.open(out.parent / items[0]["image"]))
     assert image.dtype == np.uint8 and image[0, 0] == 0 and image.max() == 255
+    parser = bundle_parser("crosslinknet_covid_ct_segmentation", "train.json", "cardiac_mr.json",
+                           dataset_dir=str(out.parent))
+    item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
+    loaded = parser.get_parsed_content("validate#preprocessing")(item)
+    assert sorted(loaded["label"].unique().tolist()) == [0, 1, 2]  # cardiac_mr.json keeps the three classes
 
 
 def test_york_cardiac_errors_name_the_file(tmp_path):

@@ -15,7 +15,7 @@ Conventions (the same for every dataset):
   ``datalist = dataset_dir/dataset.json``: write the JSON into the dataset's folder to get relative paths.
 - ``test`` holds the cases the dataset publishes without labels (BraTS validation cases, KiTS19 cases
   210-299, MSD ``imagesTs``); it is left out when there are none (MONAI cannot read an empty ``test``).
-  A published labelled test split (Cosmos55k-style ``test/``) goes to ``test`` with its labels.
+  A published labelled test split (Cosmos55k's ``test/``) goes to ``test`` with its labels.
 - Splits: a published split is kept (PraNet polyp split, Cosmos55k train/val/test). Otherwise the
   labelled cases are split either into ``k`` folds (the paper's protocol where it states one: Pancreas-CT
   4, BUSI 4, the Crosslink-Net sets 3) or into training and a held-out ``validation`` set (its size:
@@ -214,12 +214,16 @@ _MASK_DIRS = ("masks", "mask", "gt", "gts", "labels", "label", "Ground Truth", "
 
 def _pairs(image_dir: Path, mask_dir: Path, dataset: str, mask_suffix: str = "") -> list[tuple[Path, Path]]:
     """Image and mask files of two folders paired by file stem (the mask's stem may end in ``mask_suffix``);
-    an unpaired file or a size mismatch raises."""
-    images = {p.stem: p for p in _files(image_dir, _IMAGE_2D)}
+    an unpaired file or a size mismatch raises. With one folder for both (side by side), the files whose stem
+    ends in ``mask_suffix`` are the masks and the others the images."""
+    side_by_side = image_dir == mask_dir
+    images = {p.stem: p for p in _files(image_dir, _IMAGE_2D) if not (side_by_side and p.stem.endswith(mask_suffix))}
     masks = {}
     for p in _files(mask_dir, _IMAGE_2D):
-        stem = p.stem[: -len(mask_suffix)] if mask_suffix and p.stem.endswith(mask_suffix) else p.stem
-        masks[stem] = p
+        if mask_suffix and p.stem.endswith(mask_suffix):
+            masks[p.stem[: -len(mask_suffix)]] = p
+        elif not side_by_side:
+            masks[p.stem] = p
     if not images:
         raise DatalistError(f"{dataset}: no images (.png, .jpg, .tif) in {image_dir}; point at the unpacked dataset")
     lonely_masks = sorted(set(masks) - set(images))
@@ -921,7 +925,7 @@ _SPLITS = {"train": "training", "training": "training", "val": "validation", "va
 
 
 def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "", group_by: str = "") -> Listing:
-    """Image/mask pairs (PNG, JPG, BMP, TIFF) in the layout of Cosmos55k-style releases: split folders
+    """Image/mask pairs (PNG, JPG, BMP, TIFF) in image and mask folders, optionally in split folders
     ``train/``, ``val/`` and ``test/`` (also ``training``, ``valid``, ``validation``, ``testing``), each
     with an image folder (``images``, ``image``, ``imgs``, ``img``) and a mask folder (``masks``, ``mask``,
     ``gt``, ``labels``), paired by file stem (a mask stem may end in ``mask_suffix``). Without split
@@ -931,7 +935,7 @@ def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "", group_by:
     ``group_by`` is a regular expression whose match at the start of a file stem names the image's patient
     or volume (e.g. ``pat[0-9]+`` for ``pat12_z03_t05.png``): images of one group share a fold and a
     side of the held-out split. Without it every image is its own group.
-    Cosmos55k's own archive layout was not available to check: if it differs, arrange it as above.
+    (Cosmos55k in its release's layout, masks beside the images, is read by :func:`read_cosmos55k`.)
     """
     _require_dir(source, "the image/mask pairs")
     pattern = re.compile(group_by) if group_by else None
@@ -967,6 +971,69 @@ def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "", group_by:
             "add the training split"
         )
     return Listing(source.name, f"image/mask pairs read from {source}", _BINARY_LABELS, cases)
+
+
+COSMOS_MASK_SUFFIX = "_mask"
+_RECORD_SUFFIXES = (".lst", ".txt")
+
+
+def _recorded_pairs(record: Path, source: Path) -> list[tuple[Path, Path]]:
+    """Image/mask pairs of a record file: one image path a line (relative paths from ``source``), its mask the
+    same path with ``_mask`` before the extension, as the IFE release's loader reads them."""
+    pairs = []
+    for number, line in enumerate(record.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        image = Path(line.strip())
+        image = image if image.is_absolute() else source / image
+        mask = image.with_name(image.stem + COSMOS_MASK_SUFFIX + image.suffix)
+        for path, what in ((image, "image"), (mask, "mask")):
+            if not path.is_file():
+                raise DatalistError(
+                    f"Cosmos55k: line {number} of {record} names the {what} {path}, which does not exist; "
+                    "fix the line (relative paths start from the dataset folder) or restore the file"
+                )
+        _check_same_size_2d(image, mask, "Cosmos55k")
+        pairs.append((image, mask))
+    if not pairs:
+        raise DatalistError(f"Cosmos55k: {record} lists no image; list one image path a line")
+    return pairs
+
+
+def read_cosmos55k(source: Path, derived: Path) -> Listing:
+    """Cosmos55k (IFE, Liu et al. MICCAI 2023): 55,023 PNG images of 7 modalities and 26 structures with
+    binary masks, split 31,548 training, 5,884 validation, 17,591 test (all three listed as published).
+
+    The paper describes no archive layout and the set was not available to check. The authors' released
+    loader reads a split as a folder holding ``<name>.png`` with its mask ``<name>_mask.png`` side by side
+    (defaults ``./train`` and ``./val``), or as a record file (``.lst`` / ``.txt``) of image paths whose masks
+    are the same paths with ``_mask``. This reader takes both: split folders ``train/``, ``val/``, ``test/``
+    (also ``training``, ``valid``, ``validation``, ``testing``) with side-by-side pairs or with ``images/``
+    and ``masks/`` sub-folders, or record files ``train.lst``, ``val.lst``, ``test.lst`` (or ``.txt``) in
+    ``source``, relative paths starting from ``source``. Masks are {0, 255}; every image is its own group.
+    """
+    _require_dir(source, "Cosmos55k (train/, val/, test/ or train.lst, val.lst, test.lst)")
+    records = [(p, _SPLITS[p.stem.lower()]) for p in _files(source, _RECORD_SUFFIXES) if p.stem.lower() in _SPLITS]
+    folders = [(p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir())
+               if p.is_dir() and p.name.lower() in _SPLITS]
+    if not records and not folders:
+        raise DatalistError(
+            f"Cosmos55k: {source} has neither split folders (train/, val/, test/) nor record files "
+            "(train.lst, val.lst, test.lst); point at the unpacked dataset"
+        )
+    cases = []
+    for record, split in records:
+        cases += [Case(str(i), str(m), f"{split}/{i.stem}", split=split) for i, m in _recorded_pairs(record, source)]
+    for folder, split in folders if not records else []:
+        where = f"Cosmos55k {folder.name}"
+        if _find_child(folder, _IMAGE_DIRS) is not None:
+            pairs = _pairs(*_image_mask_dirs(folder, where), where)
+        else:
+            pairs = _pairs(folder, folder, where, COSMOS_MASK_SUFFIX)
+        cases += [Case(str(i), str(m), f"{folder.name}/{i.stem}", split=split) for i, m in pairs]
+    if not any(c.split == "training" for c in cases):
+        raise DatalistError(f"Cosmos55k: no training split (train/ or train.lst) in {source}; add it")
+    return Listing("Cosmos55k", f"Cosmos55k read from {source}", _BINARY_LABELS, cases)
 
 
 _CARDIAC_CONVERSION = (
@@ -1160,7 +1227,7 @@ DATASETS: dict[str, DatasetReader] = {
                                   ("chnet_polyp_segmentation",), validation=62),
     "busi": DatasetReader(read_busi, "BUSI (benign/, malignant/, normal/ with *_mask*.png merged); 4 folds",
                           ("chnet_polyp_segmentation",), folds=4),
-    "cosmos55k": DatasetReader(read_png_pairs, "Cosmos55k-style train/val/test with images/ and masks/",
+    "cosmos55k": DatasetReader(read_cosmos55k, "Cosmos55k train/val/test (name.png + name_mask.png, or record files)",
                                ("ife_dichotomous_segmentation",)),
     "png_pairs": DatasetReader(read_png_pairs, "any images/ + masks/ folders (optionally in train/val/test)",
                                ("chnet_polyp_segmentation", "crosslinknet_covid_ct_segmentation",
@@ -1258,7 +1325,7 @@ def write_datalist(
 
     Command line: ``medseg-bundles datalist DATASET SOURCE_DIR OUT_JSON [--folds K] [--seed S]
     [--validation N]``. Datasets (see ``DATASETS``): brats2018, brats2020, msd_task01, pancreas_ct,
-    msd_task07, covid19_20, covid19_i, kits19, kits19_slices, york_cardiac, sunnybrook,
+    msd_task07, covid19_20, covid19_i, covid19_ii, kits19, kits19_slices, york_cardiac, sunnybrook,
     pranet_polyp, kvasir_clinicdb, kvasir_seg, cvc_clinicdb, busi, cosmos55k, png_pairs.
 
     Args:
@@ -1275,7 +1342,7 @@ def write_datalist(
             (default: the dataset's, e.g. 35 for brats2018 as in ConResNet); giving it means no folds.
         options: the reader's own options (``include_normal`` for busi, ``merge_classes`` for
             covid19_i, ``foreground_only`` for kits19_slices, ``mask_suffix`` and ``group_by`` for
-            png_pairs and cosmos55k).
+            png_pairs).
 
     Returns:
         ``out_path``.
