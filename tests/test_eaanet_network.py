@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -101,3 +103,23 @@ def test_user_errors_name_the_fix():
         tiny_net().eval()(torch.randn(1, 4, 16, 16))
     with pytest.raises(ValueError, match="divisible by 16"):
         tiny_net().eval()(torch.randn(1, 12, 24, 16))
+
+
+@pytest.mark.parametrize("backbone", ["unet", "segnet", "deeplabv3plus"])
+def test_in_place_activations_change_no_value(backbone):
+    """ReLU in place on the batch norm outputs gives the same outputs and gradients as out-of-place ReLU."""
+    net = tiny_net(backbone=backbone)
+    reference = copy.deepcopy(net)
+    relus = [m for m in reference.modules() if isinstance(m, torch.nn.ReLU) and m.inplace]
+    assert len(relus) >= 10
+    for relu in relus:
+        relu.inplace = False
+    x = torch.randn(2, 12, 32, 32)
+    outputs, expected = net.train()(x), reference.train()(x)
+    weights = [torch.randn_like(o) for o in outputs]
+    sum((o * w).sum() for o, w in zip(outputs, weights)).backward()
+    sum((o * w).sum() for o, w in zip(expected, weights)).backward()
+    assert all(torch.equal(o, e) for o, e in zip(outputs, expected))
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    assert torch.equal(net.eval()(x), reference.eval()(x))

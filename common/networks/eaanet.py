@@ -44,14 +44,18 @@ _INTERP = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 class PreActConv(nn.Sequential):
-    """``Conv * act(BN(x))``: batch normalization, activation, then a 3x3 convolution (EAA-Net Eq. 1)."""
+    """``Conv * act(BN(x))``: batch normalization, activation, then a 3x3 convolution (EAA-Net Eq. 1).
+
+    The activation works in place on the batch norm's output (a fresh tensor that its backward does not
+    need), which saves one feature-map allocation and copy per unit.
+    """
 
     def __init__(
         self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1
     ) -> None:
         super().__init__(
             Norm[Norm.BATCH, spatial_dims](in_channels),
-            Act[Act.RELU](inplace=False),
+            Act[Act.RELU](inplace=True),
             Conv[Conv.CONV, spatial_dims](
                 in_channels, out_channels, kernel_size, padding=dilation * (kernel_size - 1) // 2, dilation=dilation
             ),
@@ -129,7 +133,7 @@ class I2Fusion(nn.Module):
         )
         self.attention = nn.Sequential(
             Norm[Norm.BATCH, spatial_dims](channels),
-            Act[Act.RELU](inplace=False),
+            Act[Act.RELU](inplace=True),  # on the batch norm's output, as in PreActConv
             conv(channels, channels, 1),
             nn.Sigmoid(),
         )
