@@ -328,6 +328,27 @@ def test_covid19_i_slices_lung_window_merged_classes(tmp_path):
     assert sorted(len(load(out.parent / f"dataset_fold{k}.json")["validation"]) for k in range(3)) == [2, 2, 2]
 
 
+def test_covid19_ct_seg_volumes_pair_org_names_for_chnet(tmp_path):
+    root = tmp_path / "zenodo"
+    for name in ("coronacases_org_001", "coronacases_org_002", "radiopaedia_4_85506_1"):
+        mask = np.zeros(SHAPE, np.uint8)
+        mask[2, 2, 1] = 1
+        nifti(root / "COVID-19-CT-Seg_20cases" / f"{name}.nii.gz", np.full(SHAPE, -500.0, np.float32))
+        nifti(root / "Infection_Mask" / f"{name.replace('_org_', '_')}.nii.gz", mask)
+    d = load(write_datalist("covid19_ct_seg", root, root / "dataset.json"))
+    assert (len(d["training"]), len(d["validation"])) == (2, 1)  # 30% of 3 volumes
+    assert {Path(i["image"]).name: Path(i["label"]).name for i in d["training"] + d["validation"]} == {
+        "coronacases_org_001.nii.gz": "coronacases_001.nii.gz", "coronacases_org_002.nii.gz": "coronacases_002.nii.gz",
+        "radiopaedia_4_85506_1.nii.gz": "radiopaedia_4_85506_1.nii.gz"}
+    parser = bundle_parser("chnet_polyp_segmentation", "train.json", "covid19_ct.json", dataset_dir=str(root))
+    item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
+    out = parser.get_parsed_content("validate#preprocessing")(item)
+    assert out["image"].shape[0] == 3 and float(out["label"].max()) == 1.0  # CT repeated to 3 channels, infection
+    (root / "Infection_Mask" / "coronacases_002.nii.gz").unlink()
+    with pytest.raises(DatalistError, match=r"volume .*coronacases_org_002.nii.gz has no mask coronacases_002.nii.gz"):
+        write_datalist("covid19_ct_seg", root, root / "dataset.json")
+
+
 def test_covid19_ii_volumes_three_folds_and_bundle_override(tmp_path):
     """COVID19-II (private): NIfTI volumes + labels in images/ + labels/ (or the Decathlon layout), 3 folds of
     whole volumes, read by Crosslink-Net's covid19_multiclass.json (lung window, labels 0/1/2 kept)."""
@@ -434,6 +455,12 @@ def test_busi_merged_masks_and_stratified_folds(tmp_path):
     d = load(write_datalist("busi", root, tmp_path / "nn.json", include_normal=False, validation=3))
     assert all("normal" not in i["image"] for i in d["training"] + d["validation"])
     assert (len(d["training"]), len(d["validation"])) == (9, 3) and "folds" not in d  # --validation: no folds
+    everything = write_datalist("busi", root, tmp_path / "all" / "dataset.json", validation=0)
+    assert (len(load(everything)["training"]), load(everything)["validation"]) == (16, [])
+    parser = bundle_parser("chnet_polyp_segmentation", "train.json", "busi_ultrasound.json",
+                           dataset_dir=str(everything.parent), fold=1)  # the override's own 4 folds of 'training'
+    sizes = [len(parser.get_parsed_content(key)) for key in ("training_data", "validation_data")]
+    assert sizes == [12, 4]
     (root / "malignant" / "malignant (3)_mask.png").unlink()
     with pytest.raises(DatalistError, match=r"BUSI: image .*malignant \(3\).png has no mask malignant \(3\)_mask.png"):
         write_datalist("busi", root, tmp_path / "d.json")

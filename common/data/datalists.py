@@ -19,8 +19,8 @@ Conventions (the same for every dataset):
 - Splits: a published split is kept (PraNet polyp split, Cosmos55k train/val/test). Otherwise the
   labelled cases are split either into ``k`` folds (the paper's protocol where it states one: Pancreas-CT
   4, BUSI 4, the Crosslink-Net sets 3) or into training and a held-out ``validation`` set (its size:
-  ``validation``, a count or a fraction). Both are deterministic given ``seed``; all items of a
-  patient or case (the slices of one volume) stay in one fold.
+  ``validation``, a count or a fraction; 0 keeps every case in ``training``). Both are deterministic
+  given ``seed``; all items of a patient or case (the slices of one volume) stay in one fold.
 - Folds: ``k`` JSON files ``<out stem>_fold<i>.json``, ``i = 0..k-1``: fold ``i`` is ``validation``,
   the other folds are ``training``, every item carries its ``"fold"``, and the top-level ``"folds"``
   records ``{"count", "validation_fold", "seed"}``. ``OUT_JSON`` itself is written with fold 0 held
@@ -727,6 +727,53 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     return Listing("COVID19-I", f"COVID19-I slices from {source}", labels, cases, modality={"0": "CT (lung window)"})
 
 
+_COVID_CT_SEG_IMAGES = ("COVID-19-CT-Seg_20cases",)
+_COVID_CT_SEG_MASKS = ("Infection_Mask",)
+
+
+def read_covid19_ct_seg(source: Path, derived: Path) -> Listing:
+    """The COVID-19 CT Lung and Infection Segmentation set (Ma et al. 2020, Zenodo record 3757476), one of the
+    two sets CHNet merges: 20 CT volumes in ``COVID-19-CT-Seg_20cases/`` and their infection masks (0, 1) of
+    the same name in ``Infection_Mask/`` (``Lung_Mask/`` and ``Lung_and_Infection_Mask/`` are not used).
+    Some unpacked copies name the coronacases volumes ``coronacases_org_001`` against the mask
+    ``coronacases_001``: ``_org`` is ignored when pairing. Volumes are listed whole, in HU, for CHNet's
+    ``configs/covid19_ct.json`` (lung window, axial slices); 30% of the volumes are held out, the test share
+    of the paper's merged slices (383 of 1,277), whose own split is not published.
+    """
+    _require_dir(source, "the COVID-19 CT Lung and Infection Segmentation set (COVID-19-CT-Seg_20cases/, "
+                         "Infection_Mask/)")
+    images_dir, masks_dir = _find_child(source, _COVID_CT_SEG_IMAGES), _find_child(source, _COVID_CT_SEG_MASKS)
+    if images_dir is None or masks_dir is None:
+        raise DatalistError(
+            f"COVID-19 CT Lung and Infection: {source} needs COVID-19-CT-Seg_20cases/ and Infection_Mask/; "
+            "unpack both archives of the Zenodo record into it"
+        )
+    images = {_strip_nifti(p.name).replace("_org_", "_"): p for p in _nifti_files(images_dir)}
+    masks = {_strip_nifti(p.name): p for p in _nifti_files(masks_dir)}
+    if not images:
+        raise DatalistError(f"COVID-19 CT Lung and Infection: no .nii.gz volumes in {images_dir}; unpack the archive")
+    for name in sorted(set(masks) - set(images)):
+        raise DatalistError(
+            f"COVID-19 CT Lung and Infection: mask {masks[name]} has no volume in {images_dir}; restore the volume"
+        )
+    for name in sorted(set(images) - set(masks)):
+        raise DatalistError(
+            f"COVID-19 CT Lung and Infection: volume {images[name]} has no mask {name}.nii.gz in {masks_dir}; "
+            "unpack Infection_Mask completely"
+        )
+    cases = []
+    for name in sorted(images):
+        a, b = _nifti_shape(images[name]), _nifti_shape(masks[name])
+        if a != b:
+            raise DatalistError(
+                f"COVID-19 CT Lung and Infection: {images[name]} is {a} voxels but its mask {masks[name]} is {b}; "
+                "download the pair again"
+            )
+        cases.append(Case(str(images[name]), str(masks[name]), name))
+    return Listing("COVID-19 CT Lung and Infection", f"COVID-19-CT-Seg 20 cases read from {source}",
+                   {"0": "background", "1": "COVID-19 infection"}, cases, modality={"0": "CT"})
+
+
 COVID19_II_LABELS = {"0": "background", "1": "ground-glass opacity", "2": "consolidation"}
 
 
@@ -1207,6 +1254,8 @@ DATASETS: dict[str, DatasetReader] = {
                                 ("eaanet_brats_mri_segmentation",), validation=0.2),
     "covid19_i": DatasetReader(read_covid19_i, "COVID19-I, 100 CT slices (tr_im/tr_mask/val_im.nii.gz) to PNG; 3 folds",
                                ("crosslinknet_covid_ct_segmentation",), folds=3),
+    "covid19_ct_seg": DatasetReader(read_covid19_ct_seg, "COVID-19-CT-Seg_20cases + Infection_Mask; 30% held out",
+                                    ("chnet_polyp_segmentation",), validation=0.3),
     "covid19_ii": DatasetReader(read_covid19_ii, "COVID19-II CT volumes (MSD or images/ + labels/ NIfTI); 3 folds",
                                 ("crosslinknet_covid_ct_segmentation",), folds=3),
     "kits19": DatasetReader(read_kits19, "KiTS19 volumes (case_XXXXX/imaging.nii.gz); 3 folds",
@@ -1325,8 +1374,8 @@ def write_datalist(
 
     Command line: ``medseg-bundles datalist DATASET SOURCE_DIR OUT_JSON [--folds K] [--seed S]
     [--validation N]``. Datasets (see ``DATASETS``): brats2018, brats2020, msd_task01, pancreas_ct,
-    msd_task07, covid19_20, covid19_i, covid19_ii, kits19, kits19_slices, york_cardiac, sunnybrook,
-    pranet_polyp, kvasir_clinicdb, kvasir_seg, cvc_clinicdb, busi, cosmos55k, png_pairs.
+    msd_task07, covid19_20, covid19_i, covid19_ct_seg, covid19_ii, kits19, kits19_slices, york_cardiac,
+    sunnybrook, pranet_polyp, kvasir_clinicdb, kvasir_seg, cvc_clinicdb, busi, cosmos55k, png_pairs.
 
     Args:
         dataset: name of the reader.
@@ -1340,6 +1389,8 @@ def write_datalist(
         seed: seed of the random split and folds; the same seed gives the same datalist.
         validation: size of the held-out validation set: a count of cases, or a fraction when below 1
             (default: the dataset's, e.g. 35 for brats2018 as in ConResNet); giving it means no folds.
+            0 lists every labelled case under ``training`` (for configs that make their own folds, e.g.
+            CHNet's ``busi_ultrasound.json``) and leaves ``validation`` empty.
         options: the reader's own options (``include_normal`` for busi, ``merge_classes`` for
             covid19_i, ``foreground_only`` for kits19_slices, ``mask_suffix`` and ``group_by`` for
             png_pairs).
@@ -1430,7 +1481,7 @@ def write_datalist(
     training, validation_cases = pool, published_validation
     if not published_validation:
         size = reader.validation if validation is None else validation
-        held = set(_holdout(sorted({c.group for c in pool}), size, seed))
+        held = set(_holdout(sorted({c.group for c in pool}), size, seed)) if size else set()
         training = [c for c in pool if c.group not in held]
         validation_cases = [c for c in pool if c.group in held]
     _write_json(out, {
