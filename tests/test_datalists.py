@@ -345,7 +345,7 @@ def test_covid19_ct_seg_volumes_pair_org_names_for_chnet(tmp_path):
     out = parser.get_parsed_content("validate#preprocessing")(item)
     assert out["image"].shape[0] == 3 and float(out["label"].max()) == 1.0  # CT repeated to 3 channels, infection
     (root / "Infection_Mask" / "coronacases_002.nii.gz").unlink()
-    with pytest.raises(DatalistError, match=r"volume .*coronacases_org_002.nii.gz has no mask coronacases_002.nii.gz"):
+    with pytest.raises(DatalistError, match=r"volume .*coronacases_org_002.nii.gz has no label coronacases_002.nii.gz"):
         write_datalist("covid19_ct_seg", root, root / "dataset.json")
 
 

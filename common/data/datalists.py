@@ -727,6 +727,36 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     return Listing("COVID19-I", f"COVID19-I slices from {source}", labels, cases, modality={"0": "CT (lung window)"})
 
 
+def _nifti_pairs(images_dir: Path, labels_dir: Path, dataset: str,
+                 image_name: Callable[[str], str] = str) -> list[Case]:
+    """Cases of the NIfTI volumes of ``images_dir`` with the label of the same name in ``labels_dir`` (a volume's
+    name mapped by ``image_name`` first); an unpaired file or a label of another size raises."""
+    images = {image_name(_strip_nifti(p.name)): p for p in _nifti_files(images_dir)}
+    labels = {_strip_nifti(p.name): p for p in _nifti_files(labels_dir)}
+    if not images:
+        raise DatalistError(f"{dataset}: no .nii/.nii.gz volumes in {images_dir}; unpack or put the volumes there")
+    for name in sorted(set(labels) - set(images)):
+        raise DatalistError(
+            f"{dataset}: label {labels[name]} has no volume of that name in {images_dir}; "
+            "restore the volume or remove the label"
+        )
+    for name in sorted(set(images) - set(labels)):
+        raise DatalistError(
+            f"{dataset}: volume {images[name]} has no label {name}.nii.gz in {labels_dir}; "
+            "restore the label or move the volume out"
+        )
+    cases = []
+    for name in sorted(images, key=_natural_key):
+        a, b = _nifti_shape(images[name]), _nifti_shape(labels[name])
+        if a != b:
+            raise DatalistError(
+                f"{dataset}: volume {images[name]} is {a} voxels but its label {labels[name]} is {b}; "
+                "download or export the pair again on one grid"
+            )
+        cases.append(Case(str(images[name]), str(labels[name]), name))
+    return cases
+
+
 _COVID_CT_SEG_IMAGES = ("COVID-19-CT-Seg_20cases",)
 _COVID_CT_SEG_MASKS = ("Infection_Mask",)
 
@@ -748,28 +778,8 @@ def read_covid19_ct_seg(source: Path, derived: Path) -> Listing:
             f"COVID-19 CT Lung and Infection: {source} needs COVID-19-CT-Seg_20cases/ and Infection_Mask/; "
             "unpack both archives of the Zenodo record into it"
         )
-    images = {_strip_nifti(p.name).replace("_org_", "_"): p for p in _nifti_files(images_dir)}
-    masks = {_strip_nifti(p.name): p for p in _nifti_files(masks_dir)}
-    if not images:
-        raise DatalistError(f"COVID-19 CT Lung and Infection: no .nii.gz volumes in {images_dir}; unpack the archive")
-    for name in sorted(set(masks) - set(images)):
-        raise DatalistError(
-            f"COVID-19 CT Lung and Infection: mask {masks[name]} has no volume in {images_dir}; restore the volume"
-        )
-    for name in sorted(set(images) - set(masks)):
-        raise DatalistError(
-            f"COVID-19 CT Lung and Infection: volume {images[name]} has no mask {name}.nii.gz in {masks_dir}; "
-            "unpack Infection_Mask completely"
-        )
-    cases = []
-    for name in sorted(images):
-        a, b = _nifti_shape(images[name]), _nifti_shape(masks[name])
-        if a != b:
-            raise DatalistError(
-                f"COVID-19 CT Lung and Infection: {images[name]} is {a} voxels but its mask {masks[name]} is {b}; "
-                "download the pair again"
-            )
-        cases.append(Case(str(images[name]), str(masks[name]), name))
+    cases = _nifti_pairs(images_dir, masks_dir, "COVID-19 CT Lung and Infection",
+                         lambda name: name.replace("_org_", "_"))
     return Listing("COVID-19 CT Lung and Infection", f"COVID-19-CT-Seg 20 cases read from {source}",
                    {"0": "background", "1": "COVID-19 infection"}, cases, modality={"0": "CT"})
 
@@ -793,30 +803,7 @@ def read_covid19_ii(source: Path, derived: Path) -> Listing:
     if (source / "imagesTr").is_dir():
         cases, _ = _read_msd(source, "COVID19-II", channels=1)
     else:
-        images_dir, labels_dir = _image_mask_dirs(source, "COVID19-II")
-        images = {_strip_nifti(p.name): p for p in _nifti_files(images_dir)}
-        labels = {_strip_nifti(p.name): p for p in _nifti_files(labels_dir)}
-        if not images:
-            raise DatalistError(f"COVID19-II: no .nii/.nii.gz volumes in {images_dir}; put the CT volumes there")
-        for name in sorted(set(labels) - set(images)):
-            raise DatalistError(
-                f"COVID19-II: label {labels[name]} has no volume of that name in {images_dir}; "
-                "restore the volume or remove the label"
-            )
-        for name in sorted(set(images) - set(labels)):
-            raise DatalistError(
-                f"COVID19-II: volume {images[name]} has no label of that name in {labels_dir}; "
-                "add the label or move the volume out"
-            )
-        cases = []
-        for name in sorted(images, key=_natural_key):
-            a, b = _nifti_shape(images[name]), _nifti_shape(labels[name])
-            if a != b:
-                raise DatalistError(
-                    f"COVID19-II: volume {images[name]} is {a} voxels but its label {labels[name]} is {b}; "
-                    "export the pair again on one grid"
-                )
-            cases.append(Case(str(images[name]), str(labels[name]), name))
+        cases = _nifti_pairs(*_image_mask_dirs(source, "COVID19-II"), "COVID19-II")
     for case in cases:
         shape = _nifti_shape(Path(case.image))
         if len(shape) != 3 or min(shape) < 2:
