@@ -57,14 +57,24 @@ def inter_slice_residual(x: torch.Tensor, spatial_axis: int) -> torch.Tensor:
     """Inter-slice context residual ``|x_{s+1} - x_s|`` along one spatial axis, Eq. 1 and Eq. 4.
 
     The first slice has no predecessor and is set to zero, so the output has the shape of ``x``.
+    Without autograd the result is written into one new tensor (no intermediate tensors), which matters
+    on large volumes, where every fresh tensor costs the kernel's page faults.
 
     Args:
         x: tensor of shape (B, C, *spatial).
         spatial_axis: spatial axis index (0 is the first axis after the channel axis).
     """
     dim = spatial_axis + 2
-    first = torch.zeros_like(x.narrow(dim, 0, 1))
-    return torch.cat([first, torch.diff(x, dim=dim).abs()], dim=dim)
+    n = x.shape[dim]
+    if torch.jit.is_tracing() or (torch.is_grad_enabled() and x.requires_grad):
+        # autograd does not differentiate through ``out=``: the plain form, F.pad adds the zero slice
+        pad = [0, 0] * (x.dim() - 1 - dim) + [1, 0]
+        return F.pad(torch.diff(x, dim=dim).abs(), pad)
+    # inference: one output tensor written in place, no intermediate tensors (diff, abs, zeros, cat)
+    out = torch.empty_like(x)
+    out.narrow(dim, 0, 1).zero_()
+    torch.sub(x.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1), out=out.narrow(dim, 1, n - 1))
+    return out.abs_()
 
 
 class WeightStandardizedConv(nn.Module):
@@ -178,7 +188,8 @@ class PreActivationResidualBlock(nn.Module):
         self.conv2 = _norm_act_conv(spatial_dims, channels, channels, norm_groups, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.conv1(x))
+        # in place on the fresh conv output (autograd-safe: conv backward does not need its output)
+        return self.conv2(self.conv1(x)).add_(x)
 
 
 class ContextResidualModule(nn.Module):
@@ -230,8 +241,11 @@ class ContextResidualModule(nn.Module):
         """Returns ``(O_seg, O_res)`` from ``I_seg + I_skip`` (``seg``) and ``I_res`` (``res``)."""
         f = self.seg_conv(seg)
         g = inter_slice_residual(torch.sigmoid(f), self.residual_axis)
-        o_res = self.res_conv(self.residual_mapping(g) + self.residual_input(res))
-        return f * (1.0 + torch.sigmoid(o_res)), o_res
+        o_res = self.res_conv(self.residual_mapping(g).add_(self.residual_input(res)))
+        if torch.is_grad_enabled() and (f.requires_grad or o_res.requires_grad):
+            return f * (1.0 + torch.sigmoid(o_res)), o_res
+        # inference: Eq. 6 in place on one new tensor (sigmoid's backward would need its output)
+        return torch.sigmoid(o_res).add_(1.0).mul_(f), o_res
 
 
 class ConResNet(nn.Module):
@@ -348,11 +362,12 @@ class ConResNet(nn.Module):
         skip3 = self.stage3(self.down3(skip2))
         deep = self.bridge(self.stage5(self.stage4(self.down4(skip3))))
 
+        # skip additions in place on the fresh upsampled tensors (upsampling's backward does not need them)
         seg4, res4 = self.context_residual_x4(
-            self._upsample(deep, skip3) + skip3, self._upsample(image_residual, skip3)
+            self._upsample(deep, skip3).add_(skip3), self._upsample(image_residual, skip3)
         )
-        seg2, res2 = self.context_residual_x2(self._upsample(seg4, skip2) + skip2, self._upsample(res4, skip2))
-        seg1, res1 = self.context_residual_x1(self._upsample(seg2, skip1) + skip1, self._upsample(res2, skip1))
+        seg2, res2 = self.context_residual_x2(self._upsample(seg4, skip2).add_(skip2), self._upsample(res4, skip2))
+        seg1, res1 = self.context_residual_x1(self._upsample(seg2, skip1).add_(skip1), self._upsample(res2, skip1))
 
         seg = self.seg_head(seg1)
         if not self.training:

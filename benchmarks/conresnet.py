@@ -1,0 +1,375 @@
+"""A/B speed measurements of ConResNet (``bundles/conresnet_brats_mri_segmentation``), each as a ratio in one run.
+
+Every comparison interleaves its variants (A B A B ...), reports the median process CPU time
+(``time.process_time``) and wall time of each after a warm-up, and the load average at the start and end.
+
+``python -m benchmarks.conresnet forward --size 96x96x48``
+    eval forward under ``torch.inference_mode`` at the paper's widths: the network against
+    :func:`reference_forward` (the straightforward computation: out-of-place additions, the inter-slice
+    residual from ``diff``/``abs``/``zeros``/``cat``), with the weight standardization cached against
+    recomputed on every forward, and contiguous against ``torch.channels_last_3d``.
+``python -m benchmarks.conresnet allocator --size 96x96x48``
+    the same forward in fresh processes under three memory allocator settings (glibc default, PyTorch's
+    transparent huge pages ``THP_MEM_ALLOC_ENABLE=1``, glibc without ``mmap`` ``MALLOC_MMAP_MAX_=0``), with
+    user and system (kernel) CPU time apart.
+``python -m benchmarks.conresnet windows --checkpoint M --dataset-dir D``
+    sliding-window inference of a network trained on the sample data (``medseg-bundles demo conresnet``
+    writes ``M`` = ``<out>/conresnet_brats_mri_segmentation/models/model.pt`` and ``D`` = ``<out>/sample_data``):
+    Dice and time on the validation volumes for several overlaps, blending modes and ``sw_batch_size``;
+    and the window count on a BraTS-size 240x240x155 volume with the paper's 160x160x80 ROI.
+
+Results are printed as Markdown and, with ``--out``, written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.harness import bundle_parser
+from common.networks.conresnet import ConResNet, WeightStandardizedConv
+
+__all__ = ["interleaved", "reference_forward", "reference_inter_slice_residual", "forward_ab", "allocator_ab",
+           "window_counts", "sliding_window_ab", "main"]
+
+BUNDLE = "conresnet_brats_mri_segmentation"
+
+#: Allocator settings of :func:`allocator_ab` (environment of a fresh process).
+ALLOCATORS = {
+    "glibc default": {},
+    "THP_MEM_ALLOC_ENABLE=1": {"THP_MEM_ALLOC_ENABLE": "1"},
+    "MALLOC_MMAP_MAX_=0": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)},
+}
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1) -> dict[str, Any]:
+    """Run every variant ``warmup`` times, then ``repeats`` rounds of A, B, ... in turn; median CPU and wall
+    seconds of each variant, and the load average (1, 5, 15 min) at the start and end."""
+    load_start = os.getloadavg()
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, dict[str, list[float]]] = {k: {"cpu_all_s": [], "wall_all_s": []} for k in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            times[name]["wall_all_s"].append(time.perf_counter() - w0)
+            times[name]["cpu_all_s"].append(time.process_time() - c0)
+    result: dict[str, Any] = {
+        name: {"cpu_s": statistics.median(t["cpu_all_s"]), "wall_s": statistics.median(t["wall_all_s"]), **t}
+        for name, t in times.items()
+    }
+    result["load_avg"] = {"start": load_start, "end": os.getloadavg()}
+    return result
+
+
+def reference_inter_slice_residual(x: torch.Tensor, spatial_axis: int) -> torch.Tensor:
+    """Eq. 1/4 computed the straightforward way: a zero first slice concatenated to ``|diff|``."""
+    dim = spatial_axis + 2
+    return torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), torch.diff(x, dim=dim).abs()], dim=dim)
+
+
+def _reference_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x + block.conv2(block.conv1(x))
+
+
+def _reference_module(module: torch.nn.Module, seg: torch.Tensor, res: torch.Tensor):
+    f = module.seg_conv(seg)
+    g = reference_inter_slice_residual(torch.sigmoid(f), module.residual_axis)
+    o_res = module.res_conv(module.residual_mapping(g) + module.residual_input(res))
+    return f * (1.0 + torch.sigmoid(o_res)), o_res
+
+
+def reference_forward(net: ConResNet, x: torch.Tensor) -> torch.Tensor:
+    """The eval-mode segmentation logits of ``net`` computed the straightforward way (every addition out of
+    place, the residual from ``zeros``/``diff``/``abs``/``cat``), with ``net``'s own layers: the A of the A/B
+    and what the optimized forward must equal."""
+
+    def stage(seq: torch.nn.Sequential, t: torch.Tensor) -> torch.Tensor:
+        for block in seq:
+            t = _reference_block(block, t)
+        return t
+
+    def up(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, size=like.shape[2:], mode=net.upsample_mode, align_corners=True)
+
+    image_residual = reference_inter_slice_residual(x, net.residual_axis)
+    skip1 = stage(net.stage1, net.conv_init(x))
+    skip2 = stage(net.stage2, net.down2(skip1))
+    skip3 = stage(net.stage3, net.down3(skip2))
+    deep = net.bridge(stage(net.stage5, stage(net.stage4, net.down4(skip3))))
+    seg4, res4 = _reference_module(net.context_residual_x4, up(deep, skip3) + skip3, up(image_residual, skip3))
+    seg2, res2 = _reference_module(net.context_residual_x2, up(seg4, skip2) + skip2, up(res4, skip2))
+    seg1, _ = _reference_module(net.context_residual_x1, up(seg2, skip1) + skip1, up(res2, skip1))
+    return net.seg_head(seg1)
+
+
+def _clear_weight_cache(net: torch.nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, WeightStandardizedConv):
+            m._cached_weight = None
+
+
+def _network(widths: str, seed: int = 0) -> ConResNet:
+    torch.manual_seed(seed)
+    if widths == "paper":
+        return ConResNet().eval()
+    return ConResNet(init_filters=8, blocks=(1, 1, 1, 1, 1)).eval()  # the sample_data.json widths
+
+
+def forward_ab(size: Sequence[int], widths: str = "paper", repeats: int = 3, warmup: int = 1,
+               cases: Sequence[str] = ("inplace", "ws_cache", "channels_last")) -> dict[str, Any]:
+    """Eval forward (batch 1, 4 channels, ``size``) A/B pairs; ``ratio`` = B/A of the median CPU and wall times.
+
+    ``inplace``: :func:`reference_forward` (A) against the network (B), and whether their outputs are equal.
+    ``ws_cache``: weight standardization recomputed on every forward (A) against cached (B).
+    ``channels_last``: contiguous (A) against ``torch.channels_last_3d`` network and input (B).
+    """
+    net = _network(widths)
+    x = torch.randn(1, net.in_channels, *size)
+    out: dict[str, Any] = {"size": list(size), "widths": widths, "threads": torch.get_num_threads()}
+    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last_3d)  # outside inference_mode: normal tensors
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        for case in cases:
+            if case == "inplace":
+                a, b = reference_forward(net, x), net(x)
+                out["inplace_equal"] = bool(torch.equal(a, b))
+                out["inplace_max_abs_diff"] = float((a - b).abs().max())
+                del a, b
+                variants = {"reference": lambda: reference_forward(net, x), "network": lambda: net(x)}
+            elif case == "ws_cache":
+                variants = {"recomputed": lambda: (_clear_weight_cache(net), net(x)),
+                            "cached": lambda: net(x)}
+            elif case == "channels_last":
+                out["channels_last_max_abs_diff"] = float((net(x) - net_cl(x_cl)).abs().max())
+                variants = {"contiguous": lambda: net(x), "channels_last_3d": lambda: net_cl(x_cl)}
+            else:
+                raise ValueError(f"unknown forward case '{case}'; use inplace, ws_cache or channels_last.")
+            r = interleaved(variants, repeats, warmup)
+            a_name, b_name = list(variants)
+            r["ratio_cpu"] = r[b_name]["cpu_s"] / r[a_name]["cpu_s"]
+            r["ratio_wall"] = r[b_name]["wall_s"] / r[a_name]["wall_s"]
+            out[case] = r
+    return out
+
+
+def _worker(size: Sequence[int], widths: str, runs: int) -> dict[str, Any]:
+    """One process: a warm-up forward, then ``runs`` timed forwards (user/system CPU apart)."""
+    torch.set_num_threads(1)
+    net = _network(widths)
+    x = torch.randn(1, net.in_channels, *size)
+    rows = []
+    with torch.inference_mode():
+        net(x)
+        for _ in range(runs):
+            t0, w0 = os.times(), time.perf_counter()
+            net(x)
+            t1 = os.times()
+            rows.append({"user_s": t1.user - t0.user, "sys_s": t1.system - t0.system,
+                         "wall_s": time.perf_counter() - w0})
+    import resource
+
+    return {"runs": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, runs: int = 2,
+                 allocators: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """The eval forward in fresh processes, one per allocator setting and round, interleaved; medians of the
+    user, system and total CPU seconds and wall seconds of a forward, peak RSS, ratios against the first."""
+    allocators = ALLOCATORS if allocators is None else allocators
+    load_start = os.getloadavg()
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in allocators}
+    rss: dict[str, float] = {}
+    cmd = [sys.executable, "-m", "benchmarks.conresnet", "_worker", "--size", "x".join(map(str, size)),
+           "--widths", widths, "--runs", str(runs)]
+    for _ in range(repeats):
+        for name, env in allocators.items():
+            proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
+                                  text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows[name] += result["runs"]
+            rss[name] = max(rss.get(name, 0.0), result["peak_rss_mb"])
+    out: dict[str, Any] = {"size": list(size), "widths": widths}
+    for name, rs in rows.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("user_s", "sys_s", "wall_s")}
+        med["cpu_s"] = statistics.median(r["user_s"] + r["sys_s"] for r in rs)
+        out[name] = {**med, "peak_rss_mb": rss[name], "n": len(rs)}
+    first = next(iter(allocators))
+    for name in allocators:
+        out[name]["ratio_cpu"] = out[name]["cpu_s"] / out[first]["cpu_s"]
+        out[name]["ratio_wall"] = out[name]["wall_s"] / out[first]["wall_s"]
+    out["load_avg"] = {"start": load_start, "end": os.getloadavg()}
+    return out
+
+
+def window_counts(volume: Sequence[int], roi: Sequence[int], overlaps: Sequence[float]) -> dict[float, int]:
+    """How many windows ``SlidingWindowInferer`` runs on a ``volume`` (spatial size) for each overlap."""
+    from monai.inferers import SlidingWindowInferer
+
+    counts = {}
+    for overlap in overlaps:
+        seen = []
+
+        def count(t: torch.Tensor) -> torch.Tensor:
+            seen.append(t.shape[0])
+            return t[:, :1]
+
+        SlidingWindowInferer(list(roi), sw_batch_size=1, overlap=overlap)(torch.zeros(1, 1, *volume), count)
+        counts[overlap] = sum(seen)
+    return counts
+
+
+def sliding_window_ab(checkpoint: str | Path, dataset_dir: str | Path, rois: Sequence[Sequence[int]],
+                      settings: Sequence[tuple[float, str, int]], repeats: int = 3) -> dict[str, Any]:
+    """Dice (per channel TC, WT, ET and mean, sigmoid > 0.5, as the bundle's validation) and time of
+    sliding-window inference over the sample validation volumes, for every ROI and (overlap, blending mode,
+    sw_batch_size); settings interleaved, ``repeats`` rounds after one warm-up round."""
+    from monai.inferers import SlidingWindowInferer
+    from monai.metrics import DiceMetric
+
+    parser = bundle_parser(BUNDLE, sample_data=True, dataset_dir=str(dataset_dir))
+    net = parser.get_parsed_content("network")
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    net.load_state_dict(state.get("model", state) if isinstance(state.get("model"), dict) else state)
+    net.eval()
+    dataset = parser.get_parsed_content("validate#dataset")
+    data = [dataset[i] for i in range(len(dataset))]
+    images = [d["image"].unsqueeze(0).as_tensor() for d in data]
+    labels = [d["label"].unsqueeze(0).as_tensor() for d in data]
+    out: dict[str, Any] = {"volumes": [list(i.shape[2:]) for i in images], "cases": []}
+    for roi in rois:
+        variants, dice = {}, {}
+        for overlap, mode, sw in settings:
+            key = f"roi {'x'.join(map(str, roi))}, overlap {overlap}, {mode}, sw_batch_size {sw}"
+            inferer = SlidingWindowInferer(list(roi), sw_batch_size=sw, overlap=overlap, mode=mode)
+
+            def run(inferer=inferer) -> list[torch.Tensor]:
+                with torch.inference_mode():
+                    return [inferer(i, net) for i in images]
+
+            metric = DiceMetric(include_background=True, reduction="mean_batch")
+            for pred, label in zip(run(), labels):
+                metric((torch.sigmoid(pred) > 0.5).float(), label)
+            per_channel = metric.aggregate().tolist()
+            dice[key] = {"dice_tc_wt_et": per_channel, "mean_dice": sum(per_channel) / len(per_channel),
+                         "windows": [sum(window_counts(i.shape[2:], roi, [overlap]).values()) for i in images]}
+            variants[key] = run
+        timed = interleaved(variants, repeats, warmup=1)
+        for key in variants:
+            out["cases"].append({"setting": key, **dice[key], "cpu_s": timed[key]["cpu_s"],
+                                 "wall_s": timed[key]["wall_s"], "cpu_all_s": timed[key]["cpu_all_s"]})
+        out.setdefault("load_avg", []).append(timed["load_avg"])
+    out["brats_windows_paper_roi"] = window_counts((240, 240, 155), (160, 160, 80), (0.0, 0.25, 0.5))
+    return out
+
+
+def _markdown(kind: str, r: dict[str, Any]) -> str:
+    lines = []
+    if kind == "forward":
+        lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, "
+                     f"{r['threads']} thread(s)")
+        if "inplace_equal" in r:
+            lines.append(f"network == reference_forward: {r['inplace_equal']} (max |diff| {r['inplace_max_abs_diff']:.3g})")
+        lines.append("| case | A | B | A cpu s | B cpu s | B/A cpu | A wall s | B wall s | B/A wall | load avg start -> end |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for case in ("inplace", "ws_cache", "channels_last"):
+            if case in r:
+                c = r[case]
+                a, b = [k for k in c if isinstance(c[k], dict) and "cpu_s" in c[k]]
+                lines.append(f"| {case} | {a} | {b} | {c[a]['cpu_s']:.3f} | {c[b]['cpu_s']:.3f} | {c['ratio_cpu']:.3f} | "
+                             f"{c[a]['wall_s']:.3f} | {c[b]['wall_s']:.3f} | {c['ratio_wall']:.3f} | "
+                             f"{c['load_avg']['start'][0]:.1f} -> {c['load_avg']['end'][0]:.1f} |")
+    elif kind == "allocator":
+        lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
+        lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | forwards |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for name, c in r.items():
+            if isinstance(c, dict) and "user_s" in c:
+                lines.append(f"| {name} | {c['user_s']:.2f} | {c['sys_s']:.2f} | {c['cpu_s']:.2f} | {c['ratio_cpu']:.3f} | "
+                             f"{c['wall_s']:.2f} | {c['ratio_wall']:.3f} | {c['peak_rss_mb']:.0f} | {c['n']} |")
+        lines.append(f"load average {r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
+    else:
+        lines.append(f"validation volumes {r['volumes']}")
+        lines.append("| setting | windows / volume | Dice TC, WT, ET | mean Dice | cpu s | wall s |")
+        lines.append("|---|---|---|---|---|---|")
+        for c in r["cases"]:
+            d = ", ".join(f"{v:.4f}" for v in c["dice_tc_wt_et"])
+            lines.append(f"| {c['setting']} | {c['windows']} | {d} | {c['mean_dice']:.4f} | {c['cpu_s']:.3f} | "
+                         f"{c['wall_s']:.3f} |")
+        lines.append(f"BraTS 240x240x155, ROI 160x160x80, windows by overlap: {r['brats_windows_paper_roi']}")
+        lines.append(f"load average: {[round(la['start'][0], 1) for la in r['load_avg']]} -> "
+                     f"{[round(la['end'][0], 1) for la in r['load_avg']]}")
+    return "\n".join(lines)
+
+
+def _size(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not of the form 96x96x48") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.conresnet", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("forward", help="eval forward A/B: in place vs reference, WS cache, channels-last 3D")
+    f.add_argument("--size", type=_size, default=[96, 96, 48])
+    f.add_argument("--widths", choices=("paper", "sample"), default="paper")
+    f.add_argument("--repeats", type=int, default=3)
+    f.add_argument("--cases", nargs="+", default=["inplace", "ws_cache", "channels_last"])
+    a = sub.add_parser("allocator", help="eval forward in fresh processes under three allocator settings")
+    a.add_argument("--size", type=_size, default=[96, 96, 48])
+    a.add_argument("--widths", choices=("paper", "sample"), default="paper")
+    a.add_argument("--repeats", type=int, default=2)
+    a.add_argument("--runs", type=int, default=2, help="timed forwards per process")
+    w = sub.add_parser("windows", help="sliding-window Dice and time on the sample validation volumes")
+    w.add_argument("--checkpoint", required=True)
+    w.add_argument("--dataset-dir", required=True)
+    w.add_argument("--rois", type=_size, nargs="+", default=[[32, 32, 16], [40, 40, 24]])
+    w.add_argument("--overlaps", type=float, nargs="+", default=[0.0, 0.25, 0.5])
+    w.add_argument("--modes", nargs="+", default=["constant", "gaussian"])
+    w.add_argument("--sw-batch-sizes", type=int, nargs="+", default=[1, 2, 4])
+    w.add_argument("--repeats", type=int, default=3)
+    k = sub.add_parser("_worker")
+    k.add_argument("--size", type=_size, required=True)
+    k.add_argument("--widths", default="paper")
+    k.add_argument("--runs", type=int, default=2)
+    for s in (f, a, w):
+        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--out", help="write the result as JSON here")
+    args = p.parse_args(argv)
+    if args.command == "_worker":
+        print(json.dumps(_worker(args.size, args.widths, args.runs)))
+        return 0
+    torch.set_num_threads(args.threads)
+    if args.command == "forward":
+        result = forward_ab(args.size, args.widths, args.repeats, cases=args.cases)
+    elif args.command == "allocator":
+        result = allocator_ab(args.size, args.widths, args.repeats, args.runs)
+    else:
+        settings = [(o, m, 2) for o in args.overlaps for m in (args.modes if o > 0 else args.modes[:1])]
+        settings += [(args.overlaps[-1], args.modes[0], sw) for sw in args.sw_batch_sizes if sw != 2]
+        result = sliding_window_ab(args.checkpoint, args.dataset_dir, args.rois, settings, args.repeats)
+    print(_markdown(args.command, result))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
