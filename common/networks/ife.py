@@ -89,14 +89,17 @@ def _as_single_channel_batch(x: torch.Tensor, caller: str) -> torch.Tensor:
     return x.reshape((x.shape[0] * x.shape[1], 1) + tuple(x.shape[2:]))
 
 
-def _conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Valid convolution of a (N, 1, *spatial) tensor with one kernel of shape (3,)*spatial_dims."""
+def _depthwise_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid convolution of every channel of ``x`` (B, C, *spatial) with ``kernel``: one grouped convolution."""
+    channels = x.shape[1]
     weight = kernel.to(dtype=x.dtype, device=x.device)[None, None]
-    return F.conv2d(x, weight) if x.ndim == 4 else F.conv3d(x, weight)
+    weight = weight.expand((channels, 1) + tuple(kernel.shape))
+    conv = F.conv2d if x.ndim == 4 else F.conv3d
+    return conv(x, weight, groups=channels)
 
 
 def mean_curvature(x: torch.Tensor) -> torch.Tensor:
-    """Approximate mean curvature ``C = K * X`` of every channel (Eq. 1), one depthwise valid convolution.
+    """Approximate mean curvature ``C = K * X`` of every channel (Eq. 1), one depthwise (grouped) convolution.
 
     Args:
         x: feature map ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
@@ -104,42 +107,29 @@ def mean_curvature(x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, C, H - 2, W - 2)`` (or ``(B, C, D - 2, H - 2, W - 2)``) curvature map, same dtype as ``x``.
     """
-    flat = _as_single_channel_batch(x, "mean_curvature")
-    curvature = _conv(flat, curvature_kernel(x.ndim - 2))
-    return curvature.reshape(tuple(x.shape[:2]) + tuple(curvature.shape[2:]))
+    _as_single_channel_batch(x, "mean_curvature")
+    return _depthwise_conv(x, curvature_kernel(x.ndim - 2))
 
 
 def curvature_score(x: torch.Tensor) -> torch.Tensor:
-    """Curvature score of every channel: ``sum |C|`` of Eq. 1's map over the valid positions, ``(B, C)``."""
-    return mean_curvature(x).abs().flatten(2).sum(-1)
+    """Curvature score of every channel: ``sum |C|`` of Eq. 1's map over the valid positions, ``(B, C)``.
 
-
-def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
-    """2D information entropy of every channel (Eq. 2, Algorithm 1), in bits.
-
-    Quantisation of float features (the paper defines Eq. 2 for 0..255 grey values only): each channel of
-    each sample is min-max scaled to ``u`` in [0, 1] over its own spatial extent; the centre value
-    ``i = min(floor(bins * u), bins - 1)`` and the neighbour mean ``j = min(floor(bins * m), bins - 1)``,
-    where ``m`` is the mean of the 8 (2D) or 26 (3D) neighbours of ``u`` in the window. ``P_ij`` is the
-    frequency of the pair ``(i, j)`` over the valid windows and ``E = -sum P_ij log2 P_ij``.
-    A constant channel has entropy 0; the score is invariant to a positive affine rescaling of a channel.
-
-    Counting is vectorised over batch and channels by sorting the pair codes ``i * bins + j`` of each channel
-    and measuring the runs of equal codes (memory ``O(B * C * H * W)``, no ``bins**2`` histogram per channel).
-
-    Args:
-        x: feature map ``(B, C, H, W)`` or ``(B, C, D, H, W)``.
-        bins: number of quantisation levels of ``i`` and of ``j`` (256 in the paper).
-
-    Returns:
-        ``(B, C)`` entropies in float64.
+    The map is computed in the dtype of ``x``; the sum is accumulated in float64.
     """
-    if bins < 1:
-        raise ValueError(f"entropy_score: bins must be a positive integer, got {bins}.")
-    b, c = x.shape[0], x.shape[1]
+    return mean_curvature(x).abs().flatten(2).sum(-1, dtype=torch.float64)
+
+
+#: Fixed-point scale of the entropy: ``log2`` of the pair counts is summed as integers in units of ``2**-30`` bits.
+_LOG2_FRACTION_BITS = 30
+#: Bytes of the per-channel pair histograms counted at once (a few channels of ``bins**2`` int32 counts each).
+_HISTOGRAM_CHUNK_BYTES = 2**21
+
+
+def _pair_codes(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """``(B * C, N)`` int64 codes ``i * bins + j`` of the N valid windows of every channel (see ``entropy_score``)."""
     spatial_dims = x.ndim - 2
     flat = _as_single_channel_batch(x, "entropy_score").float()
-    flat_rows = flat.reshape(b * c, -1)
+    flat_rows = flat.reshape(flat.shape[0], -1)
     low = flat_rows.amin(dim=1)
     span = (flat_rows.amax(dim=1) - low).clamp_min(torch.finfo(flat.dtype).tiny)
     view = (-1, 1) + (1,) * spatial_dims
@@ -150,21 +140,60 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
         box = box.narrow(axis, 0, size) + box.narrow(axis, 1, size) + box.narrow(axis, 2, size)
     centre = u[(slice(None), slice(None)) + (slice(1, -1),) * spatial_dims]
     mean = (box - centre) / (3**spatial_dims - 1)
-    i = (centre * bins).floor().clamp(0, bins - 1).long()
-    j = (mean * bins).floor().clamp(0, bins - 1).long()
-    codes = (i * bins + j).reshape(b * c, -1).sort(dim=1).values
-    position = torch.arange(codes.shape[1], device=codes.device).expand_as(codes)
-    change = codes[:, 1:] != codes[:, :-1]
-    edge = torch.ones_like(change[:, :1])
-    is_start = torch.cat([edge, change], dim=1)
-    is_end = torch.cat([change, edge], dim=1)
-    run_start = torch.where(is_start, position, torch.zeros_like(position)).cummax(dim=1).values
-    run_length = (position - run_start + 1).double()
-    zero = torch.zeros_like(run_length)
-    windows = torch.where(is_end, run_length, zero).sum(dim=1)
-    n_log_n = torch.where(is_end, run_length * torch.log2(run_length), zero).sum(dim=1)
-    entropy = torch.log2(windows) - n_log_n / windows
-    return entropy.clamp_min(0.0).reshape(b, c)
+    i = (centre * bins).floor_().clamp_(0, bins - 1)
+    j = (mean * bins).floor_().clamp_(0, bins - 1)
+    return (i * bins + j).reshape(flat.shape[0], -1).long()  # exact: bins**2 <= 2**24
+
+
+def _log2_count_sums(codes: torch.Tensor, table: torch.Tensor, bins: int) -> torch.Tensor:
+    """``sum over windows of table[n(code)]`` per row, ``n`` the count of the window's code in its row (int64)."""
+    rows, codes_per_bin = codes.shape[0], bins * bins
+    offsets = torch.arange(rows, device=codes.device) * codes_per_bin
+    index = (codes + offsets[:, None]).flatten()
+    histogram = torch.zeros(rows * codes_per_bin, dtype=torch.int32, device=codes.device)
+    histogram.scatter_add_(0, index, torch.ones_like(index, dtype=torch.int32))
+    return table[histogram[index].long()].reshape(codes.shape).sum(dim=1)
+
+
+def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """2D information entropy of every channel (Eq. 2, Algorithm 1), in bits.
+
+    Quantisation of float features (the paper defines Eq. 2 for 0..255 grey values only): each channel of
+    each sample is min-max scaled to ``u`` in [0, 1] over its own spatial extent; the centre value
+    ``i = min(floor(bins * u), bins - 1)`` and the neighbour mean ``j = min(floor(bins * m), bins - 1)``,
+    where ``m`` is the mean of the 8 (2D) or 26 (3D) neighbours of ``u`` in the window. ``P_ij`` is the
+    frequency of the pair ``(i, j)`` over the ``N`` valid windows and ``E = -sum P_ij log2 P_ij``.
+    A constant channel has entropy 0; the score is invariant to a positive affine rescaling of a channel.
+
+    Computation, identical on every device by construction: the codes ``i * bins + j`` come from float32
+    element-wise operations in a fixed order (no reduction except min and max); their counts ``n`` are an int32
+    histogram of ``bins**2`` bins per channel (``scatter_add_``, a few channels at a time); with
+    ``E = log2 N - (1 / N) sum_windows log2 n(window)``, the ``log2 n`` are read from a table built on the CPU
+    in units of ``2**-30`` bits (rounded) and summed as int64, so the sum does not depend on the order of
+    the additions; ``E = (N L(N) - sum_windows L(n)) / (N 2**30)`` with ``L(n) = round(2**30 log2 n)`` is then
+    one float64 division. The result is exact to about ``2**-30`` bits.
+
+    Args:
+        x: feature map ``(B, C, H, W)`` or ``(B, C, D, H, W)``, any float dtype (quantised in float32).
+        bins: number of quantisation levels of ``i`` and of ``j`` (256 in the paper), 1..4096.
+
+    Returns:
+        ``(B, C)`` entropies in float64.
+    """
+    if not 1 <= bins <= 4096:
+        raise ValueError(f"entropy_score: bins must be an integer in 1..4096 (256 in the paper), got {bins}.")
+    codes = _pair_codes(x, bins)
+    windows = codes.shape[1]
+    levels = torch.arange(windows + 1, dtype=torch.float64)
+    table = (torch.log2(levels.clamp_min(1)) * 2**_LOG2_FRACTION_BITS).round().long().to(codes.device)
+    if torch.jit.is_tracing():
+        sums = _log2_count_sums(codes, table, bins)  # one pass: a loop over chunks would freeze the batch size
+    else:
+        step = max(1, _HISTOGRAM_CHUNK_BYTES // (4 * bins * bins))
+        sums = torch.cat([_log2_count_sums(part, table, bins) for part in codes.split(step)])
+    total = table[-1] * windows  # N L(N): a constant channel (n = N everywhere) scores exactly 0
+    entropy = (total - sums).double() / (windows * 2.0**_LOG2_FRACTION_BITS)
+    return entropy.reshape(x.shape[0], x.shape[1])
 
 
 class IFE(nn.Module):
