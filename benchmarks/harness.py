@@ -21,6 +21,12 @@ bundle's ``inference.json``, and the throughput of every bundle's training trans
 with ``sample_data.json`` merged over it, on ``common.data`` sample data) with a plain ``Dataset`` +
 ``DataLoader`` and with ``CacheDataset`` + ``ThreadDataLoader``.
 
+``run`` also writes ``<name>_bundles/<bundle>.md``: the machine line and the bundle's rows, the block that
+``docs`` writes between ``<!-- benchmark:start -->`` and ``<!-- benchmark:end -->`` in each bundle's
+``docs/README.md`` (``tests/test_benchmarks.py`` checks that the docs quote ``results/results.json``).
+
+``precision`` times bf16 autocast and ``torch.compile`` against fp32 eager (``benchmarks/precision.py``).
+
 ``profile`` runs ``torch.profiler`` over training steps at the CPU-friendly size and times the parts the
 next optimisation pass needs (see ``benchmarks/README.md``).
 
@@ -29,6 +35,8 @@ Command line (from the repository root)::
     python -m benchmarks.harness run --sizes paper cpu          # the recorded results (~15 min)
     python -m benchmarks.harness run --sizes tiny --out /tmp/b  # seconds: bundles' sample-data widths
     python -m benchmarks.harness profile --out benchmarks/results
+    python -m benchmarks.harness precision --size cpu --threads 1  # bf16 autocast, torch.compile vs fp32 eager
+    python -m benchmarks.harness docs           # each bundle's rows of results.json into its docs/README.md
 
 :func:`main` takes the same ``argv``; :func:`run` and :func:`profile` are the Python entry points.
 """
@@ -54,7 +62,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["CASES", "SIZES", "main", "run", "profile", "machine_description", "machine_throughput"]
+__all__ = [
+    "CASES", "SIZES", "main", "run", "profile", "machine_description", "machine_throughput", "measure", "interleaved",
+    "build_case", "train_step", "markdown", "bundle_markdown", "write_docs",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLES_DIR = REPO_ROOT / "bundles"
@@ -533,7 +544,16 @@ def data_case(bundle: str, size_name: str, repeats: int, warmup: int, budget_s: 
     return result
 
 
-WORKERS: dict[str, Callable[..., dict[str, Any]]] = {"network": network_case, "volume": volume_case, "data": data_case}
+def precision_case(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See :func:`benchmarks.precision.precision_case`."""
+    from benchmarks.precision import precision_case as _precision_case
+
+    return _precision_case(*args, **kwargs)
+
+
+WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "network": network_case, "volume": volume_case, "data": data_case, "precision": precision_case
+}
 
 
 def run_worker(
@@ -618,6 +638,9 @@ def run(
     def save() -> None:
         (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
         (out / f"{name}.md").write_text(markdown(results))
+        (out / f"{name}_bundles").mkdir(exist_ok=True)
+        for bundle in {r["bundle"] for r in results["networks"]}:
+            (out / f"{name}_bundles" / f"{bundle}.md").write_text(bundle_markdown(results, bundle) + "\n")
 
     previous = {}
     if reuse:
@@ -672,17 +695,105 @@ def _last_line(text: str) -> str:
     return text.strip().splitlines()[-1][:120] if text.strip() else ""
 
 
+def machine_line(results: dict[str, Any]) -> str:
+    """One line naming the machine, library versions, date and load of a run."""
+    m = results["machine"]
+    return (
+        f"Machine: {m['cpu_model']} ({m['cpu_capability']}), {m['logical_cores']} logical cores, torch threads "
+        f"{m['torch_threads']}; Python {m['python']}, torch {m['torch']}, MONAI {m['monai']}, numpy {m['numpy']}; "
+        f"{m['date_utc']}; load average (1, 5, 15 min) at start {m['load_average_1_5_15']}, at end "
+        f"{m.get('load_average_end', '-')}."
+    )
+
+
+NETWORK_HEADER = [
+    "| bundle | size | input | batch | params (M) | GMACs | paper | forward ms | fwd GFLOP/s | fwd vs conv "
+    "| fwd vs conv (cpu-time) | train step ms | train GFLOP/s | train vs conv | train vs conv (cpu-time) "
+    "| RSS MB fwd / train (base) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+VOLUME_HEADER = [
+    "| bundle | volume (measured) | inferer | widths | network calls (inputs) | wall s | GFLOP | GFLOP/s "
+    "| vs conv | peak RSS MB (base) | paper widths, estimated s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+]
+DATA_HEADER = [
+    "| bundle | sample data | items | samples/epoch | Dataset+DataLoader samples/s "
+    "| CacheDataset+ThreadDataLoader samples/s | cache build s | speed-up |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def _network_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['bundle']} | {r['size']} | error: {_last_line(r['error'])} |" + " |" * 13
+    paper = CASES[r["bundle"]].paper
+    reported = [f"{paper[k]} {unit}" for k, unit in (("params_m", "M"), ("gmacs", "G")) if k in paper]
+    f, t = r["forward"], r["train_step"]
+
+    def runs(x: dict[str, Any]) -> str:
+        return f"{x['runs']}{'*' if x.get('first_run_only') else ''}"
+
+    if "skipped" in t:
+        train = f"skipped: {t['skipped']} | - | - | - | {f['peak_rss_mb']:.0f} / - ({r['rss_baseline_mb']:.0f})"
+    else:
+        train = (f"{t['wall_s'] * 1e3:.0f} ({runs(t)}) | {t['gflop_per_s']:.1f} | {t['vs_conv']:.2f} "
+                 f"| {t['vs_conv_cpu_time']:.2f} "
+                 f"| {f['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f})")
+    return (
+        f"| {r['bundle']} | {r['size']} | {'x'.join(map(str, r['input_shape']))} | {r['batch']} "
+        f"| {r['params'] / 1e6:.2f} | {_fmt(r['macs'] / 1e9 if r.get('macs') is not None else None)} "
+        f"| {', '.join(reported) or '-'} | {f['wall_s'] * 1e3:.0f} ({runs(f)}) "
+        f"| {f['gflop_per_s']:.1f} | {f['vs_conv']:.2f} | {f['vs_conv_cpu_time']:.2f} | {train} |"
+    )
+
+
+def _volume_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 9
+    inferer = {k: v for k, v in r["inferer"].items() if k != "_target_"}
+    target = r["inferer"].get("_target_", "")
+    return (
+        f"| {r['bundle']} | {'x'.join(map(str, r['volume_shape']))} "
+        f"({'x'.join(map(str, r.get('measured_shape', r['volume_shape'])))}) "
+        f"| {target.split('.')[-1]} {inferer} "
+        f"| {r.get('overrides') or 'bundle'} | {r['network_calls']} ({r.get('network_inputs', '-')}) "
+        f"| {r['wall_s']:.1f} ({r['runs']}) | {r['gflop']:.0f} | {r['gflop_per_s']:.1f} | {r['vs_conv']:.2f} "
+        f"| {r['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f}) "
+        f"| {_fmt(r.get('estimated_paper_width_s') or r.get('scaled_to_full_depth_s'), 0)} |"
+    )
+
+
+def _data_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 6
+    return (
+        f"| {r['bundle']} | {r['sample_data_kind']} | {r['items']} | {r['samples_per_epoch']} "
+        f"| {r['plain']['samples_per_s']:.1f} "
+        f"| {r['cached']['samples_per_s']:.1f} | {r['cached']['cache_build_s']:.2f} "
+        f"| {r['speedup_cached']:.1f}x |"
+    )
+
+
+TABLES = (("networks", NETWORK_HEADER, _network_row), ("volumes", VOLUME_HEADER, _volume_row),
+          ("data", DATA_HEADER, _data_row))
+
+
+def table(results: dict[str, Any], key: str, bundle: str | None = None) -> list[str]:
+    """The Markdown table (header and rows) of ``results[key]`` (``networks``, ``volumes`` or ``data``), only
+    ``bundle``'s rows when given; empty when there are none."""
+    header, row = {k: (h, r) for k, h, r in TABLES}[key]
+    rows = [row(r) for r in results.get(key, []) if bundle is None or r["bundle"] == bundle]
+    return header + rows if rows else []
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The results as Markdown tables, with the machine they came from."""
-    m = results["machine"]
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {m['cpu_model']} ({m['cpu_capability']}), {m['logical_cores']} logical cores, torch threads "
-        f"{m['torch_threads']}; Python {m['python']}, torch {m['torch']}, MONAI {m['monai']}, numpy {m['numpy']}; "
-        f"{m['date_utc']}.",
-        f"Load average (1, 5, 15 min) at start {m['load_average_1_5_15']}, at end {m.get('load_average_end', '-')}: "
-        "the CPU was shared with other jobs, so absolute times are noisy; the ratios against the same-worker "
+        machine_line(results),
+        "The CPU was shared with other jobs, so absolute times are noisy; the ratios against the same-worker "
         "conv/matmul throughput (`vs conv`, `vs matmul`) are the figures to compare.",
         f"Settings: {results['settings']}.",
         "",
@@ -702,32 +813,8 @@ def markdown(results: dict[str, Any]) -> str:
         "(baseline before any run in brackets). Runs in brackets; `*`: a single run longer than `long_run_s`, "
         "its first (FLOP-counted) run is the measurement.",
         "",
-        "| bundle | size | input | batch | params (M) | GMACs | paper | forward ms | fwd GFLOP/s | fwd vs conv "
-        "| fwd vs conv (cpu-time) | train step ms | train GFLOP/s | train vs conv | train vs conv (cpu-time) "
-        "| RSS MB fwd / train (base) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(results, "networks"),
     ]
-    for r in results["networks"]:
-        if "error" in r:
-            lines.append(f"| {r['bundle']} | {r['size']} | error: {_last_line(r['error'])} |" + " |" * 13)
-            continue
-        paper = CASES[r["bundle"]].paper
-        reported = [f"{paper[k]} {unit}" for k, unit in (("params_m", "M"), ("gmacs", "G")) if k in paper]
-        paper_txt = ", ".join(reported) or "-"
-        f, t = r["forward"], r["train_step"]
-        runs = lambda x: f"{x['runs']}{'*' if x.get('first_run_only') else ''}"  # noqa: E731
-        if "skipped" in t:
-            train = f"skipped: {t['skipped']} | - | - | - | {f['peak_rss_mb']:.0f} / - ({r['rss_baseline_mb']:.0f})"
-        else:
-            train = (f"{t['wall_s'] * 1e3:.0f} ({runs(t)}) | {t['gflop_per_s']:.1f} | {t['vs_conv']:.2f} "
-                     f"| {t['vs_conv_cpu_time']:.2f} "
-                     f"| {f['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f})")
-        lines.append(
-            f"| {r['bundle']} | {r['size']} | {'x'.join(map(str, r['input_shape']))} | {r['batch']} "
-            f"| {r['params'] / 1e6:.2f} | {_fmt(r['macs'] / 1e9 if r.get('macs') is not None else None)} "
-            f"| {paper_txt} | {f['wall_s'] * 1e3:.0f} ({runs(f)}) "
-            f"| {f['gflop_per_s']:.1f} | {f['vs_conv']:.2f} | {f['vs_conv_cpu_time']:.2f} | {train} |"
-        )
     if results.get("volumes"):
         lines += [
             "",
@@ -737,26 +824,8 @@ def markdown(results: dict[str, Any]) -> str:
             "reduced-width runs scaled by network inputs x the paper-size forward time; slice-wise runs on "
             "`measured_depth` slices scaled to the full depth.",
             "",
-            "| bundle | volume (measured) | inferer | widths | network calls (inputs) | wall s | GFLOP | GFLOP/s "
-            "| vs conv | peak RSS MB (base) "
-            "| paper widths, estimated s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *table(results, "volumes"),
         ]
-        for r in results["volumes"]:
-            if "error" in r:
-                lines.append(f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 9)
-                continue
-            inferer = {k: v for k, v in r["inferer"].items() if k != "_target_"}
-            target = r["inferer"].get("_target_", "")
-            lines.append(
-                f"| {r['bundle']} | {'x'.join(map(str, r['volume_shape']))} "
-                f"({'x'.join(map(str, r.get('measured_shape', r['volume_shape'])))}) "
-                f"| {target.split('.')[-1]} {inferer} "
-                f"| {r.get('overrides') or 'bundle'} | {r['network_calls']} ({r.get('network_inputs', '-')}) "
-                f"| {r['wall_s']:.1f} ({r['runs']}) | {r['gflop']:.0f} | {r['gflop_per_s']:.1f} | {r['vs_conv']:.2f} "
-                f"| {r['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f}) "
-                f"| {_fmt(r.get('estimated_paper_width_s') or r.get('scaled_to_full_depth_s'), 0)} |"
-            )
     if results.get("data"):
         lines += [
             "",
@@ -765,23 +834,73 @@ def markdown(results: dict[str, Any]) -> str:
             "`train#preprocessing` of `train.json` + `sample_data.json` on `common.data` sample data, one process, "
             "`num_workers=0`; samples/s of whole epochs (median), cache build time apart.",
             "",
-            "| bundle | sample data | items | samples/epoch | Dataset+DataLoader samples/s "
-            "| CacheDataset+ThreadDataLoader samples/s | cache build s | speed-up |",
-            "|---|---|---|---|---|---|---|---|",
+            *table(results, "data"),
         ]
-        for r in results["data"]:
-            if "error" in r:
-                lines.append(f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 6)
-                continue
-            lines.append(
-                f"| {r['bundle']} | {r['sample_data_kind']} | {r['items']} | {r['samples_per_epoch']} "
-                f"| {r['plain']['samples_per_s']:.1f} "
-                f"| {r['cached']['samples_per_s']:.1f} | {r['cached']['cache_build_s']:.2f} "
-                f"| {r['speedup_cached']:.1f}x |"
-            )
     if "total_wall_s" in results:
         lines += ["", f"Total wall time of the run: {results['total_wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the rows each bundle's docs/README.md quotes
+# ----------------------------------------------------------------------------------------------------------
+DOCS_START = "<!-- benchmark:start -->"
+DOCS_END = "<!-- benchmark:end -->"
+DOCS_HEADING = "## Speed on a CPU"
+DOCS_BEFORE = "## Serving with MONAI Label"  # where a new section goes (else: at the end)
+
+
+def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchmarks/results/results.json") -> str:
+    """The block a bundle's ``docs/README.md`` quotes: the machine line and this bundle's rows of every table of
+    :func:`markdown`, between the :data:`DOCS_START` / :data:`DOCS_END` markers."""
+    settings = results.get("settings", {})
+    command = "python -m benchmarks.harness " + " ".join(settings.get("argv") or ["run"])
+    lines = [
+        DOCS_START,
+        f"Written by `python -m benchmarks.harness docs` from `{source}` (do not edit by hand): measured with "
+        f"`{command}`; columns and method in `benchmarks/README.md`. {machine_line(results)} The CPU was shared "
+        "with other jobs: compare the `vs conv` ratios rather than the absolute times.",
+    ]
+    for key in ("networks", "volumes", "data"):
+        rows = table(results, key, bundle)
+        if rows:
+            lines += ["", *rows]
+    return "\n".join(lines + ["", DOCS_END])
+
+
+def update_docs_text(text: str, block: str) -> str:
+    """``text`` with its benchmark block replaced by ``block``, or with a new :data:`DOCS_HEADING` section
+    holding it inserted before :data:`DOCS_BEFORE` (at the end when that heading is missing)."""
+    if DOCS_START in text and DOCS_END in text:
+        head, rest = text.split(DOCS_START, 1)
+        return head + block + rest.split(DOCS_END, 1)[1]
+    section = f"{DOCS_HEADING}\n\n{block}\n\n"
+    at = text.find("\n" + DOCS_BEFORE)
+    if at < 0:
+        return text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    return text[: at + 1] + section + text[at + 1:]
+
+
+def write_docs(results_path: str | os.PathLike = RESULTS_DIR / "results.json", bundles: Sequence[str] | None = None,
+               check: bool = False) -> list[str]:
+    """Write each bundle's benchmark block (:func:`bundle_markdown`) into its ``docs/README.md``; with ``check``,
+    write nothing. Returns the bundles whose docs were (``check``: would be) changed."""
+    results_path = Path(results_path)
+    results = json.loads(results_path.read_text())
+    try:
+        source = results_path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        source = str(results_path)
+    changed = []
+    for bundle in bundles or sorted({r["bundle"] for r in results.get("networks", [])}):
+        path = BUNDLES_DIR / bundle / "docs" / "README.md"
+        text = path.read_text()
+        new = update_docs_text(text, bundle_markdown(results, bundle, source))
+        if new != text:
+            changed.append(bundle)
+            if not check:
+                path.write_text(new)
+    return changed
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -813,6 +932,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_prof.add_argument("--steps", type=int, default=3)
     p_prof.add_argument("--top", type=int, default=12)
     p_prof.add_argument("--threads", type=int, default=None)
+    p_prec = sub.add_parser("precision", help="bf16 autocast and torch.compile against fp32 eager, interleaved")
+    p_prec.add_argument("--bundles", nargs="+", default=None, choices=list(CASES))
+    p_prec.add_argument("--size", default="cpu", choices=SIZES)
+    p_prec.add_argument("--out", default=str(RESULTS_DIR))
+    p_prec.add_argument("--repeats", type=int, default=4)
+    p_prec.add_argument("--warmup", type=int, default=1)
+    p_prec.add_argument("--no-compile", action="store_true")
+    p_prec.add_argument("--in-process", action="store_true")
+    p_prec.add_argument("--threads", type=int, default=None)
+    p_docs = sub.add_parser("docs", help="write each bundle's benchmark rows into its docs/README.md")
+    p_docs.add_argument("--results", default=str(RESULTS_DIR / "results.json"))
+    p_docs.add_argument("--bundles", nargs="+", default=None, choices=list(CASES))
+    p_docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if a bundle's docs differ")
     p_worker = sub.add_parser("_worker")  # one case in a fresh process (internal)
     p_worker.add_argument("spec")
     args = parser.parse_args(argv)
@@ -829,6 +961,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                       not args.no_volume, not args.no_data, not args.in_process, args.name, args.long_run_s,
                       args.max_run_s, args.reuse, args.threads)
         print(markdown(results))
+        return 0
+    if args.command == "docs":
+        changed = write_docs(args.results, args.bundles, check=args.check)
+        print(("differ: " if args.check else "updated: ") + (", ".join(changed) or "none"))
+        return 1 if args.check and changed else 0
+    if args.command == "precision":
+        from benchmarks.precision import precision, precision_markdown
+
+        print(precision_markdown(precision(args.bundles, args.size, args.out, args.repeats, args.warmup,
+                                           not args.no_compile, not args.in_process, args.threads)))
         return 0
     from benchmarks.profiling import profile
 

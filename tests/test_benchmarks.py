@@ -83,3 +83,77 @@ def test_unknown_bundle_or_size_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="unknown bundle or size"):
         run(sizes=["huge"], out=tmp_path)
+
+
+def test_interleaved_calls_alternate_after_warmup():
+    from benchmarks.harness import interleaved
+
+    calls = []
+    t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then ABABAB
+    assert t["a"]["runs"] == t["b"]["runs"] == 3 and len(t["b"]["cpu_all_s"]) == 3
+    assert len(t["load_average"]["start"]) == 3
+
+
+def test_measure_counts_flops_of_the_first_run():
+    from benchmarks.harness import measure
+
+    a, b = torch.ones(8, 16), torch.ones(16, 4)
+    t = measure(lambda: a @ b, repeats=2, warmup=1, budget_s=10.0)
+    assert t["gflop"] == 2 * 8 * 16 * 4 / 1e9 and t["runs"] == 2
+    single = measure(lambda: a @ b, repeats=2, warmup=1, budget_s=10.0, long_run_s=0.0)
+    assert single["runs"] == 1 and single["first_run_only"]
+
+
+def test_docs_block_is_inserted_then_replaced():
+    from benchmarks.harness import DOCS_END, DOCS_START, update_docs_text
+
+    text = "# B\n\n## Results\n\nx\n\n## Serving with MONAI Label, ONNX\n\ny\n"
+    block = f"{DOCS_START}\nrows 1\n{DOCS_END}"
+    inserted = update_docs_text(text, block)
+    assert inserted == text.replace("## Serving", f"## Speed on a CPU\n\n{block}\n\n## Serving")
+    replaced = update_docs_text(inserted, f"{DOCS_START}\nrows 2\n{DOCS_END}")
+    assert replaced == inserted.replace("rows 1", "rows 2")
+    assert update_docs_text("# B\n", block) == f"# B\n\n## Speed on a CPU\n\n{block}\n"
+
+
+def test_bundle_docs_quote_the_recorded_results():
+    """Each bundle's docs/README.md holds, between the benchmark markers, its machine line and its rows of
+    benchmarks/results/results.json: after a new run, `python -m benchmarks.harness docs` updates them."""
+    from benchmarks.harness import RESULTS_DIR, bundle_markdown, write_docs
+
+    results = json.loads((RESULTS_DIR / "results.json").read_text())
+    assert write_docs(RESULTS_DIR / "results.json", check=True) == []
+    for bundle in CASES:
+        block = bundle_markdown(results, bundle)
+        rows = [line for line in block.splitlines() if line.startswith(f"| {bundle} |")]
+        assert len(rows) >= 2  # CPU-friendly and paper sizes at least
+        assert all(row in (RESULTS_DIR / "results.md").read_text() for row in rows)
+
+
+def test_precision_agreement_hand_worked():
+    from benchmarks.precision import agreement
+
+    reference = torch.tensor([[[2.0, -1.0, 0.5, -0.5]]])  # (B=1, C=1, 4): foreground at 0 and 2
+    other = torch.tensor([[[1.5, 0.25, -0.5, -0.5]]])  # foreground at 0 and 1
+    a = agreement(reference, other, "binary")
+    assert a["dice"] == pytest.approx(2 * 1 / 4) and a["voxel_agreement"] == pytest.approx(0.5)
+    assert a["max_abs_diff"] == pytest.approx(1.25) and a["max_abs_diff_over_max_logit"] == pytest.approx(0.625)
+    two_class = torch.tensor([[[0.0, 1.0]], [[1.0, 0.0]]]).permute(1, 0, 2)  # argmax: class 1, class 0
+    assert agreement(two_class, two_class.flip(-1), "classes")["dice"] == 0.0
+    empty = torch.full((1, 1, 3), -1.0)
+    assert agreement(empty, empty, "binary")["dice"] == 1.0  # both empty: full agreement
+
+
+def test_precision_runs_on_tiny_size(tmp_path):
+    argv = ["precision", "--size", "tiny", "--bundles", EAANET, "--out", str(tmp_path), "--repeats", "1",
+            "--no-compile", "--in-process"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "precision_tiny.json").read_text())
+    (entry,) = report["networks"]
+    assert entry["input_shape"] == [2, 12, 64, 64] and "compile_forward" not in entry
+    for phase in ("bf16_forward", "bf16_train_step"):
+        assert entry[phase]["fp32"]["runs"] == entry[phase]["bf16"]["runs"] == 1
+    assert entry["bf16_agreement"]["output_dtype_under_autocast"] == "torch.bfloat16"
+    assert 0.0 <= entry["bf16_agreement"]["dice"] <= 1.0 and entry["bf16_agreement"]["gradient_cosine"] > 0.5
+    assert f"| {EAANET} | 2x12x64x64 | " in (tmp_path / "precision_tiny.md").read_text()
