@@ -1203,9 +1203,10 @@ def read_sunnybrook(source: Path, derived: Path) -> Listing:
     """The Sunnybrook Cardiac Data (45 cine series; the 2009 LV segmentation challenge): DICOM series and
     contour text files (``IM-0001-NNNN-icontour-manual.txt``, one ``x y`` point a line) in separate trees.
 
-    The contour file names give the image number but not the DICOM series it belongs to, and how the case
-    folders of the two trees correspond could not be confirmed from a published description, so this reader
-    raises with the conversion to do. It is not the paper's set: Crosslink-Net's 33 subjects and 7,980 slices are
+    The contour file names (``IM-0001-NNNN``) give the image number but not the DICOM series it belongs to
+    (the images are ``IM-<series>-NNNN.dcm``); public converters pair them through a table of one short-axis
+    series a case, written by hand. No published description of that table could be checked here, so this
+    reader raises with the conversion to do. It is not the paper's set: Crosslink-Net's 33 subjects and 7,980 slices are
     the York set (``york_cardiac``), which this module reads as published.
     """
     raise DatalistError(
