@@ -1232,7 +1232,7 @@ DATASETS: dict[str, DatasetReader] = {
                                ("conresnet_brats_mri_segmentation",), validation=35),
     "brats2020": DatasetReader(read_brats, "BraTS 2020 case folders (*_flair/_t1/_t1ce/_t2/_seg.nii); 20% held out",
                                ("eaanet_brats_mri_segmentation",), validation=0.2),
-    "msd_task01": DatasetReader(read_msd_task01, "Decathlon Task01_BrainTumour (4D, labels mapped to BraTS values)",
+    "msd_task01": DatasetReader(read_msd_task01, "Decathlon Task01_BrainTumour (4D); bundles: configs/msd_task01.json",
                                 ("conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"), validation=0.2),
     "pancreas_ct": DatasetReader(read_pancreas_ct, "NIH Pancreas-CT (DICOM series + label*.nii.gz); 4 folds",
                                  ("conresnet_brats_mri_segmentation",), folds=4),
