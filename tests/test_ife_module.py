@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from common.networks.ife import IFE, curvature_kernel, curvature_score, entropy_score, mean_curvature
+from common.networks.ife import (
+    IFE,
+    _log2_count_sums,
+    _log2_count_sums_by_sort,
+    _pair_codes,
+    curvature_kernel,
+    curvature_score,
+    entropy_score,
+    mean_curvature,
+)
 
 K2 = torch.tensor([[-1, 5, -1], [5, -16, 5], [-1, 5, -1]], dtype=torch.float64) / 16
 
@@ -174,9 +183,15 @@ def test_entropy_equals_straightforward_implementation(shape):
         old, exact_rank = entropy_by_sort(x, bins)
         assert torch.allclose(new, old, rtol=0, atol=2**-29)
         assert torch.equal(top(new, shape[1]), exact_rank)
-    # many channels: several histogram chunks (8 channels of 256 x 256 bins at a time)
-    x = torch.rand(1, 33, 5, 5, generator=g)
-    assert torch.allclose(entropy_score(x), entropy_by_sort(x)[0], rtol=0, atol=2**-29)
+    # 34 x 34: 1024 windows, dense histograms, 20 channels in 3 chunks (8 channels of 256 x 256 bins at a time);
+    # the dense histogram and the sort (used below 1024 windows) give the same integers
+    x = torch.rand(1, 20, 34, 34, generator=g)
+    codes = _pair_codes(x, 256)
+    table = torch.arange(codes.shape[1] + 1) * 1000
+    assert torch.equal(_log2_count_sums(codes, table, 256), _log2_count_sums_by_sort(codes, table, 256))
+    new = entropy_score(x)
+    old, exact_rank = entropy_by_sort(x)
+    assert torch.allclose(new, old, rtol=0, atol=2**-29) and torch.equal(top(new, 20), exact_rank)
 
 
 def test_curvature_is_one_depthwise_convolution():
