@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from common.losses.chnet import WeightedIoUBCELoss
 
@@ -53,3 +54,17 @@ def test_bad_inputs():
         WeightedIoUBCELoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
     with pytest.raises(ValueError, match="odd"):
         WeightedIoUBCELoss(kernel_size=4)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 31])
+def test_box_mean_is_avg_pool_bit_for_bit(kernel_size):
+    """The separable box sum equals the k x k ``avg_pool2d`` of F3Net Eq. 8 exactly on binary masks."""
+    torch.manual_seed(0)
+    mask = (torch.rand(3, 2, 37, 45) > 0.6).float()
+    loss_fn = WeightedIoUBCELoss(kernel_size=kernel_size)
+    expected = F.avg_pool2d(mask, kernel_size, stride=1, padding=kernel_size // 2)
+    assert torch.equal(loss_fn.box_mean(mask), expected)
+    soft = torch.rand(1, 1, 20, 24)
+    torch.testing.assert_close(
+        loss_fn.box_mean(soft), F.avg_pool2d(soft, kernel_size, stride=1, padding=kernel_size // 2)
+    )

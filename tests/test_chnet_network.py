@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -9,6 +10,7 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.chnet import with_concatenation_decoder
 from common.networks.chnet import CHNet
 
 
@@ -33,8 +35,54 @@ def test_macs_at_352():
         x = torch.empty(1, 3, 352, 352)
         with FlopCounterMode(display=False) as counter:
             net(x)
-    # FlopCounterMode counts 2 x MACs; 8.38 G in the encoder + 4.43 G in the decoder (paper: about 7.1 G)
-    assert counter.get_total_flops() / 2 == pytest.approx(12.806e9, rel=1e-3)
+        with FlopCounterMode(display=False) as encoder_counter:
+            net.encoder(x)
+    # FlopCounterMode counts 2 x MACs; 8.38 G in the encoder + 0.70 G in the decoder (paper: about 7.1 G).
+    # Decoder: reductions 64*64*176^2 + (256*88^2 + 512*44^2 + 1024*22^2)*64, hidden 1x1 conv per level
+    # 64*128*(176^2 + 88^2 + 44^2 + 22^2), classifier 128*352^2 (4.06 G more for the hidden conv at 352^2)
+    decoder = 64 * 64 * 176**2 + (256 * 88**2 + 512 * 44**2 + 1024 * 22**2) * 64
+    decoder += 64 * 128 * (176**2 + 88**2 + 44**2 + 22**2) + 128 * 352**2
+    assert counter.get_total_flops() / 2 - encoder_counter.get_total_flops() / 2 == decoder
+    assert encoder_counter.get_total_flops() / 2 == pytest.approx(8.382e9, rel=1e-3)
+    assert counter.get_total_flops() / 2 == pytest.approx(9.083e9, rel=1e-3)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_per_level_head_equals_concatenation(train):
+    """The decoder's per-level 1x1 convolution computes the paper's concatenation form (benchmarks.chnet):
+    outputs in float32, and in float64 (where rounding is far below the tolerance) outputs, every gradient
+    and the BatchNorm statistics."""
+    torch.manual_seed(0)
+    net = CHNet().train(train)
+    reference = with_concatenation_decoder(net).train(train)
+    x = torch.randn(2, 3, 50, 70)  # levels of 25x35, 13x18, 7x9, 4x5: upsampling by non-integer factors
+    net64 = copy.deepcopy(net).double()
+    torch.testing.assert_close(net(x), reference(x), rtol=1e-5, atol=1e-5)
+    net, reference, x = net64, with_concatenation_decoder(net64), x.double()
+    out, expected = net(x), reference(x)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    if train:
+        out.square().sum().backward()
+        expected.square().sum().backward()
+        # the reductions' biases have a true gradient of 0 (train-mode BatchNorm removes constants): atol
+        for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+        norm, expected_norm = net.decoder.head[0].adn.N, reference.decoder.head[0].adn.N
+        torch.testing.assert_close(norm.running_var, expected_norm.running_var, rtol=1e-12, atol=1e-12)
+
+
+def test_state_dict_keys_unchanged():
+    with torch.device("meta"):
+        net = CHNet()
+    decoder_keys = [k for k in net.state_dict() if k.startswith("decoder.")]
+    assert decoder_keys == [
+        *(f"decoder.reductions.{i}.conv.{p}" for i in range(4) for p in ("weight", "bias")),
+        "decoder.head.0.conv.weight",
+        *(f"decoder.head.0.adn.N.{b}" for b in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+        "decoder.head.1.conv.weight",
+        "decoder.head.1.conv.bias",
+    ]
+    assert net.decoder.head[0].conv.weight.shape == (128, 256, 1, 1)
 
 
 def test_variants_sizes():

@@ -39,6 +39,15 @@ class WeightedIoUBCELoss(_Loss):
         self.weight_scale = weight_scale
         self.smooth = smooth
 
+    def box_mean(self, target: torch.Tensor) -> torch.Tensor:
+        """``avgpool_k(target)``: the k x k mean (stride 1, zero padding counted) of F3Net Eq. 8, computed
+        as a column sum then a row sum (2k instead of k^2 additions a pixel) divided once by k^2. On a
+        binary mask every partial sum is an integer, exact in floating point, so the result equals
+        ``F.avg_pool2d(target, k, stride=1, padding=k // 2)`` bit for bit (soft labels: to rounding)."""
+        k, pad = self.kernel_size, self.kernel_size // 2
+        column_sums = F.avg_pool2d(target, (k, 1), stride=1, padding=(pad, 0), divisor_override=1)
+        return F.avg_pool2d(column_sums, (1, k), stride=1, padding=(0, pad), divisor_override=k * k)
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
         Args:
@@ -53,10 +62,7 @@ class WeightedIoUBCELoss(_Loss):
         if input.ndim != 4:
             raise ValueError(f"WeightedIoUBCELoss expects (B, C, H, W) tensors, got {input.ndim} dimensions.")
         target = target.to(input.dtype)
-        pad = self.kernel_size // 2
-        weight = 1 + self.weight_scale * torch.abs(
-            F.avg_pool2d(target, self.kernel_size, stride=1, padding=pad) - target
-        )
+        weight = 1 + self.weight_scale * torch.abs(self.box_mean(target) - target)
         bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
         weighted_bce = (weight * bce).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
         prob = torch.sigmoid(input)

@@ -43,6 +43,14 @@ class ClassificationHeadDecoder(nn.Module):
             the decoder holds the paper's "about 0.15 M" parameters (Table 5, Section 5.5).
         head_kernel_size: kernel size of the head's hidden convolution: 1 (the paper's choice) or 3
             (the "CHNet (3x3 Conv)" row of Table 6).
+
+    With a 1x1 head (the paper's), the head's first convolution runs on every level at the level's own
+    resolution, before the upsampling: a 1x1 convolution without bias and bilinear upsampling are both
+    linear maps, one acting on channels and the other on pixels, so they commute, and a convolution of a
+    concatenation is the sum of the convolutions of its parts with the matching slices of the weight:
+    ``conv_W(cat_l(up(r_l))) = sum_l up(conv_{W_l}(r_l))``. Same function, same parameters and state
+    dict, but 0.34 instead of 4.06 GMACs for that convolution at 352 x 352 (the shallowest level is at
+    1/2 of the input size).
     """
 
     def __init__(
@@ -56,6 +64,7 @@ class ClassificationHeadDecoder(nn.Module):
         super().__init__()
         if head_kernel_size % 2 != 1:
             raise ValueError(f"head_kernel_size must be odd (1 or 3 in the paper), got {head_kernel_size}.")
+        self.reduced_channels = reduced_channels
         self.reductions = nn.ModuleList(
             Convolution(2, c, reduced_channels, kernel_size=1, conv_only=True) for c in in_channels
         )
@@ -73,11 +82,21 @@ class ClassificationHeadDecoder(nn.Module):
         )
 
     def forward(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
-        upsampled = [
-            F.interpolate(reduce(f), size=size, mode="bilinear", align_corners=False)
-            for reduce, f in zip(self.reductions, features)
-        ]
-        return self.head(torch.cat(upsampled, dim=1))
+        reduced = [reduce(f) for reduce, f in zip(self.reductions, features)]
+        hidden_layer, classifier = self.head[0], self.head[1]
+        if hidden_layer.conv.kernel_size != (1, 1):
+            upsampled = [F.interpolate(r, size=size, mode="bilinear", align_corners=False) for r in reduced]
+            return classifier(hidden_layer(torch.cat(upsampled, dim=1)))
+        # the hidden 1x1 convolution per level before upsampling (class docstring): same function. The
+        # levels go channels-last, where the bilinear kernel runs over the contiguous channels, and are
+        # summed in place (upsampling does not keep its output for the backward pass).
+        weights = hidden_layer.conv.weight.split(self.reduced_channels, dim=1)
+        mixed: torch.Tensor | None = None
+        for r, w in zip(reduced, weights):
+            level = F.conv2d(r, w).contiguous(memory_format=torch.channels_last)
+            level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
+            mixed = level if mixed is None else mixed.add_(level)
+        return classifier(hidden_layer.adn(mixed)).contiguous()
 
 
 class FCN32sDecoder(nn.Module):
