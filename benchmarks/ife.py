@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,32 +30,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from common.networks.ife import IFE, IFEUNet, curvature_kernel
+from benchmarks.conresnet import interleaved
+from common.networks.ife import IFE, IFEUNet, _pair_codes, curvature_kernel
 
-__all__ = ["previous_entropy_score", "previous_curvature_score", "interleaved", "selection_cost", "main"]
+__all__ = ["previous_entropy_score", "previous_curvature_score", "selection_cost", "main"]
 
 LEVELS = {"1/2": ("down_1", "ife_1"), "1/4": ("down_2", "ife_2")}
 
 
 def previous_entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
-    """The entropy score as computed before this A/B (bundle 0.1.1): per-channel sort of the pair codes, run
-    lengths by ``cummax``, ``E = log2 N - sum n log2 n / N`` in float64. Same quantisation as ``entropy_score``."""
-    b, c, spatial_dims = x.shape[0], x.shape[1], x.ndim - 2
-    flat = x.reshape((b * c, 1) + tuple(x.shape[2:])).float()
-    flat_rows = flat.reshape(b * c, -1)
-    low = flat_rows.amin(dim=1)
-    span = (flat_rows.amax(dim=1) - low).clamp_min(torch.finfo(flat.dtype).tiny)
-    view = (-1, 1) + (1,) * spatial_dims
-    u = (flat - low.reshape(view)) / span.reshape(view)
-    box = u
-    for axis in range(2, 2 + spatial_dims):
-        size = box.shape[axis] - 2
-        box = box.narrow(axis, 0, size) + box.narrow(axis, 1, size) + box.narrow(axis, 2, size)
-    centre = u[(slice(None), slice(None)) + (slice(1, -1),) * spatial_dims]
-    mean = (box - centre) / (3**spatial_dims - 1)
-    i = (centre * bins).floor().clamp(0, bins - 1).long()
-    j = (mean * bins).floor().clamp(0, bins - 1).long()
-    codes = (i * bins + j).reshape(b * c, -1).sort(dim=1).values
+    """The entropy score as computed before this A/B (bundle 0.1.1): per-channel sort of the pair codes (the same
+    quantisation, ``_pair_codes``), run lengths by ``cummax``, ``E = log2 N - sum n log2 n / N`` in float64."""
+    codes = _pair_codes(x, bins).sort(dim=1).values
     position = torch.arange(codes.shape[1]).expand_as(codes)
     change = codes[:, 1:] != codes[:, :-1]
     edge = torch.ones_like(change[:, :1])
@@ -69,7 +52,7 @@ def previous_entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
     zero = torch.zeros_like(run_length)
     windows = torch.where(is_end, run_length, zero).sum(dim=1)
     n_log_n = torch.where(is_end, run_length * torch.log2(run_length), zero).sum(dim=1)
-    return (torch.log2(windows) - n_log_n / windows).clamp_min(0.0).reshape(b, c)
+    return (torch.log2(windows) - n_log_n / windows).clamp_min(0.0).reshape(x.shape[:2])
 
 
 def previous_curvature_score(x: torch.Tensor) -> torch.Tensor:
@@ -85,30 +68,6 @@ class _PreviousScore(IFE):
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return previous_curvature_score(x) if self.mode == "curvature" else previous_entropy_score(x, self.bins)
-
-
-def interleaved(variants: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1) -> dict[str, Any]:
-    """``warmup`` runs of every variant, then ``repeats`` rounds of all variants in turn; median (and all) process
-    CPU and wall seconds of each, and the load average (1, 5, 15 min) at the start and end."""
-    load_start = os.getloadavg()
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    cpu: dict[str, list[float]] = {k: [] for k in variants}
-    wall: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            c0, w0 = time.process_time(), time.perf_counter()
-            fn()
-            wall[name].append(time.perf_counter() - w0)
-            cpu[name].append(time.process_time() - c0)
-    result: dict[str, Any] = {
-        name: {"cpu_ms": 1e3 * statistics.median(cpu[name]), "wall_ms": 1e3 * statistics.median(wall[name]),
-               "cpu_all_ms": [1e3 * t for t in cpu[name]]}
-        for name in variants
-    }
-    result["load_avg"] = {"start": load_start, "end": os.getloadavg()}
-    return result
 
 
 def _modules(mode: str) -> tuple[IFEUNet, dict[str, IFE]]:
@@ -162,9 +121,9 @@ def selection_cost(shape: Sequence[int], repeats: int = 5, warmup: int = 1) -> d
                 variants[name] = (lambda m: lambda: m(trainable))(module)
             with torch.inference_mode(not train):
                 timing = interleaved(variants, repeats, warmup)
-            block_cpu, block_wall = timing[block_name]["cpu_ms"], timing[block_name]["wall_ms"]
-            timing["ratio_cpu"] = {name: timing[name]["cpu_ms"] / block_cpu for name in modules}
-            timing["ratio_wall"] = {name: timing[name]["wall_ms"] / block_wall for name in modules}
+            block_cpu, block_wall = timing[block_name]["cpu_s"], timing[block_name]["wall_s"]
+            timing["ratio_cpu"] = {name: timing[name]["cpu_s"] / block_cpu for name in modules}
+            timing["ratio_wall"] = {name: timing[name]["wall_s"] / block_wall for name in modules}
             entry["train" if train else "eval"] = timing
         block.eval()
         out["levels"][level] = entry
@@ -185,11 +144,12 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
                 t = entry[mode]
                 r = t["ratio_cpu"]
                 load = "{:.1f}-{:.1f}".format(t["load_avg"]["start"][0], t["load_avg"]["end"][0])
+                ms = {name: 1e3 * t[name]["cpu_s"] for name in (entry["block"], *r)}
                 lines.append(
-                    f"| {size} | {level} ({entry['block']}) | {mode} | {t[entry['block']]['cpu_ms']:.1f} | "
-                    f"{t['entropy']['cpu_ms']:.1f} ({t['entropy_previous']['cpu_ms']:.1f}) | "
+                    f"| {size} | {level} ({entry['block']}) | {mode} | {ms[entry['block']]:.1f} | "
+                    f"{ms['entropy']:.1f} ({ms['entropy_previous']:.1f}) | "
                     f"{r['entropy']:.2f}x ({r['entropy_previous']:.2f}x) | "
-                    f"{t['curvature']['cpu_ms']:.1f} ({t['curvature_previous']['cpu_ms']:.1f}) | "
+                    f"{ms['curvature']:.1f} ({ms['curvature_previous']:.1f}) | "
                     f"{r['curvature']:.2f}x ({r['curvature_previous']:.2f}x) | {load} |"
                 )
     return "\n".join(lines) + "\n"
