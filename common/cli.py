@@ -293,8 +293,10 @@ def profile(bundles: tuple[str, ...] | None = None, size: str = "cpu") -> None:
 def main() -> None:
     import fire
 
+    # every command prints its own result; the return values are for Python callers, so fire prints nothing more
     fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
-               "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile})
+               "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile},
+              serialize=lambda result: None)
 
 
 if __name__ == "__main__":

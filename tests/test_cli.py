@@ -30,6 +30,13 @@ def test_sample_data_writes_the_datalist(tmp_path: Path, capsys) -> None:
         cli.sample_data("nope", str(tmp_path / "n"))
 
 
+def test_command_line_prints_the_result_once(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("sys.argv", ["medseg-bundles", "sample-data", "gray2d", str(tmp_path / "g")])
+    cli.main()
+    out = capsys.readouterr().out
+    assert out.count(str(tmp_path / "g" / "dataset.json")) == 1, out
+
+
 def test_unknown_bundle_lists_the_known_ones() -> None:
     with pytest.raises(SystemExit, match="no single bundle matches 'no_such_bundle'"):
         cli.verify("no_such_bundle")
