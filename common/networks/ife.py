@@ -200,6 +200,11 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
         raise ValueError(f"entropy_score: bins must be an integer in 1..4096 (256 in the paper), got {bins}.")
     codes = _pair_codes(x, bins)
     windows = codes.shape[1]
+    if not torch.jit.is_tracing() and windows > 2**28:
+        raise ValueError(
+            f"entropy_score: {windows} windows per channel exceed the 2**28 that the int64 fixed-point sums hold; "
+            "place IFE at a lower resolution or score the channels of smaller crops."
+        )
     levels = torch.arange(windows + 1, dtype=torch.float64)
     table = (torch.log2(levels.clamp_min(1)) * 2**_LOG2_FRACTION_BITS).round().long().to(codes.device)
     if torch.jit.is_tracing():
@@ -218,8 +223,9 @@ class IFE(nn.Module):
     """Instructive feature enhancement, Eq. 3: ``F = [F_x, max{S(F_x), r}]``.
 
     The ``int(r * C)`` channels with the highest score ``S`` (curvature, Eq. 1, or 2D entropy, Eq. 2) are
-    chosen independently for each sample, ordered by decreasing score (ties go to the lower channel index,
-    so the result is deterministic), and concatenated after the ``C`` raw channels. The next layer takes
+    chosen independently for each sample, ordered by decreasing score (a stable sort: ties go to the lower
+    channel index, so the result is deterministic; the entropy scores are exact integers divided once, see
+    :func:`entropy_score`), and concatenated after the ``C`` raw channels. The next layer takes
     ``out_channels = C + int(r * C)`` channels. ``mode="none"`` or ``ratio=0`` returns the input unchanged.
 
     Args:
