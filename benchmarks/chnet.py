@@ -1,8 +1,9 @@
 """A/B benchmarks of CHNet's optimisations (``common/networks/chnet.py``, ``common/losses/chnet.py``).
 
-Each comparison interleaves the two variants (A B A B ...) in one process after a warm-up and reports the
-median wall time and the median process CPU time (``time.process_time``) of each, their ratio, and the
-load average before and after, because the machine is shared and wall time alone is noise:
+Each comparison interleaves the two variants (A B A B ...) in one process after a warm-up
+(:func:`benchmarks.harness.interleaved`) and reports the median wall time and the median process CPU time
+of each, their ratio, and the load average at the start and end, because the machine is shared and wall
+time alone is noise:
 
 * ``decoder``: the classification head as the paper draws it (every reduced level upsampled to the input
   size, concatenated to 256 channels, then the 1x1 convolution 256 -> 128; :func:`concatenation_forward`)
@@ -32,8 +33,6 @@ import argparse
 import copy
 import functools
 import json
-import os
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -42,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.harness import interleaved, synthetic_label, train_step
 from common.losses.chnet import WeightedIoUBCELoss
 from common.networks.chnet import CHNet, ClassificationHeadDecoder
 
-__all__ = ["concatenation_forward", "count_macs", "interleaved", "main"]
+__all__ = ["concatenation_forward", "count_macs", "main"]
 
 MACS_SIZES = (224, 256, 288, 320, 352)
 
@@ -103,43 +103,13 @@ def macs_table(sizes: Sequence[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def interleaved(cases: Mapping[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, Any]:
-    """Run every case ``warmup`` times, then ``repeats`` rounds of all cases in turn (A B A B ...); median
-    wall and process CPU seconds of each case, and the load average before and after."""
-    load_before = os.getloadavg()
-    for _ in range(warmup):
-        for fn in cases.values():
-            fn()
-    wall: dict[str, list[float]] = {name: [] for name in cases}
-    cpu: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            w0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            cpu[name].append(time.process_time() - c0)
-            wall[name].append(time.perf_counter() - w0)
-    return {
-        "wall_s": {name: statistics.median(v) for name, v in wall.items()},
-        "cpu_s": {name: statistics.median(v) for name, v in cpu.items()},
-        "repeats": repeats,
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-    }
-
-
-def _disk_mask(batch: int, size: int) -> torch.Tensor:
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    disk = ((yy - size / 2) ** 2 + (xx - size / 3) ** 2 < (size / 4) ** 2).float()
-    return disk.expand(batch, 1, size, size).clone()
-
-
 def decoder_ab(size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
     """Eval forward and training step: concatenation decoder (A) against per-level decoder (B)."""
     torch.manual_seed(0)
     net = CHNet()
     reference = with_concatenation_decoder(net)
     x = torch.randn(batch, 3, size, size)
-    label = _disk_mask(batch, size)
+    label = synthetic_label("binary", (batch, size, size))
     loss_fn = WeightedIoUBCELoss()
 
     def forward(model: CHNet) -> None:
@@ -147,11 +117,8 @@ def decoder_ab(size: int, batch: int, repeats: int, warmup: int) -> dict[str, An
         with torch.inference_mode():
             model(x)
 
-    def train_step(model: CHNet, optimizer: torch.optim.Optimizer) -> None:
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), label).backward()
-        optimizer.step()
+    def step(model: CHNet, optimizer: torch.optim.Optimizer) -> None:
+        train_step(model.train(), loss_fn, optimizer, x, label)
 
     with torch.no_grad():
         max_abs_diff = (net.eval()(x) - reference.eval()(x)).abs().max().item()
@@ -166,8 +133,8 @@ def decoder_ab(size: int, batch: int, repeats: int, warmup: int) -> dict[str, An
         ),
         "training_step": interleaved(
             {
-                "concatenation": lambda: train_step(reference, opt_a),
-                "per_level": lambda: train_step(net, opt_b),
+                "concatenation": lambda: step(reference, opt_a),
+                "per_level": lambda: step(net, opt_b),
             },
             repeats,
             warmup,
@@ -222,7 +189,7 @@ def loss_ab(size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
     """The loss's 31 x 31 mean filter: ``F.avg_pool2d`` (A) against the separable box sum (B)."""
     loss_fn = WeightedIoUBCELoss()
     k = loss_fn.kernel_size
-    label = _disk_mask(batch, size)
+    label = synthetic_label("binary", (batch, size, size))
     torch.manual_seed(0)
     random_mask = (torch.rand(batch, 1, size, size) > 0.5).float()
 
@@ -237,12 +204,12 @@ def loss_ab(size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
 
 
 def _ratio_line(name: str, timing: Mapping[str, Any], a: str, b: str) -> str:
-    wall, cpu = timing["wall_s"], timing["cpu_s"]
+    ta, tb, load = timing[a], timing[b], timing["load_average"]
     return (
-        f"{name}: {a} {wall[a] * 1e3:.1f} ms wall / {cpu[a] * 1e3:.1f} ms CPU, {b} {wall[b] * 1e3:.1f} ms wall / "
-        f"{cpu[b] * 1e3:.1f} ms CPU; {a}/{b} = {wall[a] / wall[b]:.2f}x wall, {cpu[a] / cpu[b]:.2f}x CPU "
-        f"(median of {timing['repeats']}, load {timing['load_average_before'][0]:.1f} -> "
-        f"{timing['load_average_after'][0]:.1f})"
+        f"{name}: {a} {ta['wall_s'] * 1e3:.1f} ms wall / {ta['cpu_s'] * 1e3:.1f} ms CPU, {b} {tb['wall_s'] * 1e3:.1f} "
+        f"ms wall / {tb['cpu_s'] * 1e3:.1f} ms CPU; {a}/{b} = {ta['wall_s'] / tb['wall_s']:.2f}x wall, "
+        f"{ta['cpu_s'] / tb['cpu_s']:.2f}x CPU (median of {ta['runs']}, load {load['start'][0]:.1f} -> "
+        f"{load['end'][0]:.1f})"
     )
 
 
