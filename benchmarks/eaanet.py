@@ -10,7 +10,7 @@ Command line (from the repository root)::
     python -m benchmarks.eaanet inferer --before 97b516b   # old vs new AdjacentSliceInferer
     python -m benchmarks.eaanet sw                         # sw_batch_size 1/4/8/16/32 x 1/2 threads
     python -m benchmarks.eaanet train --before 97b516b     # training step: old vs new network, channels_last
-    python -m benchmarks.eaanet profile --size 96          # torch.profiler table of one training step
+    python -m benchmarks.eaanet profile --size 96          # torch.profiler: top operators of a training step
 
 ``--tiny`` shrinks every size so that the test suite can run each command in seconds.
 """
@@ -48,11 +48,12 @@ def module_at(rev: str, path: str) -> types.ModuleType:
     return module
 
 
-def _networks(net_kwargs: dict[str, Any]) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def _networks(net_kwargs: dict[str, Any], channels_last: bool = False) -> dict[str, torch.nn.Module]:
     from common.networks.eaanet import EAANet
 
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     cheap = torch.nn.Conv2d(12, 2, 1).eval()
-    return {CHEAP: cheap, "eaanet": EAANet(**net_kwargs).eval()}
+    return {CHEAP: cheap.to(memory_format=fmt), "eaanet": EAANet(**net_kwargs).eval().to(memory_format=fmt)}
 
 
 def _with_threads(threads: int, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -64,14 +65,14 @@ def _with_threads(threads: int, fn: Callable[[], Any]) -> Callable[[], Any]:
 
 
 def inferer_ab(before: str, shape: Sequence[int], sw_batch_size: int, repeats: int,
-               net_kwargs: dict[str, Any]) -> dict[str, Any]:
+               net_kwargs: dict[str, Any], channels_last: bool = False) -> dict[str, Any]:
     """Old against new :class:`AdjacentSliceInferer` on one volume, with a 1x1 conv and with EAA-Net."""
     from common.inferers.adjacent_slice import AdjacentSliceInferer
 
     old = module_at(before, "common/inferers/adjacent_slice.py").AdjacentSliceInferer
     volume = torch.randn(1, *shape)
     results: dict[str, Any] = {}
-    for name, net in _networks(net_kwargs).items():
+    for name, net in _networks(net_kwargs, channels_last).items():
         fns = {}
         for label, cls in (("before", old), ("after", AdjacentSliceInferer)):
             inferer = cls(spatial_dim=2, sw_batch_size=sw_batch_size, divisible_by=16)
@@ -81,7 +82,8 @@ def inferer_ab(before: str, shape: Sequence[int], sw_batch_size: int, repeats: i
         results[name] = interleaved(fns, repeats)
         results[name]["ratio_cpu"] = results[name]["before"]["cpu_s"] / results[name]["after"]["cpu_s"]
         results[name]["ratio_wall"] = results[name]["before"]["wall_s"] / results[name]["after"]["wall_s"]
-    return {"volume": list(shape), "sw_batch_size": sw_batch_size, "before": before, **results}
+    return {"volume": list(shape), "sw_batch_size": sw_batch_size, "before": before, "channels_last": channels_last,
+            **results}
 
 
 def _inference(inferer: Callable, volume: torch.Tensor, net: Callable) -> torch.Tensor:
@@ -90,11 +92,11 @@ def _inference(inferer: Callable, volume: torch.Tensor, net: Callable) -> torch.
 
 
 def sw_batch_sweep(shape: Sequence[int], sizes: Sequence[int], threads: Sequence[int], repeats: int,
-                   net_kwargs: dict[str, Any]) -> dict[str, Any]:
+                   net_kwargs: dict[str, Any], channels_last: bool = False) -> dict[str, Any]:
     """ms per slice (wall and CPU) of the current inferer with EAA-Net for each ``sw_batch_size`` x threads."""
     from common.inferers.adjacent_slice import AdjacentSliceInferer
 
-    net = _networks(net_kwargs)["eaanet"]
+    net = _networks(net_kwargs, channels_last)["eaanet"]
     volume = torch.randn(1, *shape)
     fns = {
         f"sw{sw}_t{t}": _with_threads(t, lambda sw=sw: _inference(AdjacentSliceInferer(2, sw, 16), volume, net))
@@ -106,7 +108,7 @@ def sw_batch_sweep(shape: Sequence[int], sizes: Sequence[int], threads: Sequence
     table = {key: {"wall_ms_per_slice": timing[key]["wall_s"] / depth * 1e3,
                    "cpu_ms_per_slice": timing[key]["cpu_s"] / depth * 1e3} for key in fns}
     torch.set_num_threads(1)
-    return {"volume": list(shape), "per_slice": table, "timing": timing}
+    return {"volume": list(shape), "channels_last": channels_last, "per_slice": table, "timing": timing}
 
 
 def _train_step(net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -119,7 +121,8 @@ def _train_step(net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.
 def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bool = True,
              net_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """One training step (EAA-Net + EAANetLoss + Adam): the network at ``before`` against the working tree's,
-    and the working tree's in channels_last memory format; forward (eval, inference mode) likewise."""
+    and the working tree's with its parameters in channels_last memory format (as the bundle's ``network``
+    with ``channels_last: true``; the input stays contiguous); forward (eval, inference mode) likewise."""
     from common.losses.eaanet import EAANetLoss
     from common.networks.eaanet import EAANet
 
@@ -135,7 +138,7 @@ def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bo
             continue
         torch.manual_seed(0)
         net = cls(**net_kwargs).to(memory_format=fmt)
-        variants[label] = (net, x.contiguous(memory_format=fmt))
+        variants[label] = (net, x)
     loss_fn = EAANetLoss()
     steps = {}
     forwards = {}
@@ -154,7 +157,8 @@ def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bo
     return result
 
 
-def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[str, Any]) -> dict[str, Any]:
+def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[str, Any],
+                 channels_last: bool = False) -> dict[str, Any]:
     """``torch.profiler`` over ``steps`` training steps after two warm-up steps: top operators by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -163,6 +167,8 @@ def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[s
 
     torch.manual_seed(0)
     net = EAANet(**net_kwargs).train()
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), 1e-4)
     x = torch.randn(batch, 12, size, size)
     y = (torch.rand(batch, 1, size, size) > 0.7).float()
@@ -175,7 +181,7 @@ def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[s
     total = sum(e.self_cpu_time_total for e in events)
     ops = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps,
             "self_cpu_ms_per_step": e.self_cpu_time_total / steps / 1e3} for e in events[:top]]
-    return {"input": [batch, 12, size, size], "steps": steps, "self_cpu_ms_per_step": total / steps / 1e3,
+    return {"input": [batch, 12, size, size], "channels_last": channels_last, "steps": steps, "self_cpu_ms_per_step": total / steps / 1e3,
             "top_ops": ops}
 
 
@@ -192,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2, help="train/profile: batch size")
     parser.add_argument("--steps", type=int, default=3, help="profile: profiled steps")
     parser.add_argument("--top", type=int, default=15, help="profile: operators listed")
+    parser.add_argument("--channels-last", action="store_true", help="inferer, sw, profile: network parameters in channels_last")
     parser.add_argument("--tiny", action="store_true", help="small sizes and widths (tests)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -203,13 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         side, depth, size = 32, min(depth, 6), min(size, 32)
     shape = (4, side, side, depth)
     if args.command == "inferer":
-        result = inferer_ab(args.before, shape, args.sw_batch_size, args.repeats, net_kwargs)
+        result = inferer_ab(args.before, shape, args.sw_batch_size, args.repeats, net_kwargs, args.channels_last)
     elif args.command == "sw":
-        result = sw_batch_sweep(shape, args.sizes, args.threads, args.repeats, net_kwargs)
+        result = sw_batch_sweep(shape, args.sizes, args.threads, args.repeats, net_kwargs, args.channels_last)
     elif args.command == "train":
         result = train_ab(args.before, args.batch, size, args.repeats, net_kwargs=net_kwargs)
     else:
-        result = profile_step(args.batch, size, args.steps, args.top, net_kwargs)
+        result = profile_step(args.batch, size, args.steps, args.top, net_kwargs, args.channels_last)
     result = {"command": args.command, "machine": machine_description(), **result}
     text = json.dumps(result, indent=1)
     if args.out is not None:

@@ -74,3 +74,17 @@ def test_evaluate_json_uses_volume_similarity():
     p = parser("train.json", "evaluate.json")
     handler = p.get_parsed_content("validate#additional_metrics#val_volume_similarity")
     assert isinstance(handler.metric_fn, VolumeSimilarity) and not handler.metric_fn.include_background
+
+
+def test_channels_last_network_matches_contiguous():
+    """``channels_last: true`` (the default) keeps the parameters in channels_last memory format; the outputs
+    match the contiguous network's up to float rounding, and ``--channels_last false`` turns it off."""
+    p = parser("train.json", "sample_data.json")
+    net = p.get_parsed_content("network").eval()
+    assert net.basic.encoders[0][0][2].weight.is_contiguous(memory_format=torch.channels_last)
+    reference = parser("train.json", "sample_data.json", channels_last=False).get_parsed_content("network").eval()
+    assert reference.basic.encoders[0][0][2].weight.is_contiguous()
+    reference.load_state_dict(net.state_dict())
+    x = torch.randn(2, 12, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-5)
