@@ -7,6 +7,7 @@ import torch
 
 from common.networks.ife import (
     IFE,
+    descending_order,
     _log2_count_sums,
     _log2_count_sums_by_sort,
     _pair_codes,
@@ -218,3 +219,10 @@ def test_selection_is_deterministic_and_equivariant(mode, spatial):
     # identical channels (exact ties) go to the lower index
     tied = torch.cat([x[:, :1]] * 12, dim=1)
     assert torch.equal(top(ife.score(tied), 6), torch.arange(6).expand(4, 6))
+
+
+def test_descending_order_is_a_stable_sort():
+    # pairwise ranks + scatter (exportable to ONNX) against torch's stable descending sort, with many ties
+    g = torch.Generator().manual_seed(5)
+    for scores in (torch.randint(0, 4, (6, 19), generator=g).double(), torch.randn(3, 256, generator=g)):
+        assert torch.equal(descending_order(scores), scores.sort(dim=1, descending=True, stable=True).indices)

@@ -43,6 +43,7 @@ __all__ = [
     "mean_curvature",
     "curvature_score",
     "entropy_score",
+    "descending_order",
     "IFE_UNET_RATIOS",
 ]
 
@@ -219,6 +220,20 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
     return entropy.reshape(x.shape[0], x.shape[1])
 
 
+def descending_order(scores: torch.Tensor) -> torch.Tensor:
+    """Channel indices of every row of ``scores`` (B, C) by decreasing score, ties to the lower index.
+
+    The same as ``scores.sort(dim=1, descending=True, stable=True).indices``, written as ranks from pairwise
+    comparisons (``B x C x C`` booleans) and one scatter, which ONNX exports (no ``aten::sort``).
+    """
+    channels = torch.arange(scores.shape[1], device=scores.device)
+    before = (scores[:, None, :] > scores[:, :, None]) | (
+        (scores[:, None, :] == scores[:, :, None]) & (channels[None, :] < channels[:, None])
+    )
+    rank = before.sum(dim=2)  # rank[b, c]: how many channels go before channel c
+    return torch.zeros_like(rank).scatter_(1, rank, channels.expand_as(rank).contiguous())
+
+
 class IFE(nn.Module):
     """Instructive feature enhancement, Eq. 3: ``F = [F_x, max{S(F_x), r}]``.
 
@@ -269,7 +284,7 @@ class IFE(nn.Module):
         if self.num_selected == 0:
             return x
         with torch.no_grad():
-            order = self.score(x.detach()).sort(dim=1, descending=True, stable=True).indices
+            order = descending_order(self.score(x.detach()))
         index = order[:, : self.num_selected].reshape((x.shape[0], self.num_selected) + (1,) * self.spatial_dims)
         selected = torch.gather(x, 1, index.expand((-1, -1) + tuple(x.shape[2:])))
         return torch.cat([x, selected], dim=1)
