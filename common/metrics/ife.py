@@ -221,36 +221,42 @@ class HumanCorrectionEffortsMetric(_OverlapMetric):
     the IFE paper's [26]): the approximate number of mouse operations a human needs to turn the prediction into
     the label. Lower is better; 0 for a prediction that equals the label (up to the tolerance ``gamma``).
 
-    Definition followed (the DIS paper's, written here from its description):
+    Definition followed: the DIS paper's HCE with the parameters of its authors' evaluation script
+    (``hce_metric_main.py`` of https://github.com/xuebinqin/DIS, read for its definition and defaults; no code of
+    it is used here):
 
     1. ``FP = pred & ~gt``, ``FN = gt & ~pred``, ``TP = pred & gt``.
-    2. Tolerance ``gamma`` (DIS: 5 pixels; the DIS tables report HCE with gamma = 5): errors thinner than about
+    2. Tolerance ``gamma`` (DIS script: 5 pixels): errors thinner than about
        ``2 gamma`` along the border of the object are not worth correcting. An error pixel is kept if it lies
        within ``gamma`` 4-neighbour steps (through pixels of its own side of the label: ``~gt`` for FP, ``~pred``
        for FN) of an error pixel that is at least ``gamma + 1`` steps inside ``pred | gt`` (erosion of the union
        by the diamond of radius ``gamma``).
     3. Thin structures are not relaxed away: the pixels of the skeleton of ``gt``
-       (``skimage.morphology.skeletonize``) that the prediction misses always count as FN.
+       (``skimage.morphology.skeletonize``, Zhang's thinning, as the DIS script does when it is given no
+       precomputed skeleton files) that the prediction misses always count as FN.
     4. An error region (8-connected) that does not touch the region it must be cut from (FP: ``TP`` or the kept
        FN; FN: the background after correction, ``~(TP | kept FP | kept FN)``) is corrected by one region
        selection: 1 operation.
     5. The rest is corrected by point selection along the part of the error's boundary that touches that region:
        the boundary pixels of each contour (``skimage.measure.find_contours``) that are 4-adjacent to it form
        chains (each pixel in one chain), each chain is simplified by Douglas-Peucker with tolerance ``epsilon``
-       (``skimage.measure.approximate_polygon``; 2 pixels as in DIS) and every polygon vertex is one operation.
+       (``skimage.measure.approximate_polygon``; 2 pixels as in the DIS script) and every vertex is one operation.
     6. HCE = FP vertices + FP regions + FN vertices + FN regions.
 
-    Where this may differ from the DIS authors' evaluation script: the pixel chains here come from marching
-    squares contours (the script traces contours with OpenCV), so the order in which chains start, split and
-    join at their ends can differ and a count can differ by a few vertices on irregular shapes (straight and
-    single-pixel-wide errors give the same chains); the script reads precomputed skeletons of the labels, this
-    one computes them with Zhang's thinning (the method of the DIS files is not stated); labels and predictions
-    are binarised at 0.5 here (the script thresholds 8-bit images at 128 and 127.5). The IFE paper does not state
-    its ``gamma`` or at which image size it evaluated HCE; its Table 1 values (about 1.3-2.5) were not reproduced.
+    Where this may differ from the DIS script: its boundary chains come from OpenCV's border following
+    (``findContours``), these from marching squares (``find_contours``) mapped back to the region's pixels; it
+    starts each chain where OpenCV's contour starts and joins the last chain to the first when their ends are
+    8-neighbours, this one starts every contour at a pixel off the boundary so that no chain wraps around. Where
+    the two orders differ, the chains split differently and Douglas-Peucker can keep a different number of
+    vertices (irregular error shapes); the cases of ``tests/test_ife_metrics.py`` (straight cuts, a 1-pixel line,
+    isolated regions) give one chain each under either rule (worked by hand). It binarises 8-bit images with ``> 128``, this metric
+    float masks with ``> 0.5`` (the same for 0/255 masks; a saved soft prediction of exactly 128 counts here).
+    OpenCV is not installed here, so no count was compared with the script. The IFE paper does not state its
+    ``gamma`` or at which image size it evaluated HCE; its Table 1 values (about 1.3-2.5) were not reproduced.
 
     Args:
-        gamma: tolerance in pixels (relaxation of thin errors along the border). Defaults to 5 (DIS).
-        epsilon: Douglas-Peucker tolerance of the polygon approximation in pixels. Defaults to 2.0 (DIS).
+        gamma: tolerance in pixels (relaxation of thin errors along the border). Defaults to 5 (DIS script).
+        epsilon: Douglas-Peucker tolerance of the polygon approximation in pixels. Defaults to 2.0 (DIS script).
         reduction: MONAI reduction over images and channels. Defaults to mean.
         get_not_nans: also return the count of non-nan values from ``aggregate``.
     """
