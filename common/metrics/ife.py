@@ -249,8 +249,9 @@ class HumanCorrectionEffortsMetric(_OverlapMetric):
     8-neighbours, this one starts every contour at a pixel off the boundary so that no chain wraps around. Where
     the two orders differ, the chains split differently and Douglas-Peucker can keep a different number of
     vertices (irregular error shapes); the cases of ``tests/test_ife_metrics.py`` (straight cuts, a 1-pixel line,
-    isolated regions) give one chain each under either rule (worked by hand). It binarises 8-bit images with ``> 128``, this metric
-    float masks with ``> 0.5`` (the same for 0/255 masks; a saved soft prediction of exactly 128 counts here).
+    isolated regions) give one chain each under either rule (worked by hand). It binarises 8-bit images with
+    ``> 128``, this metric float masks with ``> 0.5`` (the same for 0/255 masks; a saved soft prediction of
+    exactly 128 counts here).
     OpenCV is not installed here, so no count was compared with the script. The IFE paper does not state its
     ``gamma`` or at which image size it evaluated HCE; its Table 1 values (about 1.3-2.5) were not reproduced.
 
