@@ -850,9 +850,11 @@ DOCS_HEADING = "## Speed on a CPU"
 DOCS_BEFORE = "## Serving with MONAI Label"  # where a new section goes (else: at the end)
 
 
-def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchmarks/results/results.json") -> str:
+def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchmarks/results/results.json",
+                    precision: dict[str, Any] | None = None) -> str:
     """The block a bundle's ``docs/README.md`` quotes: the machine line and this bundle's rows of every table of
-    :func:`markdown`, between the :data:`DOCS_START` / :data:`DOCS_END` markers."""
+    :func:`markdown`, then its row of a ``precision`` report (bf16 / ``torch.compile``) when given, between the
+    :data:`DOCS_START` / :data:`DOCS_END` markers."""
     settings = results.get("settings", {})
     command = "python -m benchmarks.harness " + " ".join(settings.get("argv") or ["run"])
     lines = [
@@ -865,6 +867,13 @@ def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchma
         rows = table(results, key, bundle)
         if rows:
             lines += ["", *rows]
+    rows = [r for r in (precision or {}).get("networks", []) if r["bundle"] == bundle]
+    if rows:
+        from benchmarks.precision import PRECISION_HEADER, precision_caption, precision_row
+
+        lines += ["", "bf16 autocast (`--amp_bf16 true`) and `torch.compile` (`--compile true`) against fp32 eager, "
+                  f"from `python -m benchmarks.harness precision --size {precision['size']}`: "
+                  + precision_caption(precision), "", *PRECISION_HEADER, *map(precision_row, rows)]
     return "\n".join(lines + ["", DOCS_END])
 
 
@@ -883,19 +892,21 @@ def update_docs_text(text: str, block: str) -> str:
 
 def write_docs(results_path: str | os.PathLike = RESULTS_DIR / "results.json", bundles: Sequence[str] | None = None,
                check: bool = False) -> list[str]:
-    """Write each bundle's benchmark block (:func:`bundle_markdown`) into its ``docs/README.md``; with ``check``,
-    write nothing. Returns the bundles whose docs were (``check``: would be) changed."""
+    """Write each bundle's benchmark block (:func:`bundle_markdown`, with the ``precision_cpu.json`` next to
+    ``results_path`` when there is one) into its ``docs/README.md``; with ``check``, write nothing. Returns the bundles whose docs were (``check``: would be) changed."""
     results_path = Path(results_path)
     results = json.loads(results_path.read_text())
     try:
         source = results_path.resolve().relative_to(REPO_ROOT).as_posix()
     except ValueError:
         source = str(results_path)
+    precision_path = results_path.parent / "precision_cpu.json"
+    precision = json.loads(precision_path.read_text()) if precision_path.is_file() else None
     changed = []
     for bundle in bundles or sorted({r["bundle"] for r in results.get("networks", [])}):
         path = BUNDLES_DIR / bundle / "docs" / "README.md"
         text = path.read_text()
-        new = update_docs_text(text, bundle_markdown(results, bundle, source))
+        new = update_docs_text(text, bundle_markdown(results, bundle, source, precision))
         if new != text:
             changed.append(bundle)
             if not check:

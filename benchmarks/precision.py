@@ -32,7 +32,7 @@ from benchmarks.harness import (
     CASES, RESULTS_DIR, build_case, interleaved, machine_description, run_worker, train_step
 )
 
-__all__ = ["precision", "precision_case", "agreement", "precision_markdown"]
+__all__ = ["precision", "precision_case", "agreement", "precision_markdown", "precision_row"]
 
 
 def _discretise(logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -178,47 +178,60 @@ def precision(
     return report
 
 
-def precision_markdown(report: dict[str, Any]) -> str:
-    """The precision report as Markdown: time ratios (below 1: faster than fp32 eager) and agreement."""
+PRECISION_HEADER = [
+    "| bundle | input | threads | bf16 fwd | bf16 train step | bf16 Dice / voxel agreement | bf16 max abs diff "
+    "(/ max logit) | bf16 grad cosine | compile fwd | compile train step | compile time s (fwd / train) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def _ratio(entry: dict[str, Any], phase: str, key: str) -> str:
+    if phase not in entry:
+        return "-"
+    if "error" in entry[phase]:
+        return "error"
+    r = entry[phase][key]
+    return f"{r['cpu']:.2f} ({r['wall']:.2f})"
+
+
+def precision_row(e: dict[str, Any]) -> str:
+    """One network's row of :data:`PRECISION_HEADER`."""
+    if "error" in e and "bf16_agreement" not in e:
+        return f"| {e['bundle']} | error: {e['error'].strip().splitlines()[-1][:120]} |" + " |" * 9
+    a = e["bf16_agreement"]
+    compile_s = " / ".join(f"{e[p]['compile_s_estimate']:.0f}" if "compile_s_estimate" in e.get(p, {}) else "-"
+                           for p in ("compile_forward", "compile_train_step"))
+    return (
+        f"| {e['bundle']} | {'x'.join(map(str, e['input_shape']))} | {e['threads']} "
+        f"| {_ratio(e, 'bf16_forward', 'bf16_over_fp32')} | {_ratio(e, 'bf16_train_step', 'bf16_over_fp32')} "
+        f"| {a['dice']:.3f} / {a['voxel_agreement']:.4f} | {a['max_abs_diff']:.3g} "
+        f"({a['max_abs_diff_over_max_logit']:.2%}) | {a['gradient_cosine']:.4f} "
+        f"| {_ratio(e, 'compile_forward', 'compiled_over_eager')} "
+        f"| {_ratio(e, 'compile_train_step', 'compiled_over_eager')} | {compile_s} |"
+    )
+
+
+def precision_caption(report: dict[str, Any]) -> str:
+    """Machine, load and method of a precision report, in one paragraph."""
     m = report["machine"]
-    lines = [
-        f"# bf16 autocast and torch.compile against fp32 eager ({report['size']} size)",
-        "",
+    return (
         f"{m['cpu_model']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']}, MONAI {m['monai']}, "
         f"{m['date_utc']}; load average at start {m['load_average_1_5_15']}, at end {m.get('load_average_end', '-')}. "
         f"Interleaved, median of {report['repeats']} after {report['warmup']} warm-up round(s). Ratios are the "
-        "switch's time over fp32 eager (below 1: faster), on process CPU time (wall time in brackets).",
+        "switch's time over fp32 eager (below 1: faster), on process CPU time (wall time in brackets)."
+    )
+
+
+def precision_markdown(report: dict[str, Any]) -> str:
+    """The precision report as Markdown: time ratios (below 1: faster than fp32 eager) and agreement."""
+    lines = [
+        f"# bf16 autocast and torch.compile against fp32 eager ({report['size']} size)",
         "",
-        "| bundle | input | threads | bf16 fwd | bf16 train step | bf16 Dice / voxel agreement | bf16 max abs diff "
-        "(/ max logit) | bf16 grad cosine | compile fwd | compile train step | compile time s (fwd / train) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        precision_caption(report),
+        "",
+        *PRECISION_HEADER,
+        *(precision_row(e) for e in report["networks"]),
     ]
-
-    def ratio(entry: dict[str, Any], phase: str, key: str) -> str:
-        if phase not in entry:
-            return "-"
-        if "error" in entry[phase]:
-            return "error"
-        r = entry[phase][key]
-        return f"{r['cpu']:.2f} ({r['wall']:.2f})"
-
-    def compile_s(entry: dict[str, Any]) -> str:
-        return " / ".join(f"{entry[p]['compile_s_estimate']:.0f}" if "compile_s_estimate" in entry.get(p, {}) else "-"
-                          for p in ("compile_forward", "compile_train_step"))
-
-    for e in report["networks"]:
-        if "error" in e and "bf16_agreement" not in e:
-            lines.append(f"| {e['bundle']} | error: {e['error'].strip().splitlines()[-1][:120]} |" + " |" * 9)
-            continue
-        a = e["bf16_agreement"]
-        lines.append(
-            f"| {e['bundle']} | {'x'.join(map(str, e['input_shape']))} | {e['threads']} "
-            f"| {ratio(e, 'bf16_forward', 'bf16_over_fp32')} | {ratio(e, 'bf16_train_step', 'bf16_over_fp32')} "
-            f"| {a['dice']:.3f} / {a['voxel_agreement']:.4f} | {a['max_abs_diff']:.3g} "
-            f"({a['max_abs_diff_over_max_logit']:.2%}) | {a['gradient_cosine']:.4f} "
-            f"| {ratio(e, 'compile_forward', 'compiled_over_eager')} "
-            f"| {ratio(e, 'compile_train_step', 'compiled_over_eager')} | {compile_s(e)} |"
-        )
     errors = [(e["bundle"], p, e[p]["error"]) for e in report["networks"] for p in ("compile_forward", "compile_train_step")
               if "error" in e.get(p, {})]
     if errors:

@@ -1,0 +1,89 @@
+"""The bf16 autocast and torch.compile switches (``amp_bf16``, ``compile``) of the bundles' workflows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from monai.inferers import SimpleInferer
+
+from common.bundle.contract import REPO_ROOT
+from common.workflows.precision import AutocastInferer
+from conftest import bundle_parser
+
+SWITCHED = sorted(
+    p.parent.parent.name for p in (REPO_ROOT / "bundles").glob("*/configs/train.json") if '"amp_bf16"' in p.read_text()
+)
+
+
+class TwoHeads(torch.nn.Module):
+    """A conv with a float and an integer output, as in a tuple a training-mode network may return."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, y.argmax(1)
+
+
+def test_autocast_inferer_matches_autocast_by_hand():
+    torch.manual_seed(0)
+    net, x = TwoHeads().eval(), torch.randn(2, 2, 8, 8)
+    off = AutocastInferer(SimpleInferer())(x, net)
+    assert torch.equal(off[0], net(x)[0]) and off[0].dtype == torch.float32  # disabled: the inferer itself
+    on = AutocastInferer(SimpleInferer(), enabled=True)(x, net)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        by_hand = net(x)
+    assert by_hand[0].dtype == torch.bfloat16
+    assert isinstance(on, tuple) and on[0].dtype == torch.float32 and torch.equal(on[0], by_hand[0].float())
+    assert on[1].dtype == torch.long and torch.equal(on[1], by_hand[1])  # integer outputs untouched
+
+
+@pytest.mark.parametrize("bundle", SWITCHED)
+def test_switches_are_off_by_default_and_wire_trainer_evaluator_inferer(bundle):
+    train = bundle_parser(bundle, "train.json")
+    assert train["amp_bf16"] is False and train["compile"] is False
+    for engine in ("train#trainer", "validate#evaluator"):
+        assert train[f"{engine}#inferer#_target_"] == "common.workflows.precision.AutocastInferer"
+        assert train[f"{engine}#inferer#enabled"] == "@amp_bf16"
+        assert train[f"{engine}#network"] == "$torch.compile(@network) if @compile else @network"
+    inference = bundle_parser(bundle, "inference.json", compile=True, amp_bf16=True)
+    assert isinstance(inference.get_parsed_content("evaluator#network"), torch._dynamo.eval_frame.OptimizedModule)
+    assert inference.get_parsed_content("evaluator#inferer").enabled
+
+
+def test_bf16_training_runs_end_to_end_on_sample_data(tmp_path, sample_root):
+    """EAA-Net (where bf16 is faster on this CPU) trains an epoch with validation under ``amp_bf16``: the convs
+    run in bf16, the loss and metrics see float32 predictions and the checkpoint holds float32 weights."""
+    from monai.bundle import ConfigWorkflow
+
+    from common.data import make_sample_data
+
+    bundle = REPO_ROOT / "bundles" / "eaanet_brats_mri_segmentation"
+    configs = bundle / "configs"
+    dataset_dir = make_sample_data("brain_mri", sample_root / "brain_mri").parent
+    workflow = ConfigWorkflow(
+        config_file=[str(configs / "train.json"), str(configs / "sample_data.json")],
+        meta_file=str(configs / "metadata.json"), logging_file=str(configs / "logging.conf"), workflow_type=None,
+        bundle_root=str(bundle), dataset_dir=str(dataset_dir), ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"), max_epochs=1, amp_bf16=True,
+    )
+    workflow.initialize()
+    network = workflow.parser.get_parsed_content("network")
+    conv_dtypes = set()
+    first_conv = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda m, i, o: conv_dtypes.add(o.dtype))
+    workflow.run()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert conv_dtypes == {torch.bfloat16}
+    assert trainer.state.epoch == 1 and torch.isfinite(torch.as_tensor(trainer.state.output[0]["loss"]))
+    assert trainer.state.output[0]["pred"].dtype == torch.float32
+    metric = workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_mean_dice"]
+    assert 0.0 <= metric <= 1.0
+    weights = torch.load(tmp_path / "models" / "checkpoint_final.pt", map_location="cpu")["model"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    workflow.finalize()
+    json.dumps(trainer.state.metrics)  # plain floats
