@@ -41,7 +41,9 @@ def module_at(rev: str, path: str) -> types.ModuleType:
         ["git", "show", f"{rev}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     if source.returncode != 0:
-        raise ValueError(f"cannot read {path} at git revision {rev!r}: {source.stderr.strip()}; give --before a commit.")
+        raise ValueError(
+            f"cannot read {path} at git revision {rev!r}: {source.stderr.strip()}; give --before a commit."
+        )
     module = types.ModuleType(f"{Path(path).stem}_at_{rev}")
     sys.modules[module.__name__] = module  # dataclasses and typing look modules up by name
     exec(compile(source.stdout, f"{rev}:{path}", "exec"), module.__dict__)
@@ -144,7 +146,9 @@ def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bo
     forwards = {}
     for label, (net, inp) in variants.items():
         optimizer = torch.optim.Adam(net.parameters(), 1e-4)
-        steps[label] = lambda net=net, inp=inp, optimizer=optimizer: _train_step(net.train(), loss_fn, optimizer, inp, y)
+        steps[label] = lambda net=net, inp=inp, optimizer=optimizer: _train_step(
+            net.train(), loss_fn, optimizer, inp, y
+        )
         forwards[label] = lambda net=net, inp=inp: _inference(lambda v, n: n(v), inp, net.eval())
     result = {"input": [batch, 12, size, size], "before": before,
               "train_step": interleaved(steps, repeats), "forward": interleaved(forwards, repeats)}
@@ -172,17 +176,18 @@ def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[s
     optimizer = torch.optim.Adam(net.parameters(), 1e-4)
     x = torch.randn(batch, 12, size, size)
     y = (torch.rand(batch, 1, size, size) > 0.7).float()
+    loss_fn = EAANetLoss()
     for _ in range(2):
-        _train_step(net, EAANetLoss(), optimizer, x, y)
+        _train_step(net, loss_fn, optimizer, x, y)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            _train_step(net, EAANetLoss(), optimizer, x, y)
+            _train_step(net, loss_fn, optimizer, x, y)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     ops = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps,
             "self_cpu_ms_per_step": e.self_cpu_time_total / steps / 1e3} for e in events[:top]]
-    return {"input": [batch, 12, size, size], "channels_last": channels_last, "steps": steps, "self_cpu_ms_per_step": total / steps / 1e3,
-            "top_ops": ops}
+    return {"input": [batch, 12, size, size], "channels_last": channels_last, "steps": steps,
+            "self_cpu_ms_per_step": total / steps / 1e3, "top_ops": ops}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2, help="train/profile: batch size")
     parser.add_argument("--steps", type=int, default=3, help="profile: profiled steps")
     parser.add_argument("--top", type=int, default=15, help="profile: operators listed")
-    parser.add_argument("--channels-last", action="store_true", help="inferer, sw, profile: network parameters in channels_last")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="inferer, sw, profile: network parameters in channels_last")
     parser.add_argument("--tiny", action="store_true", help="small sizes and widths (tests)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
