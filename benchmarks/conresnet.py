@@ -8,6 +8,11 @@ Every comparison interleaves its variants (A B A B ...), reports the median proc
     :func:`reference_forward` (the straightforward computation: out-of-place additions, the inter-slice
     residual from ``diff``/``abs``/``zeros``/``cat``), with the weight standardization cached against
     recomputed on every forward, and contiguous against ``torch.channels_last_3d``.
+``python -m benchmarks.conresnet profile --size 160x160x80``
+    where one eval forward spends its CPU time: process user and system (kernel) seconds, minor page
+    faults, and the CPU time of every aten operator (``time.thread_time`` around each call in a
+    ``TorchDispatchMode``; ``torch.profiler`` reports wall time, which on a shared machine is mostly
+    waiting), with GFLOP per CPU-second of each convolution shape.
 ``python -m benchmarks.conresnet allocator --size 96x96x48``
     the same forward in fresh processes under three memory allocator settings (glibc default, PyTorch's
     transparent huge pages ``THP_MEM_ALLOC_ENABLE=1``, glibc without ``mmap`` ``MALLOC_MMAP_MAX_=0``), with
@@ -37,11 +42,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.harness import bundle_parser
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
-__all__ = ["interleaved", "reference_forward", "reference_inter_slice_residual", "forward_ab", "allocator_ab",
+__all__ = ["interleaved", "reference_forward", "reference_inter_slice_residual", "forward_ab", "profile_forward",
+           "allocator_ab",
            "window_counts", "sliding_window_ab", "main"]
 
 BUNDLE = "conresnet_brats_mri_segmentation"
@@ -165,6 +172,56 @@ def forward_ab(size: Sequence[int], widths: str = "paper", repeats: int = 3, war
             r["ratio_wall"] = r[b_name]["wall_s"] / r[a_name]["wall_s"]
             out[case] = r
     return out
+
+
+class _OperatorCpuTimes(TorchDispatchMode):
+    """Thread CPU seconds, calls and FLOPs (convolutions) of every aten operator and input shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[tuple[str, str], list[float]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        c0 = time.thread_time()
+        out = func(*args, **(kwargs or {}))
+        dt = time.thread_time() - c0
+        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)][:2]
+        flops = 0.0
+        if func in (torch.ops.aten.conv3d.default, torch.ops.aten.convolution.default):
+            flops = 2.0 * out.numel() * args[1][0].numel()
+        row = self.rows.setdefault((func.__name__, str(shapes)), [0.0, 0, 0.0])
+        row[0], row[1], row[2] = row[0] + dt, row[1] + 1, row[2] + flops
+        return out
+
+
+def profile_forward(size: Sequence[int], widths: str = "paper", top: int = 15) -> dict[str, Any]:
+    """CPU time of one eval forward (after a warm-up) by operator, user and system time, page faults."""
+    import resource
+
+    net = _network(widths)
+    x = torch.randn(1, net.in_channels, *size)
+    mode = _OperatorCpuTimes()
+    with torch.inference_mode():
+        net(x)
+        t0, w0, f0 = os.times(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        with mode:
+            net(x)
+        t1, wall = os.times(), time.perf_counter() - w0
+    flops = sum(r[2] for r in mode.rows.values())
+    cpu = (t1.user - t0.user) + (t1.system - t0.system)
+    by_op: dict[str, float] = {}
+    for (op, _), r in mode.rows.items():
+        by_op[op] = by_op.get(op, 0.0) + r[0]
+    return {
+        "size": list(size), "widths": widths, "user_s": t1.user - t0.user, "sys_s": t1.system - t0.system,
+        "cpu_s": cpu, "wall_s": wall, "gflop": flops / 1e9, "gflop_per_cpu_s": flops / 1e9 / cpu,
+        "minor_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
+        "operators_cpu_s": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+        "top": [{"op": op, "shapes": shp, "cpu_s": r[0], "calls": r[1],
+                 "gflop_per_cpu_s": r[2] / 1e9 / r[0] if r[2] and r[0] else None}
+                for (op, shp), r in sorted(mode.rows.items(), key=lambda kv: -kv[1][0])[:top]],
+        "load_avg": os.getloadavg(),
+    }
 
 
 def _worker(size: Sequence[int], widths: str, runs: int) -> dict[str, Any]:
@@ -293,6 +350,21 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
                 lines.append(f"| {case} | {a} | {b} | {c[a]['cpu_s']:.3f} | {c[b]['cpu_s']:.3f} | {c['ratio_cpu']:.3f} | "
                              f"{c[a]['wall_s']:.3f} | {c[b]['wall_s']:.3f} | {c['ratio_wall']:.3f} | "
                              f"{c['load_avg']['start'][0]:.1f} -> {c['load_avg']['end'][0]:.1f} |")
+    elif kind == "profile":
+        lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}: CPU {r['cpu_s']:.2f} s "
+                     f"(user {r['user_s']:.2f}, system {r['sys_s']:.2f}), wall {r['wall_s']:.2f} s, "
+                     f"{r['minor_page_faults']} minor page faults, {r['gflop']:.1f} GFLOP = "
+                     f"{r['gflop_per_cpu_s']:.1f} GFLOP per CPU-second, load average {r['load_avg'][0]:.1f}")
+        total = sum(r["operators_cpu_s"].values())
+        lines.append("| operator | CPU s | share |")
+        lines.append("|---|---|---|")
+        for op, t in r["operators_cpu_s"].items():
+            lines.append(f"| {op} | {t:.3f} | {100 * t / total:.1f} % |")
+        lines.append("| operator, input shapes | calls | CPU s | GFLOP per CPU-s |")
+        lines.append("|---|---|---|---|")
+        for t in r["top"]:
+            g = f"{t['gflop_per_cpu_s']:.1f}" if t["gflop_per_cpu_s"] else ""
+            lines.append(f"| {t['op']} {t['shapes']} | {t['calls']} | {t['cpu_s']:.3f} | {g} |")
     elif kind == "allocator":
         lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
         lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | forwards |")
@@ -331,6 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("--widths", choices=("paper", "sample"), default="paper")
     f.add_argument("--repeats", type=int, default=3)
     f.add_argument("--cases", nargs="+", default=["inplace", "ws_cache", "channels_last"])
+    q = sub.add_parser("profile", help="CPU time of one eval forward by operator, user/system, page faults")
+    q.add_argument("--size", type=_size, default=[96, 96, 48])
+    q.add_argument("--widths", choices=("paper", "sample"), default="paper")
+    q.add_argument("--top", type=int, default=15)
     a = sub.add_parser("allocator", help="eval forward in fresh processes under three allocator settings")
     a.add_argument("--size", type=_size, default=[96, 96, 48])
     a.add_argument("--widths", choices=("paper", "sample"), default="paper")
@@ -348,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--size", type=_size, required=True)
     k.add_argument("--widths", default="paper")
     k.add_argument("--runs", type=int, default=2)
-    for s in (f, a, w):
+    for s in (f, q, a, w):
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--out", help="write the result as JSON here")
     args = p.parse_args(argv)
@@ -358,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.command == "forward":
         result = forward_ab(args.size, args.widths, args.repeats, cases=args.cases)
+    elif args.command == "profile":
+        result = profile_forward(args.size, args.widths, args.top)
     elif args.command == "allocator":
         result = allocator_ab(args.size, args.widths, args.repeats, args.runs)
     else:
