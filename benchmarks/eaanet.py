@@ -8,6 +8,7 @@ working tree's, so both run in the same minute on the same load.
 Command line (from the repository root)::
 
     python -m benchmarks.eaanet inferer --before 97b516b   # old vs new AdjacentSliceInferer
+    python -m benchmarks.eaanet defaults --before 97b516b  # whole-volume inference, old vs new bundle defaults
     python -m benchmarks.eaanet sw                         # sw_batch_size 1/4/8/16/32 x 1/2 threads
     python -m benchmarks.eaanet train --before 97b516b     # training step: old vs new network, channels_last
     python -m benchmarks.eaanet profile --size 96          # torch.profiler: top operators of a training step
@@ -18,6 +19,7 @@ Command line (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -30,7 +32,7 @@ import torch
 
 from benchmarks.harness import REPO_ROOT, interleaved, machine_description
 
-__all__ = ["module_at", "inferer_ab", "sw_batch_sweep", "train_ab", "profile_step", "main"]
+__all__ = ["module_at", "inferer_ab", "bundle_defaults_ab", "sw_batch_sweep", "train_ab", "profile_step", "main"]
 
 CHEAP = "cheap"  # a 1x1 conv standing in for the network: what is left is the inferer's own work
 
@@ -86,6 +88,28 @@ def inferer_ab(before: str, shape: Sequence[int], sw_batch_size: int, repeats: i
         results[name]["ratio_wall"] = results[name]["before"]["wall_s"] / results[name]["after"]["wall_s"]
     return {"volume": list(shape), "sw_batch_size": sw_batch_size, "before": before, "channels_last": channels_last,
             **results}
+
+
+def bundle_defaults_ab(before: str, shape: Sequence[int], repeats: int, net_kwargs: dict[str, Any],
+                       before_sw: int = 32, after_sw: int = 4) -> dict[str, Any]:
+    """Whole-volume inference as the bundle did it (the inferer at ``before``, ``sw_batch_size`` 32, contiguous
+    network) against as it does now (this inferer, ``sw_batch_size`` 4, channels_last parameters)."""
+    from common.inferers.adjacent_slice import AdjacentSliceInferer
+
+    old = module_at(before, "common/inferers/adjacent_slice.py").AdjacentSliceInferer
+    volume = torch.randn(1, *shape)
+    torch.manual_seed(0)
+    contiguous = _networks(net_kwargs)["eaanet"]
+    channels_last = copy.deepcopy(contiguous).to(memory_format=torch.channels_last)
+    fns = {
+        "before": lambda: _inference(old(2, before_sw, 16), volume, contiguous),
+        "after": lambda: _inference(AdjacentSliceInferer(2, after_sw, 16), volume, channels_last),
+    }
+    torch.testing.assert_close(fns["before"](), fns["after"](), rtol=1e-3, atol=1e-4)
+    result = interleaved(fns, repeats)
+    result["ratio_cpu"] = result["before"]["cpu_s"] / result["after"]["cpu_s"]
+    result["ratio_wall"] = result["before"]["wall_s"] / result["after"]["wall_s"]
+    return {"volume": list(shape), "before": before, "sw_batch_size_before_after": [before_sw, after_sw], **result}
 
 
 def _inference(inferer: Callable, volume: torch.Tensor, net: Callable) -> torch.Tensor:
@@ -192,7 +216,7 @@ def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eaanet", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["inferer", "sw", "train", "profile"])
+    parser.add_argument("command", choices=["inferer", "defaults", "sw", "train", "profile"])
     parser.add_argument("--before", default="HEAD", help="git revision of the 'before' code (inferer, train)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--depth", type=int, default=32, help="slices of the 4 x 240 x 240 x depth volume")
@@ -217,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     shape = (4, side, side, depth)
     if args.command == "inferer":
         result = inferer_ab(args.before, shape, args.sw_batch_size, args.repeats, net_kwargs, args.channels_last)
+    elif args.command == "defaults":
+        result = bundle_defaults_ab(args.before, shape, args.repeats, net_kwargs)
     elif args.command == "sw":
         result = sw_batch_sweep(shape, args.sizes, args.threads, args.repeats, net_kwargs, args.channels_last)
     elif args.command == "train":

@@ -28,6 +28,9 @@ def test_inferer_and_train_ab(tmp_path):
     for net in ("cheap", "eaanet"):
         assert result[net]["before"]["runs"] == result[net]["after"]["runs"] == 1
         assert result[net]["ratio_cpu"] > 0 and len(result[net]["load_average"]["start"]) == 3
+    out = tmp_path / "defaults.json"
+    assert main(["defaults", "--tiny", "--repeats", "1", "--before", "HEAD", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["sw_batch_size_before_after"] == [32, 4]
     out = tmp_path / "train.json"
     assert main(["train", "--tiny", "--repeats", "1", "--before", "HEAD", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
