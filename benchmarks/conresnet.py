@@ -13,8 +13,8 @@ Every comparison interleaves its variants (A B A B ...), reports the median proc
     faults, and the CPU time of every aten operator (``time.thread_time`` around each call in a
     ``TorchDispatchMode``; ``torch.profiler`` reports wall time, which on a shared machine is mostly
     waiting), with GFLOP per CPU-second of each convolution shape.
-``python -m benchmarks.conresnet allocator --size 96x96x48``
-    the same forward in fresh processes under three memory allocator settings (glibc default, PyTorch's
+``python -m benchmarks.conresnet allocator --size 96x96x48 [--train]``
+    the same forward (or a training step) in fresh processes under three memory allocator settings (glibc default, PyTorch's
     transparent huge pages ``THP_MEM_ALLOC_ENABLE=1``, glibc without ``mmap`` ``MALLOC_MMAP_MAX_=0``), with
     user and system (kernel) CPU time apart.
 ``python -m benchmarks.conresnet windows --checkpoint M --dataset-dir D``
@@ -224,35 +224,52 @@ def profile_forward(size: Sequence[int], widths: str = "paper", top: int = 15) -
     }
 
 
-def _worker(size: Sequence[int], widths: str, runs: int) -> dict[str, Any]:
-    """One process: a warm-up forward, then ``runs`` timed forwards (user/system CPU apart)."""
+def _worker(size: Sequence[int], widths: str, runs: int, train: bool = False) -> dict[str, Any]:
+    """One process: a warm-up, then ``runs`` timed eval forwards or (``train``) training steps (the bundle's
+    loss on a synthetic BraTS label, Adam), user/system CPU apart."""
+    from benchmarks.harness import synthetic_label
+    from common.losses.conresnet import ConResNetLoss
+
     torch.set_num_threads(1)
     net = _network(widths)
     x = torch.randn(1, net.in_channels, *size)
+    if train:
+        net.train()
+        loss_fn, optimizer = ConResNetLoss(residual_axis="axial"), torch.optim.Adam(net.parameters())
+        y = synthetic_label("brats_channels", (1, *size))
+
+        def run() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            optimizer.step()
+    else:
+        def run() -> None:
+            with torch.inference_mode():
+                net(x)
     rows = []
-    with torch.inference_mode():
-        net(x)
-        for _ in range(runs):
-            t0, w0 = os.times(), time.perf_counter()
-            net(x)
-            t1 = os.times()
-            rows.append({"user_s": t1.user - t0.user, "sys_s": t1.system - t0.system,
-                         "wall_s": time.perf_counter() - w0})
+    run()
+    for _ in range(runs):
+        t0, w0 = os.times(), time.perf_counter()
+        run()
+        t1 = os.times()
+        rows.append({"user_s": t1.user - t0.user, "sys_s": t1.system - t0.system,
+                     "wall_s": time.perf_counter() - w0})
     import resource
 
     return {"runs": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, runs: int = 2,
-                 allocators: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
-    """The eval forward in fresh processes, one per allocator setting and round, interleaved; medians of the
-    user, system and total CPU seconds and wall seconds of a forward, peak RSS, ratios against the first."""
+                 allocators: dict[str, dict[str, str]] | None = None, train: bool = False) -> dict[str, Any]:
+    """The eval forward (or ``train``: the training step) in fresh processes, one per allocator setting and
+    round, interleaved; medians of the user, system and total CPU seconds and wall seconds of a run, peak
+    RSS, ratios against the first."""
     allocators = ALLOCATORS if allocators is None else allocators
     load_start = os.getloadavg()
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in allocators}
     rss: dict[str, float] = {}
     cmd = [sys.executable, "-m", "benchmarks.conresnet", "_worker", "--size", "x".join(map(str, size)),
-           "--widths", widths, "--runs", str(runs)]
+           "--widths", widths, "--runs", str(runs)] + (["--train"] if train else [])
     for _ in range(repeats):
         for name, env in allocators.items():
             proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
@@ -260,7 +277,7 @@ def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, r
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             rows[name] += result["runs"]
             rss[name] = max(rss.get(name, 0.0), result["peak_rss_mb"])
-    out: dict[str, Any] = {"size": list(size), "widths": widths}
+    out: dict[str, Any] = {"size": list(size), "widths": widths, "run": "training step" if train else "eval forward"}
     for name, rs in rows.items():
         med = {k: statistics.median(r[k] for r in rs) for k in ("user_s", "sys_s", "wall_s")}
         med["cpu_s"] = statistics.median(r["user_s"] + r["sys_s"] for r in rs)
@@ -366,7 +383,7 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
             g = f"{t['gflop_per_cpu_s']:.1f}" if t["gflop_per_cpu_s"] else ""
             lines.append(f"| {t['op']} {t['shapes']} | {t['calls']} | {t['cpu_s']:.3f} | {g} |")
     elif kind == "allocator":
-        lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
+        lines.append(f"{r['run']} 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
         lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | forwards |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for name, c in r.items():
@@ -411,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--size", type=_size, default=[96, 96, 48])
     a.add_argument("--widths", choices=("paper", "sample"), default="paper")
     a.add_argument("--repeats", type=int, default=2)
-    a.add_argument("--runs", type=int, default=2, help="timed forwards per process")
+    a.add_argument("--runs", type=int, default=2, help="timed forwards (or training steps) per process")
+    a.add_argument("--train", action="store_true", help="time training steps instead of eval forwards")
     w = sub.add_parser("windows", help="sliding-window Dice and time on the sample validation volumes")
     w.add_argument("--checkpoint", required=True)
     w.add_argument("--dataset-dir", required=True)
@@ -424,12 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--size", type=_size, required=True)
     k.add_argument("--widths", default="paper")
     k.add_argument("--runs", type=int, default=2)
+    k.add_argument("--train", action="store_true")
     for s in (f, q, a, w):
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--out", help="write the result as JSON here")
     args = p.parse_args(argv)
     if args.command == "_worker":
-        print(json.dumps(_worker(args.size, args.widths, args.runs)))
+        print(json.dumps(_worker(args.size, args.widths, args.runs, args.train)))
         return 0
     torch.set_num_threads(args.threads)
     if args.command == "forward":
@@ -437,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "profile":
         result = profile_forward(args.size, args.widths, args.top)
     elif args.command == "allocator":
-        result = allocator_ab(args.size, args.widths, args.repeats, args.runs)
+        result = allocator_ab(args.size, args.widths, args.repeats, args.runs, train=args.train)
     else:
         settings = [(o, m, 2) for o in args.overlaps for m in (args.modes if o > 0 else args.modes[:1])]
         settings += [(args.overlaps[-1], args.modes[0], sw) for sw in args.sw_batch_sizes if sw != 2]

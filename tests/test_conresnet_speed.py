@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from benchmarks.conresnet import (
+    _worker,
     forward_ab,
     interleaved,
     main,
+    profile_forward,
     reference_forward,
     reference_inter_slice_residual,
     window_counts,
@@ -88,3 +90,19 @@ def test_forward_ab_tiny_run(capsys):
         assert r[case]["ratio_cpu"] > 0 and r[case]["ratio_wall"] > 0
     assert main(["forward", "--size", "16x16x8", "--widths", "sample", "--repeats", "1", "--cases", "ws_cache"]) == 0
     assert "| ws_cache | recomputed | cached |" in capsys.readouterr().out
+
+
+def test_profile_and_worker_tiny_runs():
+    r = profile_forward((16, 16, 8), widths="sample", top=3)
+    # FLOPs of the convolutions counted: twice the network's MACs (FlopCounterMode counts the same)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = ConResNet(init_filters=8, blocks=(1, 1, 1, 1, 1)).eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(torch.randn(1, 4, 16, 16, 8))
+    assert r["gflop"] * 1e9 == pytest.approx(counter.get_total_flops(), rel=1e-6)
+    assert "conv3d.default" in r["operators_cpu_s"] and len(r["top"]) == 3
+    assert r["cpu_s"] == pytest.approx(r["user_s"] + r["sys_s"])
+    for train in (False, True):
+        w = _worker((16, 16, 8), "sample", runs=1, train=train)
+        assert len(w["runs"]) == 1 and w["runs"][0]["wall_s"] > 0 and w["peak_rss_mb"] > 0
