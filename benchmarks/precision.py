@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.harness import (
-    CASES, RESULTS_DIR, build_case, interleaved, machine_description, run_worker, train_step
+    CASES, RESULTS_DIR, build_case, interleaved, machine_description, machine_line, run_worker, train_step
 )
 
 __all__ = ["precision", "precision_case", "agreement", "precision_markdown", "precision_row"]
@@ -213,11 +213,8 @@ def precision_row(e: dict[str, Any]) -> str:
 
 def precision_caption(report: dict[str, Any]) -> str:
     """Machine, load and method of a precision report, in one paragraph."""
-    m = report["machine"]
     return (
-        f"{m['cpu_model']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']}, MONAI {m['monai']}, "
-        f"{m['date_utc']}; load average at start {m['load_average_1_5_15']}, at end {m.get('load_average_end', '-')}. "
-        f"Interleaved, median of {report['repeats']} after {report['warmup']} warm-up round(s). Ratios are the "
+        f"{machine_line(report)} Interleaved, median of {report['repeats']} after {report['warmup']} warm-up round(s). Ratios are the "
         "switch's time over fp32 eager (below 1: faster), on process CPU time (wall time in brackets)."
     )
 
