@@ -384,7 +384,7 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
             lines.append(f"| {t['op']} {t['shapes']} | {t['calls']} | {t['cpu_s']:.3f} | {g} |")
     elif kind == "allocator":
         lines.append(f"{r['run']} 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
-        lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | forwards |")
+        lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | runs |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for name, c in r.items():
             if isinstance(c, dict) and "user_s" in c:
