@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.harness import bundle_parser
+from benchmarks.harness import bundle_parser, interleaved
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
-__all__ = ["interleaved", "reference_forward", "reference_inter_slice_residual", "forward_ab", "profile_forward",
+__all__ = ["reference_forward", "reference_inter_slice_residual", "forward_ab", "profile_forward",
            "allocator_ab",
            "window_counts", "sliding_window_ab", "main"]
 
@@ -59,28 +59,6 @@ ALLOCATORS = {
     "THP_MEM_ALLOC_ENABLE=1": {"THP_MEM_ALLOC_ENABLE": "1"},
     "MALLOC_MMAP_MAX_=0": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)},
 }
-
-
-def interleaved(variants: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1) -> dict[str, Any]:
-    """Run every variant ``warmup`` times, then ``repeats`` rounds of A, B, ... in turn; median CPU and wall
-    seconds of each variant, and the load average (1, 5, 15 min) at the start and end."""
-    load_start = os.getloadavg()
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, dict[str, list[float]]] = {k: {"cpu_all_s": [], "wall_all_s": []} for k in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
-            c0, w0 = time.process_time(), time.perf_counter()
-            fn()
-            times[name]["wall_all_s"].append(time.perf_counter() - w0)
-            times[name]["cpu_all_s"].append(time.process_time() - c0)
-    result: dict[str, Any] = {
-        name: {"cpu_s": statistics.median(t["cpu_all_s"]), "wall_s": statistics.median(t["wall_all_s"]), **t}
-        for name, t in times.items()
-    }
-    result["load_avg"] = {"start": load_start, "end": os.getloadavg()}
-    return result
 
 
 def reference_inter_slice_residual(x: torch.Tensor, spatial_axis: int) -> torch.Tensor:
@@ -346,7 +324,7 @@ def sliding_window_ab(checkpoint: str | Path, dataset_dir: str | Path, rois: Seq
         for key in variants:
             out["cases"].append({"setting": key, **dice[key], "cpu_s": timed[key]["cpu_s"],
                                  "wall_s": timed[key]["wall_s"], "cpu_all_s": timed[key]["cpu_all_s"]})
-        out.setdefault("load_avg", []).append(timed["load_avg"])
+        out.setdefault("load_avg", []).append(timed["load_average"])
     out["brats_windows_paper_roi"] = window_counts((240, 240, 155), (160, 160, 80), (0.0, 0.25, 0.5))
     return out
 
@@ -366,7 +344,7 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
                 a, b = [k for k in c if isinstance(c[k], dict) and "cpu_s" in c[k]]
                 lines.append(f"| {case} | {a} | {b} | {c[a]['cpu_s']:.3f} | {c[b]['cpu_s']:.3f} | {c['ratio_cpu']:.3f} | "
                              f"{c[a]['wall_s']:.3f} | {c[b]['wall_s']:.3f} | {c['ratio_wall']:.3f} | "
-                             f"{c['load_avg']['start'][0]:.1f} -> {c['load_avg']['end'][0]:.1f} |")
+                             f"{c['load_average']['start'][0]:.1f} -> {c['load_average']['end'][0]:.1f} |")
     elif kind == "profile":
         lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}: CPU {r['cpu_s']:.2f} s "
                      f"(user {r['user_s']:.2f}, system {r['sys_s']:.2f}), wall {r['wall_s']:.2f} s, "
@@ -390,7 +368,7 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
             if isinstance(c, dict) and "user_s" in c:
                 lines.append(f"| {name} | {c['user_s']:.2f} | {c['sys_s']:.2f} | {c['cpu_s']:.2f} | {c['ratio_cpu']:.3f} | "
                              f"{c['wall_s']:.2f} | {c['ratio_wall']:.3f} | {c['peak_rss_mb']:.0f} | {c['n']} |")
-        lines.append(f"load average {r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
+        lines.append(f"load average {r['load_average']['start'][0]:.1f} -> {r['load_average']['end'][0]:.1f}")
     else:
         lines.append(f"validation volumes {r['volumes']}")
         lines.append("| setting | windows / volume | Dice TC, WT, ET | mean Dice | cpu s | wall s |")

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.conresnet import interleaved
+from benchmarks.harness import interleaved
 from common.networks.ife import IFE, IFEUNet, _pair_codes, curvature_kernel
 
 __all__ = ["previous_entropy_score", "previous_curvature_score", "selection_cost", "main"]
@@ -143,7 +143,7 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             for mode in ("train", "eval"):
                 t = entry[mode]
                 r = t["ratio_cpu"]
-                load = "{:.1f}-{:.1f}".format(t["load_avg"]["start"][0], t["load_avg"]["end"][0])
+                load = "{:.1f}-{:.1f}".format(t["load_average"]["start"][0], t["load_average"]["end"][0])
                 ms = {name: 1e3 * t[name]["cpu_s"] for name in (entry["block"], *r)}
                 lines.append(
                     f"| {size} | {level} ({entry['block']}) | {mode} | {ms[entry['block']]:.1f} | "

@@ -8,7 +8,6 @@ import torch
 from benchmarks.conresnet import (
     _worker,
     forward_ab,
-    interleaved,
     main,
     profile_forward,
     reference_forward,
@@ -66,13 +65,6 @@ def test_train_forward_backward_with_in_place_additions():
     outputs = net(torch.randn(2, 4, 16, 16, 8))
     sum(o.square().mean() for o in outputs).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
-
-
-def test_interleaved_runs_variants_in_turn():
-    calls = []
-    r = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2, warmup=1)
-    assert calls == ["a", "b", "a", "b", "a", "b"]
-    assert len(r["a"]["cpu_all_s"]) == 2 and len(r["load_avg"]["start"]) == 3
 
 
 def test_window_counts_brats_paper_roi():

@@ -25,7 +25,7 @@ def test_tiny_run(tmp_path, capsys):
         for mode in ("train", "eval"):
             timing = entry[mode]
             assert set(timing["ratio_cpu"]) == variants and len(timing[entry["block"]]["cpu_all_s"]) == 1
-            assert len(timing["load_avg"]["start"]) == 3
+            assert len(timing["load_average"]["start"]) == 3
     table = capsys.readouterr().out
     assert table.count("| 1x3x32x32 |") == 4
 
