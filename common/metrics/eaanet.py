@@ -14,14 +14,15 @@ report VS below DSC and, in Table 5, a negative value: compare with the paper's 
 from __future__ import annotations
 
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction, ignore_background
+from monai.metrics.utils import ignore_background
 from monai.utils import MetricReduction
+
+from .cumulative import ReducedCumulativeMetric
 
 __all__ = ["VolumeSimilarity"]
 
 
-class VolumeSimilarity(CumulativeIterationMetric):
+class VolumeSimilarity(ReducedCumulativeMetric):
     """Volume similarity ``VS = 1 - | |P| - |G| | / (|P| + |G|)`` per image and class (Taha and Hanbury
     2015; EAA-Net Sec. 4.2, Eq. 16, see the module docstring for the printed form).
 
@@ -45,10 +46,8 @@ class VolumeSimilarity(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, get_not_nans)
         self.include_background = include_background
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         if y is None:
@@ -67,13 +66,3 @@ class VolumeSimilarity(CumulativeIterationMetric):
         total = predicted + truth
         score = 1.0 - (predicted - truth).abs() / total.clamp(min=1.0)
         return score.float()
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, C)`` scores with ``reduction`` (default: the one given at construction)."""
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("VolumeSimilarity: nothing to aggregate, call the metric on data first.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f

@@ -13,7 +13,7 @@ DSC, Jaccard, HD, ASD and MAE are MONAI's (``DiceMetric``, ``MeanIoU``, ``Hausdo
 paper's [26] (Qin et al., "Highly Accurate Dichotomous Image Segmentation", ECCV 2022).
 
 All four take binary ``y_pred`` and ``y`` of shape (B, C, spatial...) (values > 0.5 are foreground), score every
-image and channel on its own, and subclass :class:`monai.metrics.CumulativeIterationMetric`, so
+image and channel on its own, and subclass :class:`monai.metrics.CumulativeIterationMetric` (through :mod:`.cumulative`), so
 :class:`monai.handlers.IgniteMetricHandler` drives them in a ``SupervisedEvaluator``.
 """
 
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 from skimage.measure import approximate_polygon, find_contours, label
 from skimage.morphology import diamond, dilation, disk, erosion, skeletonize
+
+from .cumulative import ReducedCumulativeMetric
 
 __all__ = [
     "ConformityMetric",
@@ -52,11 +52,8 @@ def confusion_counts(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     return tp, fp, fn
 
 
-class _OverlapMetric(CumulativeIterationMetric):
-    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
-        super().__init__()
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
+class _OverlapMetric(ReducedCumulativeMetric):
+    """A score of each image and channel computed from its TP, FP and FN counts."""
 
     def _score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -67,13 +64,6 @@ class _OverlapMetric(CumulativeIterationMetric):
         if y is None:
             raise ValueError(f"{type(self).__name__} needs the label y besides the prediction.")
         return self._score(*confusion_counts(y_pred, y)).float()
-
-    def aggregate(self, reduction: MetricReduction | str | None = None):  # type: ignore[override]
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"{type(self).__name__}: nothing to aggregate, call the metric on data first.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
 
 
 class ConformityMetric(_OverlapMetric):
