@@ -13,8 +13,8 @@ DSC, Jaccard, HD, ASD and MAE are MONAI's (``DiceMetric``, ``MeanIoU``, ``Hausdo
 paper's [26] (Qin et al., "Highly Accurate Dichotomous Image Segmentation", ECCV 2022).
 
 All four take binary ``y_pred`` and ``y`` of shape (B, C, spatial...) (values > 0.5 are foreground), score every
-image and channel on its own, and subclass :class:`monai.metrics.CumulativeIterationMetric` (through :mod:`.cumulative`), so
-:class:`monai.handlers.IgniteMetricHandler` drives them in a ``SupervisedEvaluator``.
+image and channel on its own, and subclass :class:`monai.metrics.CumulativeIterationMetric` (through
+:mod:`.cumulative`), so :class:`monai.handlers.IgniteMetricHandler` drives them in a ``SupervisedEvaluator``.
 """
 
 from __future__ import annotations
