@@ -871,8 +871,9 @@ def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchma
     if rows:
         from benchmarks.precision import PRECISION_HEADER, precision_caption, precision_row
 
-        lines += ["", "bf16 autocast (`--amp_bf16 true`) and `torch.compile` (`--compile true`) against fp32 eager, "
-                  f"from `python -m benchmarks.harness precision --size {precision['size']}`: "
+        lines += ["", "bf16 autocast and `torch.compile` against fp32 eager (the `amp_bf16` and `compile` switches where "
+                  "this bundle has them; which and why in `benchmarks/README.md`), from "
+                  f"`python -m benchmarks.harness precision --size {precision['size']}`: "
                   + precision_caption(precision), "", *PRECISION_HEADER, *map(precision_row, rows)]
     return "\n".join(lines + ["", DOCS_END])
 

@@ -232,7 +232,9 @@ def precision_markdown(report: dict[str, Any]) -> str:
     errors = [(e["bundle"], p, e[p]["error"]) for e in report["networks"] for p in ("compile_forward", "compile_train_step")
               if "error" in e.get(p, {})]
     if errors:
-        lines += ["", "Errors:", ""] + [f"- {b} {p}: `{msg.strip().splitlines()[-1][:300]}`" for b, p, msg in errors]
+        lines += ["", "Errors:", ""] + [f"- {b} {p}: `{' '.join(msg.strip().splitlines()[:2])[:300]}`"
+                                         for b, p, msg in errors]
+    lines += [line for note in report.get("notes", []) for line in ("", note)]
     if "total_wall_s" in report:
         lines += ["", f"Total wall time: {report['total_wall_s'] / 60:.1f} min."]
     return "\n".join(lines) + "\n"
