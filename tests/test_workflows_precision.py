@@ -55,25 +55,22 @@ def test_switches_where_measured_faster():
     assert COMPILE == ["chnet_polyp_segmentation", "conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"]
 
 
-@pytest.mark.parametrize("bundle", BF16)
-def test_bf16_switch_is_off_by_default_and_wraps_every_inferer(bundle):
+@pytest.mark.parametrize("bundle", sorted(set(BF16) | set(COMPILE)))
+def test_switches_are_off_by_default_and_wire_every_engine(bundle):
+    """Trainer and validation evaluator of train.json, and the evaluator of inference.json."""
     train = bundle_parser(bundle, "train.json")
-    assert train["amp_bf16"] is False
+    keys = [key for key, bundles in (("amp_bf16", BF16), ("compile", COMPILE)) if bundle in bundles]
+    assert all(train[key] is False for key in keys)
     for engine in ("train#trainer", "validate#evaluator"):
-        assert train[f"{engine}#inferer#_target_"] == "common.workflows.precision.AutocastInferer"
-        assert train[f"{engine}#inferer#enabled"] == "@amp_bf16"
-    inference = bundle_parser(bundle, "inference.json", amp_bf16=True)
-    assert inference.get_parsed_content("evaluator#inferer").enabled
-
-
-@pytest.mark.parametrize("bundle", COMPILE)
-def test_compile_switch_is_off_by_default_and_compiles_the_engines_network(bundle):
-    train = bundle_parser(bundle, "train.json")
-    assert train["compile"] is False
-    for engine in ("train#trainer", "validate#evaluator"):
-        assert train[f"{engine}#network"] == "$torch.compile(@network) if @compile else @network"
-    inference = bundle_parser(bundle, "inference.json", compile=True)
-    assert isinstance(inference.get_parsed_content("evaluator#network"), torch._dynamo.eval_frame.OptimizedModule)
+        if "amp_bf16" in keys:
+            assert train[f"{engine}#inferer#_target_"] == "common.workflows.precision.AutocastInferer"
+            assert train[f"{engine}#inferer#enabled"] == "@amp_bf16"
+        if "compile" in keys:
+            assert train[f"{engine}#network"] == "$torch.compile(@network) if @compile else @network"
+    inference = bundle_parser(bundle, "inference.json", **dict.fromkeys(keys, True))
+    network = inference.get_parsed_content("evaluator#network")
+    assert isinstance(network, torch._dynamo.eval_frame.OptimizedModule) == ("compile" in keys)
+    assert getattr(inference.get_parsed_content("evaluator#inferer"), "enabled", False) == ("amp_bf16" in keys)
 
 
 def test_bf16_training_runs_end_to_end_on_sample_data(tmp_path, sample_root):
