@@ -9,7 +9,7 @@ import torch
 from monai.inferers import SimpleInferer
 
 from common.bundle.contract import REPO_ROOT
-from common.workflows.precision import AutocastInferer
+from common.workflows.precision import AutocastInferer, compiled
 from conftest import bundle_parser
 
 
@@ -55,6 +55,17 @@ def test_switches_where_measured_faster():
     assert COMPILE == ["chnet_polyp_segmentation", "conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"]
 
 
+def test_switches_read_command_line_strings():
+    net = torch.nn.Linear(2, 2)
+    assert compiled(net, "false") is net and compiled(net, False) is net
+    assert compiled(net, "true")._orig_mod is net
+    assert AutocastInferer(SimpleInferer(), "False").enabled is False
+    with pytest.raises(ValueError, match="amp_bf16 must be true or false, not 'on'; e.g. --amp_bf16 true"):
+        AutocastInferer(SimpleInferer(), "on")
+    with pytest.raises(ValueError, match="compile must be true or false"):
+        compiled(net, "2")
+
+
 @pytest.mark.parametrize("bundle", sorted(set(BF16) | set(COMPILE)))
 def test_switches_are_off_by_default_and_wire_every_engine(bundle):
     """Trainer and validation evaluator of train.json, and the evaluator of inference.json."""
@@ -66,8 +77,10 @@ def test_switches_are_off_by_default_and_wire_every_engine(bundle):
             assert train[f"{engine}#inferer#_target_"] == "common.workflows.precision.AutocastInferer"
             assert train[f"{engine}#inferer#enabled"] == "@amp_bf16"
         if "compile" in keys:
-            assert train[f"{engine}#network"] == "$torch.compile(@network) if @compile else @network"
-    inference = bundle_parser(bundle, "inference.json", **dict.fromkeys(keys, True))
+            assert train[f"{engine}#network"] == {
+                "_target_": "common.workflows.precision.compiled", "network": "@network", "enabled": "@compile"
+            }
+    inference = bundle_parser(bundle, "inference.json", **dict.fromkeys(keys, "true"))  # as from the command line
     network = inference.get_parsed_content("evaluator#network")
     assert isinstance(network, torch._dynamo.eval_frame.OptimizedModule) == ("compile" in keys)
     assert getattr(inference.get_parsed_content("evaluator#inferer"), "enabled", False) == ("amp_bf16" in keys)
@@ -87,7 +100,7 @@ def test_bf16_training_runs_end_to_end_on_sample_data(tmp_path, sample_root):
         config_file=[str(configs / "train.json"), str(configs / "sample_data.json")],
         meta_file=str(configs / "metadata.json"), logging_file=str(configs / "logging.conf"), workflow_type=None,
         bundle_root=str(bundle), dataset_dir=str(dataset_dir), ckpt_dir=str(tmp_path / "models"),
-        output_dir=str(tmp_path / "eval"), max_epochs=1, amp_bf16=True,
+        output_dir=str(tmp_path / "eval"), max_epochs=1, amp_bf16="true",
     )
     workflow.initialize()
     network = workflow.parser.get_parsed_content("network")

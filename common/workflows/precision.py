@@ -11,7 +11,10 @@ forward under autocast, loss and backward outside it on float32 values). In a bu
                 "inferer": {"_target_": "common.workflows.precision.AutocastInferer",
                             "inferer": "@train#inferer", "enabled": "@amp_bf16"}}
 
-and ``--amp_bf16 true`` on the command line switches it on. The measured effect per bundle on this
+and ``--amp_bf16 true`` on the command line switches it on. :func:`compiled` is the ``compile`` switch:
+``"network": {"_target_": "common.workflows.precision.compiled", "network": "@network", "enabled": "@compile"}``
+in an engine hands it ``torch.compile(network)`` while checkpoints keep saving ``@network`` (same keys). Both
+switches take ``true``/``false`` strings from the command line. The measured effect per bundle on this
 repository's CPU is in ``benchmarks/README.md`` (``python -m benchmarks.harness precision``).
 """
 
@@ -21,8 +24,23 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer
+from monai.utils import str2bool
 
-__all__ = ["AutocastInferer"]
+__all__ = ["AutocastInferer", "compiled"]
+
+
+def _switch(value: bool | str, name: str) -> bool:
+    """A config switch that may come from the command line as a string (``--compile true``)."""
+    try:
+        return str2bool(value)
+    except ValueError:
+        raise ValueError(f"{name} must be true or false, not {value!r}; e.g. --{name} true") from None
+
+
+def compiled(network: torch.nn.Module, enabled: bool | str = False, **compile_kwargs: Any) -> torch.nn.Module:
+    """``torch.compile(network, **compile_kwargs)`` when ``enabled`` (the bundle's ``compile`` switch), else
+    ``network`` itself. The compiled module shares the network's parameters."""
+    return torch.compile(network, **compile_kwargs) if _switch(enabled, "compile") else network
 
 
 def _to_float32(output: Any) -> Any:
@@ -41,13 +59,14 @@ class AutocastInferer(Inferer):
 
     Args:
         inferer: the workflow's inferer (``SimpleInferer``, ``SlidingWindowInferer``, ...), called as usual.
-        enabled: off by default: then the wrapped inferer runs exactly as without this wrapper.
+        enabled: off by default: then the wrapped inferer runs exactly as without this wrapper; ``true``/``false``
+            strings are accepted (the command line gives strings).
         dtype: the autocast dtype; ``torch.bfloat16`` (float16 on a CPU is slow and needs a gradient scaler).
     """
 
     def __init__(self, inferer: Inferer, enabled: bool = False, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
-        self.inferer, self.enabled, self.dtype = inferer, bool(enabled), dtype
+        self.inferer, self.enabled, self.dtype = inferer, _switch(enabled, "amp_bf16"), dtype
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.enabled:
