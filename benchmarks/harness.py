@@ -135,7 +135,7 @@ CASES: dict[str, Case] = {
             paper={"params_m": 2.38, "note": "Table 2, EAA-Net + U-Net on BraTS"},
             volume="adjacent_slice",
             volume_sizes={
-                # 155 slices one by one take most of an hour on 2 shared cores: 32 slices (one sw batch) are
+                # 155 slices one by one take most of an hour on 2 shared cores: 32 slices are
                 # measured and scaled to 155 (the 2.5D inferer's cost is linear in the slice count)
                 "paper": Size(BRATS_VOLUME, measured_depth=32),
                 "tiny": Size((4, 48, 48, 12), sample_data=True),
