@@ -1,3 +1,3 @@
 """Pieces the bundles' MONAI workflows plug in: atomic checkpoints, resume, reproducible epochs and the
 non-finite-loss stop for training (:mod:`.training`); failure-tolerant, atomically written inference
-(:mod:`.inference`)."""
+(:mod:`.inference`); bf16 autocast on any device and the ``compile`` switch (:mod:`.precision`)."""
