@@ -793,8 +793,9 @@ def markdown(results: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         machine_line(results),
-        "The CPU was shared with other jobs, so absolute times are noisy; the ratios against the same-worker "
-        "conv/matmul throughput (`vs conv`, `vs matmul`) are the figures to compare.",
+        "Absolute times depend on what else runs (the load average above; above the core count the times are "
+        "noisy); the ratios against the same-worker conv/matmul throughput (`vs conv`, `vs matmul`) are the "
+        "figures to compare across machines and runs.",
         f"Settings: {results['settings']}.",
         "",
         "Machine throughput (fp32, GFLOP/s, this run): "
