@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from monai.utils import str2bool
+
 from benchmarks.harness import bundle_parser, interleaved
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
@@ -53,11 +55,13 @@ __all__ = ["reference_forward", "reference_inter_slice_residual", "forward_ab", 
 
 BUNDLE = "conresnet_brats_mri_segmentation"
 
-#: Allocator settings of :func:`allocator_ab` (environment of a fresh process).
+#: Allocator settings of :func:`allocator_ab`: the environment of a fresh process, or (``--keep_freed_memory``,
+#: the bundle's switch) :func:`common.workflows.memory.keep_freed_memory` called in it first.
 ALLOCATORS = {
     "glibc default": {},
     "THP_MEM_ALLOC_ENABLE=1": {"THP_MEM_ALLOC_ENABLE": "1"},
     "MALLOC_MMAP_MAX_=0": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)},
+    "keep_freed_memory": {"keep_freed_memory": "true"},
 }
 
 
@@ -202,12 +206,16 @@ def profile_forward(size: Sequence[int], widths: str = "paper", top: int = 15) -
     }
 
 
-def _worker(size: Sequence[int], widths: str, runs: int, train: bool = False) -> dict[str, Any]:
+def _worker(size: Sequence[int], widths: str, runs: int, train: bool = False,
+            keep_memory: bool = False) -> dict[str, Any]:
     """One process: a warm-up, then ``runs`` timed eval forwards or (``train``) training steps (the bundle's
-    loss on a synthetic BraTS label, Adam), user/system CPU apart."""
+    loss on a synthetic BraTS label, Adam), user/system CPU apart; ``keep_memory``: the bundle's
+    ``keep_freed_memory`` switch first."""
     from benchmarks.harness import synthetic_label
     from common.losses.conresnet import ConResNetLoss
+    from common.workflows.memory import keep_freed_memory
 
+    keep_freed_memory(keep_memory)
     torch.set_num_threads(1)
     net = _network(widths)
     x = torch.randn(1, net.in_channels, *size)
@@ -250,7 +258,9 @@ def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, r
            "--widths", widths, "--runs", str(runs)] + (["--train"] if train else [])
     for _ in range(repeats):
         for name, env in allocators.items():
-            proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
+            env = dict(env)
+            switch = ["--keep-freed-memory"] if str2bool(env.pop("keep_freed_memory", "false")) else []
+            proc = subprocess.run(cmd + switch, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
                                   text=True, check=True, cwd=Path(__file__).resolve().parents[1])
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             rows[name] += result["runs"]
@@ -368,7 +378,7 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
             if isinstance(c, dict) and "user_s" in c:
                 lines.append(f"| {name} | {c['user_s']:.2f} | {c['sys_s']:.2f} | {c['cpu_s']:.2f} | {c['ratio_cpu']:.3f} | "
                              f"{c['wall_s']:.2f} | {c['ratio_wall']:.3f} | {c['peak_rss_mb']:.0f} | {c['n']} |")
-        lines.append(f"load average {r['load_average']['start'][0]:.1f} -> {r['load_average']['end'][0]:.1f}")
+        lines.append(f"load average {r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
     else:
         lines.append(f"validation volumes {r['volumes']}")
         lines.append("| setting | windows / volume | Dice TC, WT, ET | mean Dice | cpu s | wall s |")
@@ -421,12 +431,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--widths", default="paper")
     k.add_argument("--runs", type=int, default=2)
     k.add_argument("--train", action="store_true")
+    k.add_argument("--keep-freed-memory", action="store_true")
     for s in (f, q, a, w):
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--out", help="write the result as JSON here")
     args = p.parse_args(argv)
     if args.command == "_worker":
-        print(json.dumps(_worker(args.size, args.widths, args.runs, args.train)))
+        print(json.dumps(_worker(args.size, args.widths, args.runs, args.train, args.keep_freed_memory)))
         return 0
     torch.set_num_threads(args.threads)
     if args.command == "forward":

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from benchmarks.conresnet import (
+    _markdown,
     _worker,
+    allocator_ab,
     forward_ab,
     main,
     profile_forward,
@@ -98,3 +100,11 @@ def test_profile_and_worker_tiny_runs():
     for train in (False, True):
         w = _worker((16, 16, 8), "sample", runs=1, train=train)
         assert len(w["runs"]) == 1 and w["runs"][0]["wall_s"] > 0 and w["peak_rss_mb"] > 0
+
+
+def test_allocator_ab_tiny_run_with_the_switch():
+    allocators = {"glibc default": {}, "keep_freed_memory": {"keep_freed_memory": "true"}}
+    r = allocator_ab((16, 16, 8), "sample", repeats=1, runs=1, allocators=allocators)
+    assert r["glibc default"]["ratio_cpu"] == 1.0 and r["keep_freed_memory"]["n"] == 1
+    table = _markdown("allocator", r)
+    assert "| keep_freed_memory |" in table and "load average" in table
