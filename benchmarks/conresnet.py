@@ -50,7 +50,7 @@ from benchmarks.harness import bundle_parser, interleaved
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
 __all__ = ["reference_forward", "reference_inter_slice_residual", "forward_ab", "profile_forward",
-           "allocator_ab",
+           "allocator_ab", "whole_volume",
            "window_counts", "sliding_window_ab", "main"]
 
 BUNDLE = "conresnet_brats_mri_segmentation"
@@ -278,6 +278,47 @@ def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, r
     return out
 
 
+def _volume_worker(volume: Sequence[int], widths: str, roi: Sequence[int] | None, keep_memory: bool) -> dict[str, Any]:
+    """One process: the bundle's ``inference.json`` inferer (``roi``: another ROI) and network at ``widths`` on
+    one random ``(4, *volume)`` volume, timed once, with the ``keep_freed_memory`` switch as given."""
+    from common.workflows.memory import keep_freed_memory
+
+    keep_freed_memory(keep_memory)
+    parser = bundle_parser(BUNDLE, "inference.json")
+    inferer = parser.get_parsed_content("inferer")
+    inferer.roi_size = list(roi) if roi else inferer.roi_size
+    net, x = _network(widths), torch.randn(1, 4, *volume)
+    c0, w0 = time.process_time(), time.perf_counter()
+    with torch.inference_mode():
+        shape = list(inferer(x, net).shape)
+    import resource
+
+    return {"output_shape": shape, "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads(),
+            "inferer": {"roi_size": list(inferer.roi_size), "sw_batch_size": inferer.sw_batch_size,
+                        "overlap": inferer.overlap}}
+
+
+def whole_volume(volume: Sequence[int] = (240, 240, 155), widths: str = "paper", roi: Sequence[int] | None = None,
+                 threads: int = 2) -> dict[str, Any]:
+    """Whole-volume inference as ``inference.json`` runs it, without and with ``keep_freed_memory``, each once in
+    a fresh process (one after the other: a paper-width BraTS volume takes minutes)."""
+    load_start = os.getloadavg()
+    out: dict[str, Any] = {"volume": list(volume), "widths": widths}
+    for name, keep in (("glibc default", False), ("keep_freed_memory", True)):
+        cmd = [sys.executable, "-m", "benchmarks.conresnet", "_volume", "--size", "x".join(map(str, volume)),
+               "--widths", widths] + (["--roi", "x".join(map(str, roi))] if roi else []) + (
+                   ["--keep-freed-memory"] if keep else [])
+        proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("cpu_s", "wall_s"):
+        out[f"ratio_{key}"] = out["keep_freed_memory"][key] / out["glibc default"][key]
+    out["load_avg"] = {"start": load_start, "end": os.getloadavg()}
+    return out
+
+
 def window_counts(volume: Sequence[int], roi: Sequence[int], overlaps: Sequence[float]) -> dict[float, int]:
     """How many windows ``SlidingWindowInferer`` runs on a ``volume`` (spatial size) for each overlap."""
     from monai.inferers import SlidingWindowInferer
@@ -370,6 +411,16 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
         for t in r["top"]:
             g = f"{t['gflop_per_cpu_s']:.1f}" if t["gflop_per_cpu_s"] else ""
             lines.append(f"| {t['op']} {t['shapes']} | {t['calls']} | {t['cpu_s']:.3f} | {g} |")
+    elif kind == "volume":
+        lines.append(f"whole volume 4x{'x'.join(map(str, r['volume']))}, widths {r['widths']}, "
+                     f"inferer {r['glibc default']['inferer']}, {r['glibc default']['threads']} threads, one run each")
+        lines.append("| allocator | cpu s | wall s | peak RSS MB |")
+        lines.append("|---|---|---|---|")
+        for name in ("glibc default", "keep_freed_memory"):
+            c = r[name]
+            lines.append(f"| {name} | {c['cpu_s']:.1f} | {c['wall_s']:.1f} | {c['peak_rss_mb']:.0f} |")
+        lines.append(f"ratio cpu {r['ratio_cpu_s']:.3f}, wall {r['ratio_wall_s']:.3f}; load average "
+                     f"{r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
     elif kind == "allocator":
         lines.append(f"{r['run']} 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
         lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | runs |")
@@ -426,16 +477,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--modes", nargs="+", default=["constant", "gaussian"])
     w.add_argument("--sw-batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     w.add_argument("--repeats", type=int, default=3)
+    v = sub.add_parser("volume", help="whole-volume inference (inference.json's inferer), without and with "
+                       "keep_freed_memory, fresh processes")
+    v.add_argument("--size", type=_size, default=[240, 240, 155])
+    v.add_argument("--widths", choices=("paper", "sample"), default="paper")
+    v.add_argument("--roi", type=_size, default=None, help="another ROI than inference.json's")
+    v.add_argument("--volume-threads", type=int, default=2, help="torch threads of the two processes")
+    u = sub.add_parser("_volume")
+    u.add_argument("--size", type=_size, required=True)
+    u.add_argument("--widths", default="paper")
+    u.add_argument("--roi", type=_size, default=None)
+    u.add_argument("--keep-freed-memory", action="store_true")
     k = sub.add_parser("_worker")
     k.add_argument("--size", type=_size, required=True)
     k.add_argument("--widths", default="paper")
     k.add_argument("--runs", type=int, default=2)
     k.add_argument("--train", action="store_true")
     k.add_argument("--keep-freed-memory", action="store_true")
-    for s in (f, q, a, w):
+    for s in (f, q, a, w, v):
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--out", help="write the result as JSON here")
     args = p.parse_args(argv)
+    if args.command == "_volume":
+        print(json.dumps(_volume_worker(args.size, args.widths, args.roi, args.keep_freed_memory)))
+        return 0
     if args.command == "_worker":
         print(json.dumps(_worker(args.size, args.widths, args.runs, args.train, args.keep_freed_memory)))
         return 0
@@ -444,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = forward_ab(args.size, args.widths, args.repeats, cases=args.cases)
     elif args.command == "profile":
         result = profile_forward(args.size, args.widths, args.top)
+    elif args.command == "volume":
+        result = whole_volume(args.size, args.widths, args.roi, args.volume_threads)
     elif args.command == "allocator":
         result = allocator_ab(args.size, args.widths, args.repeats, args.runs, train=args.train)
     else:

@@ -9,6 +9,7 @@ from benchmarks.conresnet import (
     _markdown,
     _worker,
     allocator_ab,
+    whole_volume,
     forward_ab,
     main,
     profile_forward,
@@ -108,3 +109,10 @@ def test_allocator_ab_tiny_run_with_the_switch():
     assert r["glibc default"]["ratio_cpu"] == 1.0 and r["keep_freed_memory"]["n"] == 1
     table = _markdown("allocator", r)
     assert "| keep_freed_memory |" in table and "load average" in table
+
+
+def test_whole_volume_tiny_run():
+    r = whole_volume((24, 24, 12), "sample", roi=(16, 16, 8), threads=1)
+    assert r["glibc default"]["output_shape"] == r["keep_freed_memory"]["output_shape"] == [1, 3, 24, 24, 12]
+    assert r["glibc default"]["inferer"]["roi_size"] == [16, 16, 8] and r["ratio_cpu_s"] > 0
+    assert "| keep_freed_memory |" in _markdown("volume", r)
