@@ -26,6 +26,7 @@ be at least 3 elements along every spatial axis.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import timm
@@ -171,6 +172,13 @@ def _log2_count_sums_by_sort(codes: torch.Tensor, table: torch.Tensor, bins: int
     return sums.index_add_(0, runs // num_codes, counts * table[counts])
 
 
+@functools.lru_cache(maxsize=16)
+def _log2_table(windows: int) -> torch.Tensor:
+    """``round(2**30 log2 n)`` for ``n = 0..windows`` (``n = 0`` as 1), int64 on the CPU; built once a map size."""
+    levels = torch.arange(windows + 1, dtype=torch.float64)
+    return (torch.log2(levels.clamp_min(1)) * 2**_LOG2_FRACTION_BITS).round().long()
+
+
 def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
     """2D information entropy of every channel (Eq. 2, Algorithm 1), in bits.
 
@@ -206,8 +214,7 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
             f"entropy_score: {windows} windows per channel exceed the 2**28 that the int64 fixed-point sums hold; "
             "place IFE at a lower resolution or score the channels of smaller crops."
         )
-    levels = torch.arange(windows + 1, dtype=torch.float64)
-    table = (torch.log2(levels.clamp_min(1)) * 2**_LOG2_FRACTION_BITS).round().long().to(codes.device)
+    table = _log2_table(windows).to(codes.device)
     if torch.jit.is_tracing():
         sums = _log2_count_sums(codes, table, bins)  # one pass: a loop over chunks would freeze the batch size
     elif windows * _DENSE_HISTOGRAM_MIN_FILL < bins * bins:
