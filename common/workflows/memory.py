@@ -18,7 +18,7 @@ import ctypes
 import ctypes.util
 import logging
 
-from monai.utils import str2bool
+from .precision import config_switch
 
 __all__ = ["keep_freed_memory"]
 
@@ -33,13 +33,7 @@ def keep_freed_memory(enabled: bool | str = False) -> bool:
     """Switch glibc's allocator to keep freed memory (see the module docstring) when ``enabled`` (a bool, or
     ``"true"``/``"false"`` from the command line). Returns whether the setting is in force; with a C library
     other than glibc it logs that nothing changed and returns False. Once set it stays for the process."""
-    try:
-        enabled = str2bool(enabled)
-    except ValueError:
-        raise ValueError(
-            f"keep_freed_memory must be true or false, not {enabled!r}; e.g. --keep_freed_memory true"
-        ) from None
-    if not enabled:
+    if not config_switch(enabled, "keep_freed_memory"):
         return False
     name = ctypes.util.find_library("c")
     mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None

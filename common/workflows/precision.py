@@ -26,10 +26,10 @@ import torch
 from monai.inferers import Inferer
 from monai.utils import str2bool
 
-__all__ = ["AutocastInferer", "compiled"]
+__all__ = ["AutocastInferer", "compiled", "config_switch"]
 
 
-def _switch(value: bool | str, name: str) -> bool:
+def config_switch(value: bool | str, name: str) -> bool:
     """A config switch that may come from the command line as a string (``--compile true``)."""
     try:
         return str2bool(value)
@@ -40,7 +40,7 @@ def _switch(value: bool | str, name: str) -> bool:
 def compiled(network: torch.nn.Module, enabled: bool | str = False, **compile_kwargs: Any) -> torch.nn.Module:
     """``torch.compile(network, **compile_kwargs)`` when ``enabled`` (the bundle's ``compile`` switch), else
     ``network`` itself. The compiled module shares the network's parameters."""
-    return torch.compile(network, **compile_kwargs) if _switch(enabled, "compile") else network
+    return torch.compile(network, **compile_kwargs) if config_switch(enabled, "compile") else network
 
 
 def _to_float32(output: Any) -> Any:
@@ -66,7 +66,7 @@ class AutocastInferer(Inferer):
 
     def __init__(self, inferer: Inferer, enabled: bool = False, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
-        self.inferer, self.enabled, self.dtype = inferer, _switch(enabled, "amp_bf16"), dtype
+        self.inferer, self.enabled, self.dtype = inferer, config_switch(enabled, "amp_bf16"), dtype
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.enabled:
