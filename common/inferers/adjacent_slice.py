@@ -47,7 +47,8 @@ class AdjacentSliceInferer(Inferer):
 
     Args:
         spatial_dim: the slice axis among the 3 spatial axes (2: axial after ``Orientationd("RAS")``).
-        sw_batch_size: slices per forward pass.
+        sw_batch_size: slices per forward pass (4: larger slice batches cost more CPU time per slice on the CPU
+            measured, ``python -m benchmarks.eaanet sw``).
         divisible_by: in-plane sizes are zero-padded to a multiple of this (the network's coarsest
             stride, 16 for the default EAA-Net) and the output is cropped back; 1 disables it.
         device: device of the network's inputs (default: the input's); outputs are gathered on the
@@ -57,7 +58,7 @@ class AdjacentSliceInferer(Inferer):
     def __init__(
         self,
         spatial_dim: int = 2,
-        sw_batch_size: int = 32,
+        sw_batch_size: int = 4,
         divisible_by: int = 16,
         device: torch.device | str | None = None,
     ) -> None:
