@@ -168,7 +168,17 @@ class CheckChannelsd(MapTransform):
 
 
 class CheckFinited(MapTransform):
-    """Checks that every voxel is finite (no NaN, no +/-Inf)."""
+    """Checks that every voxel is finite (no NaN, no +/-Inf) and at most ``max_abs`` in magnitude: finite but
+    huge values (3e38) overflow to Inf/NaN in intensity normalisation (squares in the standard deviation), and
+    no scanner stores values near 1e12.
+
+    Args:
+        max_abs: the largest accepted magnitude.
+    """
+
+    def __init__(self, keys: KeysCollection, max_abs: float = 1e12, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.max_abs = float(max_abs)
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -182,6 +192,13 @@ class CheckFinited(MapTransform):
                 raise InputError(
                     f"{source_of(d, key)} has {nan} NaN and {inf} infinite voxel(s); the bundle does not guess"
                     " values: fix the file (e.g. numpy.nan_to_num when it is converted) or leave the case out"
+                )
+            peak = float(x.abs().max()) if x.numel() else 0.0
+            if peak > self.max_abs:
+                raise InputError(
+                    f"{source_of(d, key)} has voxel values up to {peak:.3g} in magnitude (more than {self.max_abs:g}):"
+                    " normalising them overflows to NaN. Fix the file (wrong data type or scaling when it was"
+                    " converted) or leave the case out"
                 )
         return d
 
