@@ -98,7 +98,9 @@ class AtomicCheckpointSaver:
     :class:`AtomicDiskSaver`; the arguments are those of ``monai.handlers.CheckpointSaver`` the bundles use.
 
     - interval checkpoints ``<file_prefix>_checkpoint_iteration=<N>.pt`` every ``save_interval`` iterations
-      (epochs with ``epoch_level``), the newest ``n_saved`` kept; on a resumed run the ones already in
+      (epochs with ``epoch_level``), the newest ``n_saved`` kept; the one due at the last iteration of an
+      epoch is written at ``EPOCH_COMPLETED``, after the validation (attach this handler after the trainer's
+      ``ValidationHandler``, as the bundles' ``run`` does); on a resumed run the ones already in
       ``save_dir`` count, so ``n_saved`` holds across resumes (the older ones go at the next save);
     - ``final_filename`` when the run completes;
     - on a validator, ``key_metric_filename`` (``model.pt``) when the validation gives a new best key metric,
@@ -145,8 +147,23 @@ class AtomicCheckpointSaver:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.key_metric_completed)
         if self.interval is not None:
             engine.add_event_handler(Events.STARTED, self.count_saved)
-            every = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
-            engine.add_event_handler(every(every=self.save_interval), self.interval)
+            if self.epoch_level:
+                engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.interval)
+            else:
+                engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.iteration_completed)
+                engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+
+    def iteration_completed(self, engine: Engine) -> None:
+        """An interval save within an epoch; the one at an epoch's last iteration waits for the epoch's end."""
+        if engine.state.iteration % engine.state.epoch_length:
+            self.interval(engine)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        """The interval save due at an epoch's last iteration, taken after the handlers attached before this
+        one (the validation): a kill during the validation resumes before it and runs it again, and the
+        checkpoint holds the validator's best metric of this epoch."""
+        if engine.state.iteration % self.save_interval == 0:
+            self.interval(engine)
 
     def key_metric_completed(self, engine: Engine) -> None:
         """Saves when this validation set the evaluator's best metric (MONAI compares before this handler)."""
