@@ -101,3 +101,18 @@ def test_pin_supervised_evaluator_default_iteration_is_its_iteration_method():
     assert evaluator._process_function == evaluator._iteration
     output = evaluator._iteration(evaluator, {"image": torch.ones(1, 1), "label": torch.zeros(1, 1)})
     assert torch.equal(output[0]["pred"], torch.ones(1))  # decollated: one dict an item
+
+
+def test_missing_file_in_an_inference_datalist_fails_only_its_case(tmp_path):
+    from common.data.datalist_checks import DatalistError, load_datalist
+
+    (tmp_path / "a.png").write_bytes(b"x")
+    datalist = tmp_path / "dataset.json"
+    datalist.write_text(json.dumps({"test": [{"image": "a.png"}, {"image": "gone.png"}]}))
+    cases = load_datalist(datalist, "test", keys=["image"], allow_missing=True)
+    assert [c["image"] for c in cases] == [str(tmp_path / "a.png"), str(tmp_path / "gone.png")]
+    with pytest.raises(DatalistError, match="names 1 file"):  # training and evaluation refuse it
+        load_datalist(datalist, "test", keys=["image"])
+    datalist.write_text(json.dumps({"test": [{"image": "gone.png"}]}))
+    with pytest.raises(DatalistError, match="names 1 file"):  # nothing there: a wrong dataset_dir
+        load_datalist(datalist, "test", keys=["image"], allow_missing=True)
