@@ -14,7 +14,7 @@ import torch
 from ignite.engine import Engine
 from monai.engines import SupervisedEvaluator
 
-from common.bundle.contract import BundleContract
+from common.bundle.contract import REPO_ROOT, BundleContract
 from common.transforms.checks import CheckFinited, InputError
 from common.workflows.inference import (
     FAILURE_KEY,
@@ -116,3 +116,18 @@ def test_missing_file_in_an_inference_datalist_fails_only_its_case(tmp_path):
     datalist.write_text(json.dumps({"test": [{"image": "gone.png"}]}))
     with pytest.raises(DatalistError, match="names 1 file"):  # nothing there: a wrong dataset_dir
         load_datalist(datalist, "test", keys=["image"], allow_missing=True)
+
+
+def test_16_bit_png_is_read_at_full_depth_and_scaled_as_the_8_bit_image(tmp_path, sample_root):
+    from PIL import Image
+
+    contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
+    preprocessing = contract.parser("inference.json", "sample_data.json",
+                                    **contract.overrides()).get_parsed_content("preprocessing")
+    eight = np.random.default_rng(15).integers(0, 256, (48, 40)).astype(np.uint8)
+    Image.fromarray(eight).save(tmp_path / "eight.png")
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")  # 255 -> 65535
+    assert Image.open(tmp_path / "sixteen.png").mode == "I;16"
+    a = preprocessing({"image": str(tmp_path / "eight.png")})["image"]
+    b = preprocessing({"image": str(tmp_path / "sixteen.png")})["image"]
+    assert float(b.max()) > 0.9 and torch.allclose(a, b, atol=1e-6)

@@ -61,6 +61,8 @@ class LoadCheckedImaged(LoadImaged):
     """``monai.transforms.LoadImaged`` whose errors say which file failed and what to do: a missing file (fix
     the datalist or ``dataset_dir``), a file that cannot be read (permissions), or a file no reader can decode
     (damaged, truncated or of a format the bundle does not read); then it runs ``checks`` on what it loaded.
+    16-bit PNGs (PIL mode ``I;16``) are read at full depth and put on the 8-bit scale (``v * 255 / 65535``), so
+    the bundles' 0-255 intensity scaling treats them as the same image stored in 8 bits.
 
     Args:
         keys: as ``LoadImaged``.
@@ -75,6 +77,10 @@ class LoadCheckedImaged(LoadImaged):
 
     def __call__(self, data: Mapping, reader: Any = None) -> dict:
         d = self._load(data, reader)
+        for key in self.key_iterator(d):
+            meta = getattr(d[key], "meta", None)
+            if meta is not None and str(meta.get("mode", "")).startswith("I;16"):
+                d[key] = d[key] * (255.0 / 65535.0)  # read at full depth, then on the 8-bit scale (v * 257 -> v)
         for check in self.checks:
             d = check(d)
         return d
