@@ -131,3 +131,21 @@ def test_16_bit_png_is_read_at_full_depth_and_scaled_as_the_8_bit_image(tmp_path
     a = preprocessing({"image": str(tmp_path / "eight.png")})["image"]
     b = preprocessing({"image": str(tmp_path / "sixteen.png")})["image"]
     assert float(b.max()) > 0.9 and torch.allclose(a, b, atol=1e-6)
+
+
+def test_crosslinknet_mask_values_outside_its_classes_are_named(tmp_path, sample_root):
+    from PIL import Image
+
+    contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
+    checks = contract.parser("train.json", "sample_data.json", **contract.overrides()).get_parsed_content(
+        "validate#preprocessing")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:4], mask[4:8] = 7, 128
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(np.full((32, 32), 100, np.uint8)).save(tmp_path / "image.png")
+    with pytest.raises(Exception) as error:
+        checks({"image": str(tmp_path / "image.png"), "label": str(tmp_path / "mask.png")})
+    cause = error.value
+    while cause is not None and not isinstance(cause, InputError):
+        cause = cause.__cause__
+    assert cause is not None and str(tmp_path / "mask.png") in str(cause) and "7, 128" in str(cause)
