@@ -10,7 +10,12 @@
   its error; with ``raise_at_end`` the run then ends with an error listing the failed cases, so a script sees
   a non-zero exit status after every good case was written.
 - :class:`AtomicITKWriter`, :class:`AtomicNibabelWriter`, :class:`AtomicPILWriter` (``SaveImaged``'s
-  ``writer``): each prediction is written to a hidden temporary file in its folder and renamed into place.
+  ``writer``): each prediction is written through :func:`common.workflows.atomic.atomic_path` (a hidden
+  temporary file in its folder, renamed into place); the next run removes temporary files a kill left.
+- :class:`CheckedCheckpointLoader` (the ``CheckpointLoader`` of ``model.pt``): a missing checkpoint and one of
+  another network are reported with the checkpoint, the differing parameters and the config keys to set.
+
+``InferenceFailures`` refuses an ``output_dir`` that is a file or not writable when the config is read.
 
 Works with ``batch_size`` 1 (one case an iteration), as every bundle's inference does.
 """

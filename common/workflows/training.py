@@ -5,9 +5,9 @@ What MONAI and Ignite give and where this module adds to them (measured on monai
 
 - ``monai.handlers.CheckpointSaver`` builds its savers with ``DiskSaver(atomic=False)``, and Ignite's
   ``Checkpoint`` removes the file it replaces *before* it writes the new one; a kill during the write leaves
-  a truncated file and no complete one. :class:`AtomicCheckpointSaver` is the same handler with
-  :class:`AtomicDiskSaver`: write a temporary file in ``ckpt_dir``, fsync, rename it into place, and only
-  then remove the file it replaces.
+  a truncated file and no complete one. :class:`AtomicCheckpointSaver` (on Ignite's public ``Checkpoint``)
+  saves with :class:`AtomicDiskSaver` (:mod:`common.workflows.atomic`, removals after the save), keeps the
+  validator's best metric in the training checkpoint, and counts the checkpoints already in ``ckpt_dir``.
 - ``Engine.run`` resumed in the middle of an epoch starts a fresh data-loader iterator (other batches, other
   augmentations than the interrupted run would have seen). :class:`ReproducibleEpochs` seeds every epoch
   and every iteration from ``(seed, epoch)`` / ``(seed, iteration)`` and, on a resume in the middle of an
@@ -17,8 +17,10 @@ What MONAI and Ignite give and where this module adds to them (measured on monai
 - ``ignite.handlers.TerminateOnNan`` looks at the output after the optimizer step, when the weights are
   already NaN. :class:`StopOnNonFiniteLoss` checks the loss at ``IterationEvents.LOSS_COMPLETED``, before
   the backward pass and the step, and raises; every checkpoint written so far holds finite weights.
-- :func:`latest_checkpoint` names the newest training checkpoint of ``ckpt_dir``; :func:`resume_checkpoint` is
-  the bundles' ``resume_from`` when their ``resume`` key is set (``--resume true`` on the command line).
+- :func:`latest_checkpoint` names the training checkpoint of ``ckpt_dir`` with the highest recorded iteration
+  that loads; :func:`resume_checkpoint` is the bundles' ``resume_from``: it checks ``ckpt_dir``/``output_dir``,
+  claims ``ckpt_dir`` (:func:`claim_ckpt_dir`, a lock with the pid) and, when the ``resume`` key is set
+  (``--resume true`` on the command line), returns that checkpoint.
 """
 
 from __future__ import annotations
