@@ -373,6 +373,7 @@ class StopOnNonFiniteLoss:
             f"training loss is {loss.detach().float().mean().item()} at iteration {engine.state.iteration}"
             f" (epoch {engine.state.epoch}), batch of {files}; training stopped before the optimizer step, the"
             f" weights are finite and the last good checkpoint is {last}."
-            " Fix: check those images for NaN/Inf or extreme values, or lower learning_rate; then resume with"
-            " `--resume true` (or `--resume_from <checkpoint>`)"
+            " Fix: check those images for NaN/Inf or extreme values and resume with `--resume true` (or"
+            " `--resume_from <checkpoint>`); or train again from the start with a lower learning_rate (a resumed"
+            " run takes its learning rate and weights from the checkpoint, which may already hold grown weights)"
         )
