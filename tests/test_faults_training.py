@@ -141,3 +141,18 @@ def test_ckpt_dir_or_output_dir_being_a_file_is_refused_before_any_work(key, tmp
     folders[key].write_text("not a folder")
     with pytest.raises(NotADirectoryError, match=f"{key} {folders[key]} is a file, not a folder; set {key}"):
         resume_checkpoint(False, folders["ckpt_dir"], folders["output_dir"])
+
+
+def test_huge_image_size_is_refused_before_any_work_with_the_estimated_memory(tmp_path, sample_root):
+    from common.bundle.contract import BundleContract
+
+    contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
+    with pytest.raises(Exception) as error:
+        contract.workflow("train.json", "sample_data.json", **contract.overrides(), image_size=[16384, 16384])
+    cause = error.value
+    while cause is not None and not isinstance(cause, MemoryError):
+        cause = cause.__cause__
+    assert cause is not None, repr(error.value)
+    assert "image_size [16384, 16384] with batch_size" in str(cause) and "GiB" in str(cause)
+    assert "--image_size [8192, 8192]" in str(cause)
+    assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()  # nothing started

@@ -53,6 +53,7 @@ __all__ = [
     "NonFiniteLossError",
     "ReproducibleEpochs",
     "StopOnNonFiniteLoss",
+    "check_training_memory",
     "claim_ckpt_dir",
     "latest_checkpoint",
     "resume_checkpoint",
@@ -377,3 +378,49 @@ class StopOnNonFiniteLoss:
             " `--resume_from <checkpoint>`); or train again from the start with a lower learning_rate (a resumed"
             " run takes its learning rate and weights from the checkpoint, which may already hold grown weights)"
         )
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size: int, in_channels: int,
+                          device: torch.device | str = "cpu", probe: int = 64) -> int:
+    """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
+    taken. The estimate: every module output of one forward pass on a ``probe``-sized input (no gradients),
+    scaled by the voxel count of ``image_size`` and by ``batch_size``, times 2 (activations kept for the
+    backward pass and their gradients), plus the weights with Adam's two moments and the gradient (x4).
+    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower; returns the estimate."""
+    size = [int(s) for s in image_size]
+    device = torch.device(device)
+    probe_shape = [min(probe, s) for s in size]
+    outputs = [0]
+
+    def count(module, args, out):
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if isinstance(t, torch.Tensor):
+                outputs[0] += t.numel() * t.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in network.modules() if not list(m.children())]
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(torch.zeros(1, int(in_channels), *probe_shape, device=next(network.parameters()).device))
+    finally:
+        network.train(was_training)
+        for h in hooks:
+            h.remove()
+    scale = float(np.prod(size)) / float(np.prod(probe_shape))
+    weights = sum(p.numel() * p.element_size() for p in network.parameters())
+    estimate = int(2 * outputs[0] * scale * int(batch_size) + 4 * weights)
+    free = _available_memory(device)
+    if estimate > free:
+        raise MemoryError(
+            f"image_size {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
+            f" step on {device}, {free / 2**30:.1f} GiB are free; lower image_size (e.g. --image_size"
+            f" {[max(16, s // 2) for s in size]}) or batch_size"
+        )
+    return estimate
