@@ -28,6 +28,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from common.workflows.atomic import atomic_path
+
 __all__ = ["BUNDLE_FILES", "archive_bundle", "common_modules"]
 
 COMMON_ROOT = Path(__file__).resolve().parents[1]
@@ -128,19 +130,13 @@ def archive_bundle(
     configs = sorted(p for p in files if p.parent == bundle_dir / "configs" and p.name != "metadata.json")
     modules = common_modules(p.read_text() for p in configs)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(files):
-                zf.write(path, f"{name}/{path.relative_to(bundle_dir).as_posix()}")
-            if ckpt_file is not None:
-                zf.write(ckpt_file, f"{name}/models/model.pt")
-            for module in modules:
-                source = _module_file(module)
-                assert source is not None
-                zf.write(source, f"{name}/common/{source.relative_to(COMMON_ROOT).as_posix()}")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(files):
+            zf.write(path, f"{name}/{path.relative_to(bundle_dir).as_posix()}")
+        if ckpt_file is not None:
+            zf.write(ckpt_file, f"{name}/models/model.pt")
+        for module in modules:
+            source = _module_file(module)
+            assert source is not None
+            zf.write(source, f"{name}/common/{source.relative_to(COMMON_ROOT).as_posix()}")
     return out

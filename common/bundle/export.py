@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common.workflows.atomic import atomic_path
 
 __all__ = ["OnnxExport", "OnnxExportError", "export_onnx", "load_network"]
 
@@ -170,8 +171,7 @@ def export_onnx(
         )
     name = type(net).__name__
     filepath.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=filepath.parent) as tmp:
-        tmp_file = Path(tmp) / filepath.name
+    with atomic_path(filepath) as tmp_file:
         errors = []
         for exporter, dynamo in (("torchscript", False), ("dynamo", True)):
             try:
@@ -194,5 +194,4 @@ def export_onnx(
                 f"{name} of {bundle_dir.name}: ONNX Runtime output {got.shape} differs from eager {want.shape} by up to"
                 f" {diff:.3g} (rtol {rtol}, atol {atol}) with the {exporter} exporter; use TorchScript instead"
             )
-        os.replace(tmp_file, filepath)
     return OnnxExport(filepath, exporter, shape, float(np.abs(got - want).max()))

@@ -34,7 +34,8 @@ def _files(value: object) -> list[str]:
 
 
 def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
-                  keys: Sequence[str] = ("image", "label"), base_dir: str | os.PathLike | None = None) -> list[dict]:
+                  keys: Sequence[str] = ("image", "label"), base_dir: str | os.PathLike | None = None,
+                  allow_missing: bool = False) -> list[dict]:
     """The ``data_list_key`` list of the datalist JSON ``datalist``, with paths joined to ``base_dir`` (default:
     the JSON's folder), after checking it; raises :class:`~common.data.datalists.DatalistError` naming the file,
     the item and the fix.
@@ -44,6 +45,9 @@ def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
         data_list_key: the list to read (``training``, ``validation``, ``test``).
         keys: the keys every item must have (``image`` and ``label``; ``image`` for unlabelled lists).
         base_dir: folder that relative paths start from.
+        allow_missing: inference's rule: a file that does not exist fails only its own case (the inference
+            summary lists it, as for a folder run), unless every file is missing (a wrong ``dataset_dir``: an
+            error). Training and evaluation (False) refuse a datalist naming any missing file.
     """
     from monai.data import load_decathlon_datalist
 
@@ -91,6 +95,8 @@ def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
     base = Path(base_dir) if base_dir is not None else path.parent
     loaded = load_decathlon_datalist(str(path), data_list_key=data_list_key, base_dir=str(base))
     absent = [f for item in loaded for k in keys for f in _files(item.get(k)) if not os.path.exists(f)]
+    if absent and allow_missing and len(absent) < sum(len(_files(item.get(k))) for item in loaded for k in keys):
+        return loaded
     if absent:
         shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
         raise DatalistError(

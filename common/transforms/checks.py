@@ -61,6 +61,8 @@ class LoadCheckedImaged(LoadImaged):
     """``monai.transforms.LoadImaged`` whose errors say which file failed and what to do: a missing file (fix
     the datalist or ``dataset_dir``), a file that cannot be read (permissions), or a file no reader can decode
     (damaged, truncated or of a format the bundle does not read); then it runs ``checks`` on what it loaded.
+    16-bit PNGs (PIL mode ``I;16``) are read at full depth and put on the 8-bit scale (``v * 255 / 65535``), so
+    the bundles' 0-255 intensity scaling treats them as the same image stored in 8 bits.
 
     Args:
         keys: as ``LoadImaged``.
@@ -75,6 +77,10 @@ class LoadCheckedImaged(LoadImaged):
 
     def __call__(self, data: Mapping, reader: Any = None) -> dict:
         d = self._load(data, reader)
+        for key in self.key_iterator(d):
+            meta = getattr(d[key], "meta", None)
+            if meta is not None and str(meta.get("mode", "")).startswith("I;16"):
+                d[key] = d[key] * (255.0 / 65535.0)  # read at full depth, then on the 8-bit scale (v * 257 -> v)
         for check in self.checks:
             d = check(d)
         return d
@@ -168,7 +174,17 @@ class CheckChannelsd(MapTransform):
 
 
 class CheckFinited(MapTransform):
-    """Checks that every voxel is finite (no NaN, no +/-Inf)."""
+    """Checks that every voxel is finite (no NaN, no +/-Inf) and at most ``max_abs`` in magnitude: finite but
+    huge values (3e38) overflow to Inf/NaN in intensity normalisation (squares in the standard deviation), and
+    no scanner stores values near 1e12.
+
+    Args:
+        max_abs: the largest accepted magnitude.
+    """
+
+    def __init__(self, keys: KeysCollection, max_abs: float = 1e12, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.max_abs = float(max_abs)
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -182,6 +198,13 @@ class CheckFinited(MapTransform):
                 raise InputError(
                     f"{source_of(d, key)} has {nan} NaN and {inf} infinite voxel(s); the bundle does not guess"
                     " values: fix the file (e.g. numpy.nan_to_num when it is converted) or leave the case out"
+                )
+            peak = float(x.abs().max()) if x.numel() else 0.0
+            if peak > self.max_abs:
+                raise InputError(
+                    f"{source_of(d, key)} has voxel values up to {peak:.3g} in magnitude (more than {self.max_abs:g}):"
+                    " normalising them overflows to NaN. Fix the file (wrong data type or scaling when it was"
+                    " converted) or leave the case out"
                 )
         return d
 

@@ -10,7 +10,12 @@
   its error; with ``raise_at_end`` the run then ends with an error listing the failed cases, so a script sees
   a non-zero exit status after every good case was written.
 - :class:`AtomicITKWriter`, :class:`AtomicNibabelWriter`, :class:`AtomicPILWriter` (``SaveImaged``'s
-  ``writer``): each prediction is written to a hidden temporary file in its folder and renamed into place.
+  ``writer``): each prediction is written through :func:`common.workflows.atomic.atomic_path` (a hidden
+  temporary file in its folder, renamed into place); the next run removes temporary files a kill left.
+- :class:`CheckedCheckpointLoader` (the ``CheckpointLoader`` of ``model.pt``): a missing checkpoint and one of
+  another network are reported with the checkpoint, the differing parameters and the config keys to set.
+
+``InferenceFailures`` refuses an ``output_dir`` that is a file or not writable when the config is read.
 
 Works with ``batch_size`` 1 (one case an iteration), as every bundle's inference does.
 """
@@ -20,54 +25,41 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 from monai.data import Dataset
 from monai.data.image_writer import ITKWriter, NibabelWriter, PILWriter
+from monai.handlers import CheckpointLoader
 from monai.utils import CommonKeys
+
+from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
 
 __all__ = [
     "FAILURE_KEY",
     "AtomicITKWriter",
     "AtomicNibabelWriter",
     "AtomicPILWriter",
+    "CheckedCheckpointLoader",
+    "CheckpointMismatchError",
     "FailureTolerantDataset",
     "InferenceFailures",
     "atomic_writer",
 ]
 
 FAILURE_KEY = "inference_failure"
-_COMPOUND_SUFFIXES = (".nii.gz", ".nrrd.gz", ".mha.gz")
-
-
-def _suffix(name: str) -> str:
-    """The file type suffix the writers choose their format by (``.nii.gz`` kept whole)."""
-    lower = name.lower()
-    return next((name[-len(s):] for s in _COMPOUND_SUFFIXES if lower.endswith(s)), Path(name).suffix)
 
 
 class _AtomicWrite:
-    """Mixin for MONAI image writers: ``write`` goes to a temporary file next to the target, then ``os.replace``."""
+    """Mixin for MONAI image writers: ``write`` goes through :func:`common.workflows.atomic.atomic_path`."""
 
     def write(self, filename: os.PathLike | str, verbose: bool = False, **kwargs: Any) -> None:
-        target = Path(filename)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        suffix = _suffix(target.name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[: len(target.name) - len(suffix)]}.", suffix=suffix,
-                                   dir=target.parent)
-        os.close(fd)
-        try:
+        with atomic_path(filename) as tmp:
             super().write(tmp, verbose=verbose, **kwargs)  # type: ignore[misc]
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
 
 class AtomicITKWriter(_AtomicWrite, ITKWriter):
@@ -113,9 +105,11 @@ class FailureTolerantDataset(Dataset):
     """``monai.data.Dataset`` whose item is a failure record ``{image: <input>, FAILURE_KEY: <error>}`` when
     loading or preprocessing the case raises, so the other cases of the folder are still processed."""
 
-    def _transform(self, index: int) -> Any:
+    def __getitem__(self, index: Any) -> Any:
+        if not isinstance(index, int):  # slices and index sequences: a Subset of this dataset, items as below
+            return super().__getitem__(index)
         try:
-            return super()._transform(index)
+            return super().__getitem__(index)
         except Exception as e:  # any error of one case must not stop the others
             cause: BaseException = e
             while cause.__cause__ is not None and str(cause).startswith("applying transform"):
@@ -134,7 +128,7 @@ class InferenceFailures:
 
     def __init__(self, output_dir: str | Path, summary_name: str = "inference_summary.json",
                  raise_at_end: bool = True) -> None:
-        self.output_dir = Path(output_dir)
+        self.output_dir = check_writable_folder(output_dir, "output_dir")
         self.summary_name = summary_name
         self.raise_at_end = raise_at_end
         self.failed: list[dict[str, str]] = []
@@ -147,10 +141,14 @@ class InferenceFailures:
 
     def started(self, engine: Engine) -> None:
         self.failed, self.succeeded = [], []
+        for leftover in remove_leftovers(self.output_dir, recursive=True):
+            self.logger.info(f"removed {leftover}, left by an interrupted write")
 
     def iteration(self, engine: Engine, batch: Any) -> Any:
         """The evaluator's ``iteration_update``: runs its own ``_iteration`` (network, postprocessing, saving)
-        and turns an error of this case into a record."""
+        and turns an error of this case into a record. ``SupervisedEvaluator._iteration`` is MONAI's default
+        iteration (no public name; ``tests/test_faults_inference.py`` pins that it is what runs without an
+        ``iteration_update``)."""
         case = _case_name(batch)
         failure = batch.get(FAILURE_KEY) if isinstance(batch, dict) else None
         if failure is not None:
@@ -174,12 +172,9 @@ class InferenceFailures:
             "succeeded": len(self.succeeded),
             "failed": self.failed,
         }
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / self.summary_name
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.summary_name}.", dir=self.output_dir)
-        with os.fdopen(fd, "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
         if not self.failed:
             self.logger.info(f"inference: all {summary['cases']} cases written; summary in {path}")
             return
@@ -191,3 +186,62 @@ class InferenceFailures:
         self.logger.error(message)
         if self.raise_at_end:
             raise RuntimeError(message)
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint does not fit the configured network; the message names both and the keys to set."""
+
+
+class CheckedCheckpointLoader(CheckpointLoader):
+    """``monai.handlers.CheckpointLoader`` whose errors say what to do: a missing ``load_path`` is reported when
+    the config is read (train first, or point the key at weights), and a checkpoint of another bundle or of
+    another network size names the checkpoint, what it holds (parameter names and shapes) and the config keys
+    that set the network.
+
+    Args:
+        config_keys: the config keys that shape the network (e.g. ``["features", "in_channels"]``), named in
+            the message.
+        kwargs: the arguments of ``CheckpointLoader``.
+    """
+
+    def __init__(self, load_path: str, load_dict: dict, config_keys: Sequence[str] = (), **kwargs: Any) -> None:
+        if not Path(load_path).is_file():
+            raise FileNotFoundError(
+                f"checkpoint {load_path} does not exist; train the bundle first (its train.json writes model.pt"
+                " into ckpt_dir) or set ckpt_dir (--ckpt_dir /folder/with/model.pt) to where the weights are"
+            )
+        super().__init__(load_path, load_dict, **kwargs)
+        self.config_keys = list(config_keys)
+
+    def __call__(self, engine: Engine) -> None:
+        try:
+            super().__call__(engine)
+        except RuntimeError as e:
+            if "state_dict" not in str(e):
+                raise
+            raise CheckpointMismatchError(self._mismatch()) from e
+
+    def _mismatch(self) -> str:
+        checkpoint = torch.load(self.load_path, map_location="cpu", weights_only=True, mmap=True)
+        parts = []
+        for name, obj in self.load_dict.items():
+            if not isinstance(obj, torch.nn.Module):
+                continue
+            saved = checkpoint[name] if name in checkpoint else checkpoint
+            want = obj.state_dict()
+            missing = [k for k in want if k not in saved]
+            unexpected = [k for k in saved if k not in want]
+            shapes = [f"{k}: {tuple(saved[k].shape)} in the checkpoint, {tuple(want[k].shape)} here" for k in want
+                      if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(want[k].shape)]
+            parts.append(
+                f"'{name}' ({type(obj).__name__}, {len(want)} tensors) vs the checkpoint's {len(saved)} tensors:"
+                f" {len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}),"
+                f" {len(shapes)} of other shape (e.g. {shapes[:2]})"
+            )
+        keys = ", ".join(self.config_keys) or "the network_def keys"
+        return (
+            f"checkpoint {self.load_path} was trained as another network than this config builds: {'; '.join(parts)}."
+            f" It is another bundle's checkpoint, or was trained with other sizes (e.g. sample_data.json's): set"
+            f" {keys} to the values it was trained with (the train config used, e.g. add sample_data.json), or"
+            " point ckpt_dir at this bundle's own weights"
+        )

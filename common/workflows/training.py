@@ -5,9 +5,9 @@ What MONAI and Ignite give and where this module adds to them (measured on monai
 
 - ``monai.handlers.CheckpointSaver`` builds its savers with ``DiskSaver(atomic=False)``, and Ignite's
   ``Checkpoint`` removes the file it replaces *before* it writes the new one; a kill during the write leaves
-  a truncated file and no complete one. :class:`AtomicCheckpointSaver` is the same handler with
-  :class:`AtomicDiskSaver`: write a temporary file in ``ckpt_dir``, fsync, rename it into place, and only
-  then remove the file it replaces.
+  a truncated file and no complete one. :class:`AtomicCheckpointSaver` (on Ignite's public ``Checkpoint``)
+  saves with :class:`AtomicDiskSaver` (:mod:`common.workflows.atomic`, removals after the save), keeps the
+  validator's best metric in the training checkpoint, and counts the checkpoints already in ``ckpt_dir``.
 - ``Engine.run`` resumed in the middle of an epoch starts a fresh data-loader iterator (other batches, other
   augmentations than the interrupted run would have seen). :class:`ReproducibleEpochs` seeds every epoch
   and every iteration from ``(seed, epoch)`` / ``(seed, iteration)`` and, on a resume in the middle of an
@@ -17,15 +17,22 @@ What MONAI and Ignite give and where this module adds to them (measured on monai
 - ``ignite.handlers.TerminateOnNan`` looks at the output after the optimizer step, when the weights are
   already NaN. :class:`StopOnNonFiniteLoss` checks the loss at ``IterationEvents.LOSS_COMPLETED``, before
   the backward pass and the step, and raises; every checkpoint written so far holds finite weights.
-- :func:`latest_checkpoint` names the newest training checkpoint of ``ckpt_dir``; :func:`resume_checkpoint` is
-  the bundles' ``resume_from`` when their ``resume`` key is set (``--resume true`` on the command line).
+- :func:`latest_checkpoint` names the training checkpoint of ``ckpt_dir`` with the highest recorded iteration
+  that loads; :func:`resume_checkpoint` is the bundles' ``resume_from``: it checks ``ckpt_dir``/``output_dir``,
+  claims ``ckpt_dir`` (:func:`claim_ckpt_dir`, a lock with the pid) and, when the ``resume`` key is set
+  (``--resume true`` on the command line), returns that checkpoint.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
+import logging
 import os
-import stat
-import tempfile
+import re
+import socket
+import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,11 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import DiskSaver
+from ignite.handlers import Checkpoint, DiskSaver
 from monai.data.utils import set_rnd
 from monai.engines.utils import IterationEvents
-from monai.handlers import CheckpointSaver
 from monai.utils import CommonKeys, set_determinism
+
+from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -45,6 +53,8 @@ __all__ = [
     "NonFiniteLossError",
     "ReproducibleEpochs",
     "StopOnNonFiniteLoss",
+    "check_training_memory",
+    "claim_ckpt_dir",
     "latest_checkpoint",
     "resume_checkpoint",
 ]
@@ -53,20 +63,20 @@ __all__ = [
 class AtomicDiskSaver(DiskSaver):
     """Ignite ``DiskSaver`` that never leaves a partial checkpoint and never has fewer than one complete one.
 
-    The checkpoint is written to a temporary file in the same folder, flushed to disk (fsync) and renamed over
-    the target (``os.replace`` is atomic on POSIX and Windows). Removals that Ignite's ``Checkpoint`` asks for
-    before a save are carried out after the save succeeded.
+    Each save goes through :func:`common.workflows.atomic.atomic_path` (temporary file in the same folder, fsync,
+    rename). Removals that Ignite's ``Checkpoint`` asks for before a save are carried out after the save
+    succeeded.
 
     Args:
         dirname: folder of the checkpoints (created if missing).
-        filename: a fixed file name for every save (MONAI's ``model.pt`` / ``checkpoint_final.pt``), or None
-            for Ignite's names.
+        filename: a fixed file name for every save (``model.pt`` / ``checkpoint_final.pt``), or None for
+            Ignite's names.
     """
 
     def __init__(self, dirname: str | Path, filename: str | None = None, **kwargs: Any) -> None:
         super().__init__(dirname=str(dirname), atomic=True, create_dir=True, require_empty=False, **kwargs)
         self.filename = filename
-        self._to_remove: list[str] = []
+        self.pending_removals: list[str] = []
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         import ignite.distributed as idist
@@ -74,61 +84,187 @@ class AtomicDiskSaver(DiskSaver):
         if idist.get_rank() != self.save_on_rank:
             return
         filename = self.filename or filename
-        path = Path(self.dirname) / filename
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".partial", dir=self.dirname)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f, **self.kwargs)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        for old in self._to_remove:
+        with atomic_path(Path(self.dirname) / filename) as tmp:
+            torch.save(checkpoint, tmp, **self.kwargs)
+        for old in self.pending_removals:
             if old != filename:
                 (Path(self.dirname) / old).unlink(missing_ok=True)
-        self._to_remove.clear()
+        self.pending_removals.clear()
 
     def remove(self, filename: str) -> None:
         """Remove ``filename`` after the next successful save (Ignite asks before it saves the replacement)."""
-        self._to_remove.append(self.filename or filename)
+        self.pending_removals.append(self.filename or filename)
 
 
-class AtomicCheckpointSaver(CheckpointSaver):
-    """``monai.handlers.CheckpointSaver`` whose every file (interval, final, key metric) is written by
-    :class:`AtomicDiskSaver`. Same arguments; with ``epoch_level=False`` the ``save_interval`` counts
-    iterations (the bundles' ``checkpoint_interval``)."""
+class AtomicCheckpointSaver:
+    """The checkpoint handler of the bundles, built on Ignite's public ``Checkpoint`` with
+    :class:`AtomicDiskSaver`; the arguments are those of ``monai.handlers.CheckpointSaver`` the bundles use.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
-            if checkpoint is not None:
-                checkpoint.save_handler = AtomicDiskSaver(self.save_dir, filename=checkpoint.save_handler.filename)
+    - interval checkpoints ``<file_prefix>_checkpoint_iteration=<N>.pt`` every ``save_interval`` iterations
+      (epochs with ``epoch_level``), the newest ``n_saved`` kept; the one due at the last iteration of an
+      epoch is written at ``EPOCH_COMPLETED``, after the validation (attach this handler after the trainer's
+      ``ValidationHandler``, as the bundles' ``run`` does); on a resumed run the ones already in
+      ``save_dir`` count, so ``n_saved`` holds across resumes (the older ones go at the next save);
+    - ``final_filename`` when the run completes;
+    - on a validator, ``key_metric_filename`` (``model.pt``) when the validation gives a new best key metric,
+      as the evaluator's own ``best_metric`` decides ("Got new best metric"). The evaluator's ``best_metric``
+      and ``best_metric_epoch`` are added to its ``state_dict`` (Ignite's ``state_dict_user_keys``), so a
+      training checkpoint that saves the evaluator (``"validator": "@validate#evaluator"``) restores them on
+      resume and a worse validation after a resume does not overwrite ``model.pt``.
+
+    MONAI's ``CheckpointSaver`` builds ``DiskSaver(atomic=False)`` savers in private attributes; this class
+    owns its ``Checkpoint`` objects (:attr:`interval`, :attr:`final`, :attr:`key_metric`).
+    """
+
+    def __init__(self, save_dir: str | Path, save_dict: dict, file_prefix: str = "", save_final: bool = False,
+                 final_filename: str | None = None, save_key_metric: bool = False,
+                 key_metric_filename: str | None = None, epoch_level: bool = True, save_interval: int = 0,
+                 n_saved: int | None = None) -> None:
+        self.save_dir = Path(save_dir)
+        self.epoch_level = epoch_level
+        self.save_interval = int(save_interval)
+        self.file_prefix = file_prefix
+        self.final = self.key_metric = self.interval = None
+        if save_final:
+            self.final = Checkpoint(save_dict, AtomicDiskSaver(save_dir, final_filename),
+                                    filename_prefix=file_prefix, score_function=lambda e: e.state.iteration,
+                                    score_name="final_iteration")
+        if save_key_metric:
+            self.key_metric = Checkpoint(save_dict, AtomicDiskSaver(save_dir, key_metric_filename),
+                                         filename_prefix=file_prefix, score_function=lambda e: e.state.epoch,
+                                         score_name="epoch")
+        if self.save_interval > 0:
+            self.interval = Checkpoint(
+                save_dict, AtomicDiskSaver(save_dir), filename_prefix=file_prefix, n_saved=n_saved,
+                score_function=(lambda e: e.state.epoch) if epoch_level else (lambda e: e.state.iteration),
+                score_name="epoch" if epoch_level else "iteration",
+            )
+
+    def attach(self, engine: Engine) -> None:
+        if self.final is not None:
+            engine.add_event_handler(Events.COMPLETED, self.final)
+        if self.key_metric is not None:
+            for key in ("best_metric", "best_metric_epoch"):
+                if key not in engine.state_dict_user_keys:
+                    engine.state_dict_user_keys.append(key)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.key_metric_completed)
+        if self.interval is not None:
+            engine.add_event_handler(Events.STARTED, self.count_saved)
+            if self.epoch_level:
+                engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.interval)
+            else:
+                engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_interval), self.iteration_completed)
+                engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+
+    def iteration_completed(self, engine: Engine) -> None:
+        """An interval save within an epoch; the one at an epoch's last iteration waits for the epoch's end."""
+        if engine.state.iteration % engine.state.epoch_length:
+            self.interval(engine)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        """The interval save due at an epoch's last iteration, taken after the handlers attached before this
+        one (the validation): a kill during the validation resumes before it and runs it again, and the
+        checkpoint holds the validator's best metric of this epoch."""
+        if engine.state.iteration % self.save_interval == 0:
+            self.interval(engine)
+
+    def key_metric_completed(self, engine: Engine) -> None:
+        """Saves when this validation set the evaluator's best metric (MONAI compares before this handler)."""
+        if engine.state.best_metric_epoch == engine.state.epoch:
+            self.key_metric(engine)
+
+    def count_saved(self, engine: Engine) -> None:
+        """Counts the interval checkpoints already in ``save_dir`` (a resumed run) as saved by this one."""
+        name = re.compile(rf"{re.escape(self.file_prefix)}_.*_{'epoch' if self.epoch_level else 'iteration'}=(\d+)\.pt")
+        found = [(int(m.group(1)), p.name) for p in self.save_dir.glob("*.pt") if (m := name.fullmatch(p.name))]
+        (key,) = self.interval.state_dict()  # the one list of (priority, file name); "_saved" in ignite 0.5
+        self.interval.load_state_dict({key: sorted(found)})
+
+
+_LOCK_NAME = ".training.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_ckpt_dir(ckpt_dir: str | Path) -> Path:
+    """Takes ``ckpt_dir`` for this training run: a lock file ``.training.lock`` with this process's pid, host
+    and command, removed when the process exits. A lock of a running process stops this run at once with a
+    message naming it; a lock left by a killed run (its pid is gone) or by this process is taken over.
+    Removes the temporary files of writes a kill interrupted. Only rank 0 of a distributed run takes it."""
+    folder = check_writable_folder(ckpt_dir, "ckpt_dir")
+    lock = folder / _LOCK_NAME
+    if int(os.environ.get("RANK", "0")) != 0:
+        return lock
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)}
+    if lock.exists():
+        try:
+            held = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            held = {}
+        pid, host = held.get("pid"), held.get("host")
+        if isinstance(pid, int) and pid != mine["pid"] and (host != mine["host"] or _alive(pid)):
+            raise RuntimeError(
+                f"ckpt_dir {folder} is in use by another training (pid {pid} on {host}: {held.get('command', '?')});"
+                f" two runs in one ckpt_dir overwrite each other's checkpoints. Wait for it to end, stop it, or"
+                f" give this run another --ckpt_dir. If that run is gone, delete {lock}"
+            )
+    with atomic_path(lock) as tmp:
+        tmp.write_text(json.dumps(mine))
+    atexit.register(_release, lock, mine["pid"])
+    for leftover in remove_leftovers(folder):
+        logging.getLogger(__name__).info(f"removed {leftover}, left by an interrupted checkpoint write")
+    return lock
+
+
+def _release(lock: Path, pid: int) -> None:
+    try:
+        if json.loads(lock.read_text()).get("pid") == pid:
+            lock.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def latest_checkpoint(ckpt_dir: str | Path, prefix: str = "checkpoint") -> str:
-    """Path of the newest training checkpoint ``<prefix>_*.pt`` in ``ckpt_dir``, or ``""`` when there is none
-    (a fresh start), so the same command resumes after a crash and starts a new run in an empty folder.
-
-    Temporary files of an interrupted save (``.<name>.partial``) are never chosen."""
+    """Path of the newest training checkpoint ``<prefix>_*.pt`` in ``ckpt_dir`` by the trainer iteration
+    recorded in it (not the file time), or ``""`` when there is none (a fresh start), so the same command
+    resumes after a crash and starts a new run in an empty folder. A checkpoint that does not load (truncated,
+    zero bytes) is skipped with a warning naming it; temporary files of an interrupted save are never chosen."""
     folder = Path(ckpt_dir)
-    found = [p for p in folder.glob(f"{prefix}_*.pt") if p.is_file()] if folder.is_dir() else []
-    if not found:
-        return ""
-    return str(max(found, key=lambda p: (p.stat().st_mtime_ns, p.name)))
+    found = sorted(p for p in folder.glob(f"{prefix}_*.pt") if p.is_file()) if folder.is_dir() else []
+    best: tuple[int, str] | None = None
+    for path in found:
+        try:
+            iteration = int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["trainer"]["iteration"])
+        except Exception as e:  # any unreadable file is skipped, never resumed from
+            warnings.warn(f"checkpoint {path} does not load ({type(e).__name__}: {e}); it is skipped, resuming"
+                          " from the newest checkpoint that loads", stacklevel=2)
+            continue
+        if best is None or iteration > best[0]:
+            best = (iteration, str(path))
+    return best[1] if best else ""
 
 
-def resume_checkpoint(resume: bool | str, ckpt_dir: str | Path) -> str:
-    """The bundles' ``resume_from`` when ``resume`` is set: the newest checkpoint of ``ckpt_dir`` (``""`` when
-    there is none), else ``""``. ``resume`` may come from the command line as a string (``--resume true``)."""
+def resume_checkpoint(resume: bool | str, ckpt_dir: str | Path, output_dir: str | Path | None = None) -> str:
+    """The bundles' ``resume_from``, evaluated before any data is read: checks that ``ckpt_dir`` (and
+    ``output_dir``) are writable folders, claims ``ckpt_dir`` (:func:`claim_ckpt_dir`), and, when ``resume``
+    is set, returns the newest checkpoint of ``ckpt_dir`` (``""`` when there is none), else ``""``.
+    ``resume`` may come from the command line as a string (``--resume true``)."""
     if isinstance(resume, str):
         words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
         if resume.strip().lower() not in words:
             raise ValueError(f"resume must be true or false, not {resume!r}; e.g. --resume true")
         resume = words[resume.strip().lower()]
+    if output_dir is not None:
+        check_writable_folder(output_dir, "output_dir")
+    claim_ckpt_dir(ckpt_dir)
     return latest_checkpoint(ckpt_dir) if resume else ""
 
 
@@ -238,6 +374,53 @@ class StopOnNonFiniteLoss:
             f"training loss is {loss.detach().float().mean().item()} at iteration {engine.state.iteration}"
             f" (epoch {engine.state.epoch}), batch of {files}; training stopped before the optimizer step, the"
             f" weights are finite and the last good checkpoint is {last}."
-            " Fix: check those images for NaN/Inf or extreme values, or lower learning_rate; then resume with"
-            " `--resume true` (or `--resume_from <checkpoint>`)"
+            " Fix: check those images for NaN/Inf or extreme values and resume with `--resume true` (or"
+            " `--resume_from <checkpoint>`); or train again from the start with a lower learning_rate (a resumed"
+            " run takes its learning rate and weights from the checkpoint, which may already hold grown weights)"
         )
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size: int, in_channels: int,
+                          device: torch.device | str = "cpu", probe: int = 64) -> int:
+    """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
+    taken. The estimate: every module output of one forward pass on a ``probe``-sized input (no gradients),
+    scaled by the voxel count of ``image_size`` and by ``batch_size``, times 2 (activations kept for the
+    backward pass and their gradients), plus the weights with Adam's two moments and the gradient (x4).
+    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower; returns the estimate."""
+    size = [int(s) for s in image_size]
+    device = torch.device(device)
+    probe_shape = [min(probe, s) for s in size]
+    outputs = [0]
+
+    def count(module, args, out):
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if isinstance(t, torch.Tensor):
+                outputs[0] += t.numel() * t.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in network.modules() if not list(m.children())]
+    was_training = network.training
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(torch.zeros(1, int(in_channels), *probe_shape, device=next(network.parameters()).device))
+    finally:
+        network.train(was_training)
+        for h in hooks:
+            h.remove()
+    scale = float(np.prod(size)) / float(np.prod(probe_shape))
+    weights = sum(p.numel() * p.element_size() for p in network.parameters())
+    estimate = int(2 * outputs[0] * scale * int(batch_size) + 4 * weights)
+    free = _available_memory(device)
+    if estimate > free:
+        raise MemoryError(
+            f"image_size {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
+            f" step on {device}, {free / 2**30:.1f} GiB are free; lower image_size (e.g. --image_size"
+            f" {[max(16, s // 2) for s in size]}) or batch_size"
+        )
+    return estimate

@@ -1,0 +1,158 @@
+"""Issue 15, training faults: the best metric survives a resume, a damaged newest checkpoint is skipped with a
+warning, the newest checkpoint is the one with the highest recorded iteration, no temporary files and no more
+than ``n_saved`` interval checkpoints after a resume, one training a ``ckpt_dir`` (lock), and unusable
+``ckpt_dir`` / ``output_dir`` refused before any work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from ignite.metrics import Metric
+from monai.engines import SupervisedEvaluator
+
+from common.bundle.contract import REPO_ROOT
+from common.workflows.training import AtomicCheckpointSaver, claim_ckpt_dir, latest_checkpoint, resume_checkpoint
+
+
+def _checkpoint(path: Path, iteration: int) -> Path:
+    torch.save({"trainer": {"iteration": iteration, "epoch": 1}, "model": {"w": torch.full((2,), iteration)}}, path)
+    return path
+
+
+class _Scripted(Metric):
+    """A key metric whose value at validation ``n`` is ``values[n]``."""
+
+    def __init__(self, values):
+        self.values, self.calls = list(values), 0
+        super().__init__(output_transform=lambda x: x)
+
+    def reset(self):
+        pass
+
+    def update(self, output):
+        pass
+
+    def compute(self):
+        self.calls += 1
+        return self.values[self.calls - 1]
+
+
+def _validator(tmp_path: Path, net: torch.nn.Module, values) -> tuple[SupervisedEvaluator, AtomicCheckpointSaver]:
+    data = [{"image": torch.zeros(1, 2), "label": torch.zeros(1, 2)}]
+    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=data, network=net,
+                                    key_val_metric={"dice": _Scripted(values)})
+    saver = AtomicCheckpointSaver(tmp_path, {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
+    saver.attach(evaluator)
+    return evaluator, saver
+
+
+def test_best_metric_is_restored_on_resume_and_a_worse_validation_keeps_model_pt(tmp_path):
+    net = torch.nn.Linear(2, 2)
+    evaluator, _ = _validator(tmp_path, net, [0.8])
+    evaluator.run(global_epoch=1)
+    assert evaluator.state.best_metric == 0.8 and evaluator.state.best_metric_epoch == 1
+    best = torch.load(tmp_path / "model.pt")
+    saved = evaluator.state_dict()  # what the training checkpoint stores as "validator"
+    assert saved["best_metric"] == 0.8 and saved["best_metric_epoch"] == 1
+
+    # the resumed run: new process, new evaluator, the validator state loaded from the training checkpoint
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    resumed, _ = _validator(tmp_path, net, [0.5, 0.9])
+    resumed.load_state_dict(saved)
+    resumed.run(global_epoch=2)  # worse than 0.8: model.pt stays the epoch-1 model
+    after = torch.load(tmp_path / "model.pt")
+    assert all(torch.equal(best[k], after[k]) for k in best)
+    assert resumed.state.best_metric == 0.8 and resumed.state.best_metric_epoch == 1
+    resumed.run(global_epoch=3)  # better: saved
+    assert torch.equal(torch.load(tmp_path / "model.pt")["weight"], net.weight)
+    assert resumed.state.best_metric_epoch == 3
+
+
+def test_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
+    _checkpoint(tmp_path / "checkpoint_checkpoint_iteration=2.pt", 2)
+    truncated = _checkpoint(tmp_path / "checkpoint_checkpoint_iteration=4.pt", 4)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    empty = tmp_path / "checkpoint_final.pt"
+    empty.write_bytes(b"")
+    with pytest.warns(UserWarning) as caught:
+        assert latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint_checkpoint_iteration=2.pt")
+    messages = " ".join(str(w.message) for w in caught)
+    assert str(truncated) in messages and str(empty) in messages
+
+
+def test_newest_checkpoint_is_chosen_by_recorded_iteration_not_file_time(tmp_path):
+    newer = _checkpoint(tmp_path / "checkpoint_checkpoint_iteration=6.pt", 6)
+    final = _checkpoint(tmp_path / "checkpoint_final.pt", 4)
+    os.utime(newer, ns=(10**18, 10**18))
+    os.utime(final, ns=(2 * 10**18, 2 * 10**18))  # a `touch` or a copy without -p
+    assert latest_checkpoint(tmp_path) == str(newer)
+
+
+def test_no_leftovers_and_n_saved_holds_across_resumes(tmp_path):
+    partial = tmp_path / ".checkpoint_final.pt.x1y2.partial.pt"
+    partial.write_bytes(b"half")
+    for i in (1, 2):
+        _checkpoint(tmp_path / f"checkpoint_model_iteration={i}.pt", i)  # left by two earlier runs
+    assert resume_checkpoint(True, tmp_path) == str(tmp_path / "checkpoint_model_iteration=2.pt")
+    assert not partial.exists()
+
+    net = torch.nn.Linear(2, 2)
+    engine = Engine(lambda e, b: None)
+    engine.add_event_handler(Events.STARTED, lambda e: setattr(e.state, "iteration", 2))  # as CheckpointLoader does
+    AtomicCheckpointSaver(tmp_path, {"model": net}, file_prefix="checkpoint", epoch_level=False, save_interval=1,
+                          n_saved=2).attach(engine)
+    engine.run([0, 1], max_epochs=2)
+    names = sorted(p.name for p in tmp_path.glob("checkpoint_*.pt"))
+    assert names == ["checkpoint_model_iteration=3.pt", "checkpoint_model_iteration=4.pt"]
+
+
+HOLDER = "import sys, time; from common.workflows.training import claim_ckpt_dir; claim_ckpt_dir(sys.argv[1]);" \
+         " print('held', flush=True); time.sleep(600)"
+
+
+def test_second_training_in_one_ckpt_dir_stops_and_a_stale_lock_is_taken_over(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=env, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        with pytest.raises(RuntimeError) as error:
+            resume_checkpoint(True, tmp_path)
+        assert f"pid {holder.pid}" in str(error.value) and str(tmp_path) in str(error.value)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    lock = claim_ckpt_dir(tmp_path)  # the killed run's lock is stale: taken over
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("key", ["ckpt_dir", "output_dir"])
+def test_ckpt_dir_or_output_dir_being_a_file_is_refused_before_any_work(key, tmp_path):
+    folders = {"ckpt_dir": tmp_path / "models", "output_dir": tmp_path / "eval"}
+    folders[key].write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=f"{key} {folders[key]} is a file, not a folder; set {key}"):
+        resume_checkpoint(False, folders["ckpt_dir"], folders["output_dir"])
+
+
+def test_huge_image_size_is_refused_before_any_work_with_the_estimated_memory(tmp_path, sample_root):
+    from common.bundle.contract import BundleContract
+
+    contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
+    with pytest.raises(Exception) as error:
+        contract.workflow("train.json", "sample_data.json", **contract.overrides(), image_size=[16384, 16384])
+    cause = error.value
+    while cause is not None and not isinstance(cause, MemoryError):
+        cause = cause.__cause__
+    assert cause is not None, repr(error.value)
+    assert "image_size [16384, 16384] with batch_size" in str(cause) and "GiB" in str(cause)
+    assert "--image_size [8192, 8192]" in str(cause)
+    assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()  # nothing started
