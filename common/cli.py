@@ -8,6 +8,7 @@ Commands:
     datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
     archive BUNDLE [OUT]      a portable <bundle>.zip carrying the common code it needs
     onnx BUNDLE [OUT]         ONNX export checked against the eager network with ONNX Runtime
+    monailabel-app BUNDLE... --weights W... --out APP   a MONAI Label app serving the bundles with their weights
     benchmark [--sizes ...]   the performance harness of benchmarks/ (run from a clone of the repository)
 """
 
@@ -27,7 +28,7 @@ from common.data import SAMPLE_KINDS, make_sample_data
 from common.data.datalists import DatalistError, describe_datasets, write_datalist
 
 __all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx", "benchmark",
-           "profile"]
+           "profile", "monailabel_app"]
 
 
 def _step(message: str) -> None:
@@ -264,6 +265,27 @@ def onnx(bundle: str, out: str | None = None, ckpt_file: str | None = None,
     return str(result.path)
 
 
+def monailabel_app(*bundles: str, weights: str | tuple[str, ...] = (), out: str = "monailabel_app",
+                   config: str | tuple[str, ...] = (), set: str | tuple[str, ...] = ()) -> str:
+    """Write a MONAI Label app folder ``out`` serving the bundles with their weights (one ``--weights`` a bundle,
+    comma-separated), ``--config`` the configs the weights were trained with (e.g. ``sample_data.json``), ``--set``
+    ``KEY=VALUE`` settings (e.g. ``inferer::overlap=0.25``); see ``common.bundle.monailabel``."""
+    from common.bundle.monailabel import WeightsMismatch, build_app, parse_settings
+
+    def items(value: str | tuple[str, ...]) -> list[str]:
+        return [str(v) for v in value] if isinstance(value, (tuple, list)) else [v for v in str(value).split(",") if v]
+
+    _step(f"building MONAI Label app {out}")
+    try:
+        path = build_app([_find_bundle(b) for b in bundles], items(weights), out, items(config), parse_settings(items(set)))
+    except (WeightsMismatch, FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"app: {path}; serve it with: python -m monailabel.main start_server --app {path} --studies STUDIES"
+          f" --conf models {','.join(_find_bundle(b).name for b in bundles)} --conf zoo_source github"
+          " --conf sam2 false --conf skip_trainers true")
+    return str(path)
+
+
 def _harness():
     """``benchmarks.harness`` of the repository this package was installed from (it is not part of the wheel)."""
     if str(REPO_ROOT) not in sys.path:
@@ -295,7 +317,8 @@ def main() -> None:
 
     # every command prints its own result; the return values are for Python callers, so fire prints nothing more
     fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
-               "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile},
+               "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile,
+               "monailabel-app": monailabel_app},
               serialize=lambda result: None)
 
 

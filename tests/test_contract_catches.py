@@ -108,3 +108,23 @@ def test_unbroken_reference_passes_the_cheap_checks(tmp_path: Path, sample_root:
     for check in ("files", "metadata", "configs", "network"):
         CHECKS[check][1](contract)
     assert contract.sample_kind == "ct"
+
+
+@pytest.mark.parametrize(
+    ("spatial_shape", "expected"), [(["16*n", "2**p", "*", 7], (1, 2, 32, 32, 32, 7)), (["3+2**p*n"], (1, 2, 67))]
+)
+def test_input_shape_reads_metadata_sizes(spatial_shape, expected, tmp_path) -> None:
+    from common.bundle.contract import input_shape
+
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({"network_data_format": {"inputs": {"image": {"num_channels": 2, "spatial_shape": spatial_shape}}}}))
+    assert input_shape(meta) == expected
+
+
+def test_input_shape_refuses_an_expression_it_cannot_read(tmp_path) -> None:
+    from common.bundle.contract import input_shape
+
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps({"network_data_format": {"inputs": {"image": {"num_channels": 1, "spatial_shape": ["__import__('os')"]}}}}))
+    with pytest.raises(ContractError, match=r"metadata.json: spatial_shape entry .*__import__"):
+        input_shape(meta)

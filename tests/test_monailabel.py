@@ -1,14 +1,16 @@
 """Every bundle served by a real MONAI Label server (its ``monaibundle`` sample app), /info and /infer.
 
-The server runs on 127.0.0.1 (a free port) from a temporary copy of the sample app, with each bundle as a local
-model folder ``model/<bundle>`` (``--conf zoo_source github``: no Model Zoo download; ``--conf sam2 false``;
-``--conf skip_trainers true``) and one study of each sample-data kind in the studies folder. MONAI Label's
-bundle infer task reads only ``configs/inference.json`` (keys ``network_def``, ``preprocessing``, ``inferer``,
-``postprocessing``, ``device``, ``bundle_root``) and ``models/model.pt``; here each model folder gets its
-``inference.json`` with the bundle's ``sample_data.json`` sizes merged in, and seeded random weights of that
-size. Checked: /info lists every bundle with the labels and dimension of its metadata; /infer returns, for the
-study of the bundle's kind, a label of the study's spatial shape (and affine, for NIfTI). The server is stopped
-(its process group, by id) whatever happens; every wait is bounded.
+The app is built as the README says, with ``common.bundle.monailabel.build_app`` (``medseg-bundles
+monailabel-app``): each bundle with weights of its ``sample_data.json`` sizes (seeded, saved as a training
+checkpoint) and ``--config sample_data.json``, so the served ``inference.json`` carries the sizes the weights
+were made with. The server runs on 127.0.0.1 (a free port) with ``--conf zoo_source github`` (no Model Zoo
+download), ``--conf sam2 false``, ``--conf skip_trainers true``, and one study of each sample-data kind, the RGB
+one as a JPEG. Checked: /info lists every bundle with the labels and dimension of its metadata; /infer returns,
+for the study of the bundle's kind, a label of the study's spatial shape (and affine, for NIfTI), as a viewer
+reads it: a PNG for 2D studies (whatever the study's format), NIfTI for 3D, with the values the bundle's own
+inference writes for that study ({0, 255} for the binary 2D bundles, class values for 3D). Weights that do not
+fit the served sizes are refused when the app is built, with the keys named. The server is stopped (its process
+group, by id) whatever happens; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -30,26 +32,15 @@ import pytest
 import torch
 
 from common.bundle.contract import BundleContract, bundle_dirs
+from common.bundle.export import load_network
+from common.bundle.monailabel import WeightsMismatch, build_app
 from conftest import REFERENCE_BUNDLE
-
-pytest.importorskip("monailabel")
-
-from common.bundle.export import load_network  # noqa: E402
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
 START_TIMEOUT = 240  # seconds for the server to answer /info
 INFER_TIMEOUT = 300  # seconds for one /infer answer
 pytestmark = pytest.mark.slow
-
-
-def _sample_app() -> Path:
-    """The ``monaibundle`` app installed with MONAI Label (its data files go under ``sys.prefix``)."""
-    for root in (Path(sys.prefix), Path(sys.base_prefix)):
-        app = root / "monailabel" / "sample-apps" / "monaibundle"
-        if (app / "main.py").is_file():
-            return app
-    pytest.skip(f"MONAI Label's sample app monaibundle is not under {sys.prefix}/monailabel/sample-apps")
 
 
 def _free_port() -> int:
@@ -63,37 +54,68 @@ def _get(url: str, timeout: float) -> dict:
         return json.loads(r.read())
 
 
-def _model_folder(name: str, model_dir: Path) -> None:
-    """``model/<name>``: the bundle with sample-size ``inference.json`` and seeded random ``models/model.pt``."""
-    from monai.bundle import ConfigParser
-
-    bundle = model_dir / name
-    shutil.copytree(BUNDLES[name], bundle, ignore=shutil.ignore_patterns("models", "eval", "sample_data"))
-    parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / n) for n in ("inference.json", "sample_data.json")])
-    ConfigParser.export_config_file(parser.get(), str(bundle / "configs" / "inference.json"), indent=2)
+def _sample_weights(name: str, out: Path) -> Path:
+    """Seeded weights of the bundle's ``sample_data.json`` sizes, saved as a training checkpoint (``{"model": ...}``)."""
     torch.manual_seed(0)
-    net = load_network(bundle, None, ("inference.json",))
-    (bundle / "models").mkdir()
-    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    net = load_network(BUNDLES[name], None, ("inference.json", "sample_data.json"))
+    path = out / f"{name}.pt"
+    torch.save({"model": net.state_dict()}, path)
+    return path
+
+
+def _own_inference(bundle: Path, study: Path, out_dir: Path) -> np.ndarray:
+    """The label the served bundle's own inference (its ``inference.json``, run by MONAI) writes for ``study``."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "inference.json"), meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False, workflow_type="infer", bundle_root=str(bundle), output_dir=str(out_dir), num_workers=0,
+        datalist=[{"image": str(study)}],
+    )  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    (written,) = [p for p in out_dir.rglob("*_seg.*") if p.is_file()]
+    return _read_label(written)
+
+
+def _read_label(path: Path) -> np.ndarray:
+    if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image)
+    import nibabel as nib
+
+    return np.asarray(nib.load(str(path)).dataobj)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sample_root):
     """A running MONAI Label server: (base url, {bundle: (study id, study file)})."""
     root = tmp_path_factory.mktemp("monailabel")
-    app, studies = root / "app", root / "studies"
-    shutil.copytree(_sample_app(), app, ignore=shutil.ignore_patterns("__pycache__", "model", "logs"))
+    pytest.importorskip("monailabel")
+    from PIL import Image
+
+    app, studies, weights = root / "app", root / "studies", root / "weights"
     studies.mkdir()
+    weights.mkdir()
+    names = sorted(BUNDLES)
+    build_app([BUNDLES[n] for n in names], [_sample_weights(n, weights) for n in names], app, ["sample_data.json"])
     study_of: dict[str, tuple[str, Path]] = {}
-    for name in sorted(BUNDLES):
-        _model_folder(name, app / "model")
+    for name in names:
         contract = BundleContract(BUNDLES[name], root / "work" / name, sample_root)
         kind = contract.sample_kind
         first = sorted(p for p in (contract.dataset_dir() / "imagesTs").iterdir() if p.is_file())[0]
         ext = "".join(first.suffixes)
         study = studies / f"{kind}_{first.name}"
-        if not study.exists():
+        if kind == "rgb2d":  # the photograph study as a JPEG, as a fundus camera or endoscope writes it
+            study = study.with_suffix(".jpg")
+            ext = ".jpg"
+            if not study.exists():
+                with Image.open(first) as image:
+                    image.convert("RGB").save(study, quality=95)
+        elif not study.exists():
             shutil.copy(first, study)
         study_of[name] = (study.name[: -len(ext)], study)
 
@@ -120,7 +142,7 @@ def server(tmp_path_factory, sample_root):
                 if time.monotonic() > deadline:
                     pytest.fail(f"MONAI Label did not answer in {START_TIMEOUT}s:\n{(root / 'server.log').read_text()[-5000:]}")
                 time.sleep(1)
-        yield url, study_of, root / "server.log"
+        yield url, study_of, root / "server.log", app
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -133,7 +155,7 @@ def server(tmp_path_factory, sample_root):
 
 
 def test_info_lists_every_bundle(server) -> None:
-    url, _, _ = server
+    url, _, _, _ = server
     info = _get(f"{url}/info/", timeout=30)
     assert set(info["models"]) == set(BUNDLES), info["models"].keys()
     for name, model in info["models"].items():
@@ -146,8 +168,8 @@ def test_info_lists_every_bundle(server) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))
-def test_infer_returns_a_label_of_the_study_shape(name: str, server, tmp_path) -> None:
-    url, study_of, log = server
+def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, tmp_path) -> None:
+    url, study_of, log, app = server
     image_id, study = study_of[name]
     request = urllib.request.Request(f"{url}/infer/{name}?image={image_id}&output=image", data=b"", method="POST")
     try:
@@ -155,20 +177,41 @@ def test_infer_returns_a_label_of_the_study_shape(name: str, server, tmp_path) -
             body = r.read()
     except urllib.error.HTTPError as e:
         pytest.fail(f"/infer/{name} answered {e.code}: {e.read()[:500]!r}\n{log.read_text()[-4000:]}")
-    ext = "".join(study.suffixes)
+    # named by its content, as a viewer opening the file would tell it: PNG, gzipped NIfTI, or NIfTI
+    ext = ".png" if body[:8] == b"\x89PNG\r\n\x1a\n" else ".nii.gz" if body[:2] == b"\x1f\x8b" else ".nii"
     result = tmp_path / f"label{ext}"
     result.write_bytes(body)
-    if ext == ".png":
+    label = _read_label(result)
+    if study.suffix in (".png", ".jpg"):
         from PIL import Image
 
+        assert body[:8] == b"\x89PNG\r\n\x1a\n", f"{name}: the label of a {study.suffix} study is not a PNG: {body[:8]!r}"
         with Image.open(study) as a, Image.open(result) as b:
-            assert b.size == a.size, f"{name}: label {b.size} for study {a.size}"
-            label = np.asarray(b)
+            assert b.size == a.size and b.mode == "L", f"{name}: label {b.size} {b.mode} for study {a.size}"
     else:
         import nibabel as nib
 
         a, b = nib.load(str(study)), nib.load(str(result))
+        assert isinstance(b, nib.Nifti1Image), f"{name}: the label of a NIfTI study is a {type(b).__name__}"
         assert b.shape[:3] == a.shape[:3] and b.ndim == 3, f"{name}: label {b.shape} for study {a.shape}"
         assert np.allclose(a.affine, b.affine, atol=1e-4), f"{name}: label affine differs from the study's"
-        label = np.asarray(b.dataobj)
     assert np.array_equal(label, np.round(label)) and label.min() >= 0, f"{name}: label values {np.unique(label)}"
+    if name != "reference_bundle":
+        own = _own_inference(app / "model" / name, study, tmp_path / "own")
+        assert label.shape == own.shape and np.array_equal(label, own), (
+            f"{name}: MONAI Label's label (values {np.unique(label)}) differs from the bundle's own inference"
+            f" ({np.unique(own)}) for {study.name}"
+        )
+
+
+def test_weights_of_other_sizes_are_refused_with_the_keys(tmp_path) -> None:
+    """Sample-size weights against the paper-size inference.json: refused before serving, keys and fix named."""
+    name = "conresnet_brats_mri_segmentation"
+    fake_app = tmp_path / "sample_app"
+    fake_app.mkdir()
+    with pytest.raises(WeightsMismatch) as caught:
+        build_app([BUNDLES[name]], [_sample_weights(name, tmp_path)], tmp_path / "app", app=fake_app)
+    message = str(caught.value)
+    assert "context_residual_x1.res_conv.0.weight: network (32,), weights (8,)" in message and "96 keys differ" in message, message
+    assert "add --config sample_data.json" in message, message
+    assert not (tmp_path / "app").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["sample_app", f"{name}.pt"])

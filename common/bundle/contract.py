@@ -18,14 +18,16 @@ Points of the contract and their checks:
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKS", "BundleContract", "ContractError", "bundle_dirs", "REPO_ROOT"]
+__all__ = ["CHECKS", "BundleContract", "ContractError", "bundle_dirs", "input_shape", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "bundle_metadata.schema.json"
@@ -45,10 +47,43 @@ _STANDALONE = ("train.json", "inference.json")
 _NOT_OVERRIDES = ("metadata.json", "sample_data.json")
 # spatial size of the fake input of the network checks: "16*n" -> 32, "2**p" -> 32, "*" -> 32
 SHAPE_ARGS = {"n": 2, "p": 5, "any": 32}
+_SIZE_OPERATORS = {ast.Mult: operator.mul, ast.Pow: operator.pow, ast.Add: operator.add}
 
 
 class ContractError(AssertionError):
     """A bundle breaks a point of the contract; the message says which and why."""
+
+
+def _spatial_size(size: int | str, meta_file: str) -> int:
+    """One entry of metadata's ``spatial_shape`` at :data:`SHAPE_ARGS`: an int, ``"*"``, or a product or power
+    of ints, ``n`` and ``p`` (``"16*n"``, ``"2**p"``), as ``monai.bundle verify_net_in_out`` reads them."""
+    if isinstance(size, int):
+        return size
+    if size == "*":
+        return SHAPE_ARGS["any"]
+
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in ("n", "p"):
+            return SHAPE_ARGS[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _SIZE_OPERATORS:
+            return _SIZE_OPERATORS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError(node)
+
+    try:
+        return value(ast.parse(str(size), mode="eval").body)
+    except (SyntaxError, ValueError):
+        raise ContractError(
+            f"{meta_file}: spatial_shape entry {size!r} is not an int, '*', or a product/power of ints, n and p"
+            " (e.g. '16*n', '2**p')"
+        ) from None
+
+
+def input_shape(meta_file: str | Path) -> tuple[int, ...]:
+    """The network checks' input shape ``(1, num_channels, spatial...)`` from ``metadata.json``'s image input."""
+    image = json.loads(Path(meta_file).read_text())["network_data_format"]["inputs"]["image"]
+    return (1, int(image["num_channels"]), *(_spatial_size(s, str(meta_file)) for s in image["spatial_shape"]))
 
 
 def bundle_dirs(root: Path | None = None) -> list[Path]:
@@ -161,13 +196,6 @@ class BundleContract:
         workflow.finalize()
         return workflow
 
-    def _input_shape(self) -> tuple[int, ...]:
-        from monai.bundle.scripts import _get_fake_spatial_shape
-
-        meta = json.loads(Path(self.meta_file).read_text())["network_data_format"]["inputs"]["image"]
-        spatial = _get_fake_spatial_shape(meta["spatial_shape"], **SHAPE_ARGS)
-        return (1, int(meta["num_channels"]), *spatial)
-
     # ------------------------------------------------------------------ checks
     def check_files(self) -> str:
         missing = [f for f in REQUIRED_FILES if not (self.bundle_dir / f).exists()]
@@ -244,7 +272,7 @@ class BundleContract:
         net = self.parser("train.json", "sample_data.json", bundle_root=str(self.bundle_dir)).get_parsed_content(
             "network_def"
         )
-        shape = self._input_shape()
+        shape = input_shape(self.meta_file)
         with torch.no_grad():
             out = net.eval()(torch.rand(shape))
         if not isinstance(out, torch.Tensor) or tuple(out.shape[2:]) != shape[2:]:
@@ -355,7 +383,7 @@ class BundleContract:
         self._ensure_trained()
         ts_file = self.work_dir / "model.ts"
         names = [self.config("train.json"), self.config("sample_data.json")]
-        shape = self._input_shape()
+        shape = input_shape(self.meta_file)
         ckpt = str(self.work_dir / "models" / "model.pt")
         try:
             ckpt_export(

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.bundle.contract import input_shape as metadata_input_shape
 from common.workflows.atomic import atomic_path
 
 __all__ = ["OnnxExport", "OnnxExportError", "export_onnx", "load_network"]
-
-# spatial size of "16*n", "2**p", "*" in metadata's spatial_shape, as in common.bundle.contract
-_SHAPE_ARGS = {"n": 2, "p": 5, "any": 32}
 
 
 class OnnxExportError(RuntimeError):
@@ -93,14 +91,6 @@ def load_network(
     return net.eval()
 
 
-def _input_shape(bundle_dir: Path) -> tuple[int, ...]:
-    from monai.bundle.scripts import _get_fake_spatial_shape
-
-    meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text())
-    image = meta["network_data_format"]["inputs"]["image"]
-    return (1, int(image["num_channels"]), *_get_fake_spatial_shape(image["spatial_shape"], **_SHAPE_ARGS))
-
-
 def _reason(error: Exception) -> str:
     """The line of an exporter's error that names the missing operator (the dynamo one buries it)."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
@@ -161,7 +151,9 @@ def export_onnx(
     ckpt_file = Path(ckpt_file) if ckpt_file is not None else bundle_dir / "models" / "model.pt"
     filepath = Path(filepath) if filepath is not None else bundle_dir / "models" / "model.onnx"
     net = load_network(bundle_dir, ckpt_file, configs, **override)
-    shape = tuple(int(s) for s in input_shape) if input_shape is not None else _input_shape(bundle_dir)
+    if input_shape is None:
+        input_shape = metadata_input_shape(bundle_dir / "configs" / "metadata.json")
+    shape = tuple(int(s) for s in input_shape)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = net(x)
