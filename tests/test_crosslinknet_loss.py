@@ -98,7 +98,7 @@ def test_gradients_reach_both_attention_heads(structure):
     # attention term only: its gradient reaches the heads and level 1-3 of both branches, not the decoder
     CrosslinkNetLoss(0.0, 0.0, 1.0)((logits, att_v, att_h), label).backward()
     for head in net.attention:
-        assert head[0].weight.grad is not None and head[0].weight.grad.abs().sum() > 0
+        assert head[0][0].weight.grad is not None and head[0][0].weight.grad.abs().sum() > 0
     for branch in net.branches:
         assert branch[2].paths[0].conv1[0].weight.grad.abs().sum() > 0
         assert branch[0].paths[0].conv1[0].weight.grad.abs().sum() > 0
