@@ -28,8 +28,10 @@ def test_residual_label_eq1_follows_axis():
     loss = ConResNetLoss(residual_axis="axial")
     y = line([0, 1, 1, 0, 1])
     assert loss.residual_label(y, 1).flatten().tolist() == [0, 1, 0, 1, 1]
-    # the same mask laid along the sagittal axis has no axial residual
-    assert loss.residual_label(line([0, 1, 1, 0, 1], axis=0), 1).sum() == 0
+    # Eq. 1 leaves the first slice open: it keeps the label's first slice (the release's choice)
+    assert loss.residual_label(line([1, 1, 0, 0, 1]), 1).flatten().tolist() == [1, 0, 1, 0, 1]
+    # the same mask laid along the sagittal axis: its one axial slice is a first slice, kept as it is
+    assert loss.residual_label(line([0, 1, 1, 0, 1], axis=0), 1).flatten().tolist() == [0, 1, 1, 0, 1]
     assert ConResNetLoss(residual_axis=0).residual_label(line([0, 1, 1, 0, 1], axis=0), 1).flatten().tolist() == [
         0, 1, 0, 1, 1
     ]
@@ -60,9 +62,19 @@ def test_segmentation_loss_eq7():
     y = line([0, 1, 1, 0])
     p = [sigmoid(v) for v in (2.0, -1.0, 0.0, 1.0)]
     bce = (-math.log(1 - p[0]) - math.log(p[1]) - math.log(p[2]) - math.log(1 - p[3])) / 4
-    dice = 2 * (p[1] + p[2]) / (sum(p) + 2 + 1e-5)
+    dice = 2 * (p[1] + p[2]) / (sum(p) + 2 + 1)  # epsilon 1 in the denominator only
     loss = ConResNetLoss()
     assert loss(seg, y).item() == pytest.approx(bce + 1 - dice, rel=1e-6)
+
+
+def test_segmentation_loss_sums_bce_over_channels():
+    """Three channels (as ET, WT, TC), all logits 0: each channel's BCE is ln 2 and they are summed
+    (release); the Dice losses are averaged: channel labels [1, 1], [1, 0], [0, 0] give Dice
+    2 (1) / (1 + 2 + 1), 2 (0.5) / (1 + 1 + 1), 0."""
+    y = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).reshape(1, 3, 1, 1, 2)
+    dice = (2 * 1.0 / 4 + 2 * 0.5 / 3 + 0.0) / 3
+    value = ConResNetLoss()(torch.zeros_like(y), y).item()
+    assert value == pytest.approx(3 * LN2 + 1 - dice, rel=1e-6)
 
 
 def test_total_loss_eq9_binary():
@@ -70,7 +82,7 @@ def test_total_loss_eq9_binary():
     residual label [0, 1, 0, 1], weighted 1, 0.5, 0.5."""
     y = line([0, 1, 1, 0])
     zeros = torch.zeros_like(y)
-    l_seg = LN2 + 1 - 2 * 1.0 / (4 * 0.5 + 2 + 1e-5)
+    l_seg = LN2 + 1 - 2 * 1.0 / (4 * 0.5 + 2 + 1)
     l_res = (LN2 * LN2 + LN2) / 2
     value = ConResNetLoss()((zeros, zeros, zeros, zeros), y).item()
     assert value == pytest.approx(l_seg + (1 + 0.5 + 0.5) * l_res, rel=1e-6)
@@ -87,7 +99,7 @@ def test_total_loss_multiclass_eq13():
     res = torch.zeros(1, 2, 1, 1, 4)
     loss = ConResNetLoss(multiclass=True)
     assert loss.residual_label(y, 3).squeeze().tolist() == [[0, 1, 1, 0], [0, 0, 1, 0]]
-    dice = ((2 / 3) / (7 / 3 + 1e-5) * 2 + (4 / 3) / (10 / 3 + 1e-5)) / 3
+    dice = ((2 / 3) / (7 / 3 + 1) * 2 + (4 / 3) / (10 / 3 + 1)) / 3
     l_seg = math.log(3) + 1 - dice
     l_res = ((2 * LN2 * LN2 + 2 * LN2) / 4 + (math.log(4) * LN2 + 3 * LN2) / 4) / 2
     assert loss((seg, res, res, res), y).item() == pytest.approx(l_seg + 2 * l_res, rel=1e-5)

@@ -65,6 +65,9 @@ def test_total_loss_hand_worked():
     # 1x1 maps: T = 0 for all three -> L_atn = 0
     assert loss((logits, att_v, att_v), label).item() == pytest.approx(0.4 * math.log(2) + 0.1 * 0.5, abs=1e-6)
     assert loss(logits, label).item() == pytest.approx(0.4 * math.log(2) + 0.05, abs=1e-6)
+    # default epsilon 1 (release), denominator only: Dice = 2 (8 * 0.5) / (16 * 0.5 + 8 + 1) = 8 / 17
+    default = CrosslinkNetLoss()(logits, label).item()
+    assert default == pytest.approx(0.4 * math.log(2) + 0.1 * (1 - 8 / 17), abs=1e-6)
     # with a 2x2 attention map on an 8x8 label: L_atn = -1/sqrt(3) (perfect correlation, p = 1/4)
     label8 = torch.zeros(1, 1, 8, 8)
     label8[0, 0, :4, :4] = 1
@@ -98,7 +101,7 @@ def test_gradients_reach_both_attention_heads(structure):
     # attention term only: its gradient reaches the heads and level 1-3 of both branches, not the decoder
     CrosslinkNetLoss(0.0, 0.0, 1.0)((logits, att_v, att_h), label).backward()
     for head in net.attention:
-        assert head[0].weight.grad is not None and head[0].weight.grad.abs().sum() > 0
+        assert head[0][0].weight.grad is not None and head[0][0].weight.grad.abs().sum() > 0
     for branch in net.branches:
         assert branch[2].paths[0].conv1[0].weight.grad.abs().sum() > 0
         assert branch[0].paths[0].conv1[0].weight.grad.abs().sum() > 0

@@ -21,20 +21,50 @@ def meta_net(**kw) -> CrosslinkNet:
 def test_release_size_matches_table_iii():
     net = meta_net()
     n = n_params(net)
-    assert n == 31_880_210
-    # without the (shared) attention head, used only for the loss: 31.8 M as in the authors' release
-    assert n - n_params(net.attention) == 31_805_841
+    assert n == 31_862_899  # the authors' release, attention head included
+    assert n - n_params(net.attention) == 31_788_465
     mib = n * 4 / 2**20
     assert abs(mib - 121.0) / 121.0 < 0.05  # Table III: 121 MB
-    assert mib == pytest.approx(121.6, abs=0.05)
+    assert mib == pytest.approx(121.55, abs=0.005)
 
 
 def test_literal_table_i_size():
     net = meta_net(structure="table")
     n = n_params(net)
-    assert n == 37_722_211
+    assert n == 37_701_493
     assert len(net.attention) == 2
     assert n - n_params(net.attention) == pytest.approx(37.6e6, rel=0.002)
+
+
+@pytest.mark.parametrize("structure", ["release", "table"])
+def test_release_layers(structure):
+    """As in the authors' release: BatchNorm eps 1e-4, no conv bias before a BatchNorm, no activation
+    after the 1x1 fusion conv, BatchNorm after both attention-head convs, PyTorch's default init."""
+    torch.manual_seed(0)
+    net = CrosslinkNet(structure=structure, **TINY)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == len(convs) - 1 and {bn.eps for bn in bns} == {1e-4}
+    assert [c for c in convs if c.bias is not None] == [net.head]  # only the head has no BatchNorm after it
+    for branch in net.branches:
+        for block in branch:
+            assert [type(m) for m in block.fusion.modules()].count(torch.nn.ReLU) == 0
+            assert isinstance(block.paths[0].conv1[1].A, torch.nn.ReLU)
+            x = torch.randn(2, block.paths[0].conv1[0].in_channels, 8, 8)
+            fused = block.fusion(torch.cat([p(x) for p in block.paths], 1))
+            assert float(fused.detach().min()) < 0  # BatchNorm output, no ReLU
+    head = net.attention[0]
+    assert isinstance(head[0][1].N, torch.nn.BatchNorm2d) and isinstance(head[0][1].A, torch.nn.ReLU)
+    assert isinstance(head[1][1].N, torch.nn.BatchNorm2d) and head[1][1].N.num_features == 1
+    # PyTorch's default conv init (kaiming_uniform_ with a = sqrt(5)): |w| <= 1 / sqrt(fan_in)
+    for c in convs:
+        bound = 1 / c.weight[0].numel() ** 0.5
+        w = c.weight.detach().abs()
+        assert float(w.max()) <= bound
+        if w.numel() >= 200:  # uniform: the largest of many weights is near the bound (Gaussian would exceed it)
+            assert float(w.max()) > 0.9 * bound
+    for bn in bns:
+        assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and not bn.bias.any()
 
 
 def test_table_i_channels():
@@ -78,11 +108,11 @@ def test_ablation_sizes():
     Hor 60, Double2Single 178, SquareCrosslink 165, Crosslink-Net 121."""
     mib = {v: round(n_params(meta_net(variant=v)) * 4 / 2**20, 1) for v in CROSSLINK_VARIANTS}
     assert mib == {
-        "crosslink": 121.6,
-        "square_crosslink": 168.2,
-        "ver_crosslink": 78.0,
+        "crosslink": 121.5,
+        "square_crosslink": 168.1,
+        "ver_crosslink": 77.9,
         "hor_crosslink": 60.6,
-        "double2single": 118.6,
+        "double2single": 118.5,
     }
 
 

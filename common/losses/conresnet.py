@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss, DiceLoss
+from monai.losses import DeepSupervisionLoss, DiceCELoss, DiceLoss
 from monai.networks.utils import one_hot
 from monai.transforms.utils import distance_transform_edt
 from torch import nn
@@ -75,13 +75,15 @@ class ConResNetLoss(nn.Module):
     """ConResNet training loss ``L = L_seg + L_res`` (Section III-D).
 
     - ``L_seg`` (Eq. 7): binary cross entropy + (1 - Dice) on the sigmoid of every segmentation channel
-      (BraTS: ET, WT, TC); with ``multiclass=True`` (Section V-D) softmax cross entropy + Dice on the
+      (BraTS: ET, WT, TC): the channels' BCEs summed, their Dice losses (per sample) averaged, as in the
+      release; with ``multiclass=True`` (Section V-D) softmax cross entropy + Dice on the
       one-hot label.
     - ``L_res = L_res^0 + lambda (L_res^1 + L_res^2)`` (Eq. 9) over the residual heads at 1/1, 1/2 and
       1/4 scale (upsampled to full size by the network), each a :class:`WeightedResidualBCELoss` (Eq. 8)
       against the residual label ``|Y_{s+1} - Y_s|`` (Eq. 1; Eq. 13 per foreground class in multi-class
       mode, the background residual ignored), computed here from the label along ``residual_axis`` —
-      the same axis as the network's.
+      the same axis as the network's; its first slice is the label's first slice (release). The
+      weighted sum over the heads is MONAI's ``DeepSupervisionLoss`` with weights ``(1, lambda, lambda)``.
     - With ``boundary_iterations = T > 0``, Eq. 14: ``alpha L + (1 - alpha) L_BD`` with
       ``alpha = 1 - t (1 - 0.01) / T`` at the t-th call (t counted by this loss from 0, kept in its
       state dict, alpha not below 0.01).
@@ -92,7 +94,8 @@ class ConResNetLoss(nn.Module):
         deep_supervision_weight: ``lambda`` of Eq. 9 (0.5).
         multiclass: Section V-D multi-class mode; the label is then one channel of class indices.
         smooth_nr: added to the Dice numerator (Eq. 7 has none).
-        smooth_dr: the ``epsilon`` added to the Dice denominator in Eq. 7.
+        smooth_dr: the ``epsilon`` added to the Dice denominator in Eq. 7 (the paper gives no value; 1 as
+            in the authors' release).
         boundary_iterations: T of Eq. 14; 0 disables the boundary loss.
 
     Forward inputs: ``outputs`` is the train-mode tuple ``(seg, res_1, res_1/2, res_1/4)`` (or only the
@@ -107,7 +110,7 @@ class ConResNetLoss(nn.Module):
         deep_supervision_weight: float = 0.5,
         multiclass: bool = False,
         smooth_nr: float = 0.0,
-        smooth_dr: float = 1e-5,
+        smooth_dr: float = 1.0,
         boundary_iterations: int = 0,
     ) -> None:
         super().__init__()
@@ -123,20 +126,36 @@ class ConResNetLoss(nn.Module):
         else:
             self.seg_loss = DiceLoss(sigmoid=True, smooth_nr=smooth_nr, smooth_dr=smooth_dr)
         self.residual_loss = WeightedResidualBCELoss()
+        # Eq. 9: weights 1, lambda, lambda of the residual heads at 1/1, 1/2, 1/4 (all upsampled to full size)
+        self.deep_supervision = DeepSupervisionLoss(
+            self.residual_loss, weights=[1.0, deep_supervision_weight, deep_supervision_weight]
+        )
         self.boundary_loss = BoundaryLoss(softmax=multiclass)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     def segmentation_loss(self, seg: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``L_seg`` of Eq. 7 (BCE + 1 - Dice), or softmax CE + Dice in multi-class mode."""
+        """``L_seg`` of Eq. 7 (BCE + 1 - Dice), or softmax CE + Dice in multi-class mode.
+
+        Sigmoid mode: the BCE (mean over voxels) of each channel summed over the channels, plus the mean
+        over channels and samples of ``1 - Dice``, as in the authors' release."""
         if self.multiclass:
             return self.seg_loss(seg, target)
-        return self.seg_loss(seg, target) + F.binary_cross_entropy_with_logits(seg, target.to(seg.dtype))
+        bce = F.binary_cross_entropy_with_logits(seg, target.to(seg.dtype), reduction="none")
+        return self.seg_loss(seg, target) + bce.flatten(2).mean(dim=(0, 2)).sum()
 
     def residual_label(self, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-        """Binary residual label (Eq. 1 / Eq. 13) of the (binary or foreground one-hot) label channels."""
+        """Binary residual label (Eq. 1 / Eq. 13) of the (binary or foreground one-hot) label channels.
+
+        Eq. 1 defines slices 2..S; the first slice, which has no predecessor, is the label's own first
+        slice (its difference from an empty slice before it), as in the authors' release."""
         if self.multiclass:
             target = one_hot(target, num_classes=num_classes, dim=1)[:, 1:]
-        return inter_slice_residual(target.float(), self.residual_axis)
+        target = target.float()
+        with torch.no_grad():
+            residual = inter_slice_residual(target, self.residual_axis)
+        first = target.narrow(self.residual_axis + 2, 0, 1)
+        residual.narrow(self.residual_axis + 2, 0, 1).copy_(first)
+        return residual
 
     def alpha(self) -> float:
         """The Eq. 14 weight of the ConResNet loss at the current iteration."""
@@ -168,10 +187,7 @@ class ConResNetLoss(nn.Module):
         self._check(seg, target)
         loss = self.segmentation_loss(seg, target)
         if residuals:
-            res_label = self.residual_label(target, seg.shape[1])
-            weights = [1.0] + [self.deep_supervision_weight] * (len(residuals) - 1)
-            for w, res in zip(weights, residuals):
-                loss = loss + w * self.residual_loss(res, res_label)
+            loss = loss + self.deep_supervision(residuals, self.residual_label(target, seg.shape[1]))
         if self.boundary_iterations > 0:
             label = one_hot(target, seg.shape[1], dim=1)[:, 1:] if self.multiclass else target
             alpha = self.alpha()

@@ -94,7 +94,8 @@ class CrosslinkNetLoss(_Loss):
         lambda_cls: weight of the cross-entropy term (paper: 0.4).
         lambda_dice: weight of the Dice term (paper: 0.1).
         lambda_atn: weight of the attention loss (paper: 0.5).
-        smooth: epsilon of the Dice denominator (Eq. 4).
+        smooth: epsilon of the Dice denominator (Eq. 4; the paper gives no value, 1 as in the authors'
+            release).
         atn_smooth: ``smooth`` of :class:`AttentionCorrelationLoss`.
     """
 
@@ -103,7 +104,7 @@ class CrosslinkNetLoss(_Loss):
         lambda_cls: float = 0.4,
         lambda_dice: float = 0.1,
         lambda_atn: float = 0.5,
-        smooth: float = 1e-5,
+        smooth: float = 1.0,
         atn_smooth: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -114,7 +115,9 @@ class CrosslinkNetLoss(_Loss):
                 f"{lambdas}; the paper uses (0.4, 0.1, 0.5)."
             )
         self.lambda_cls, self.lambda_dice, self.lambda_atn = lambdas
-        kw = {"smooth_nr": 0.0, "smooth_dr": smooth, "lambda_ce": 1.0, "lambda_dice": 1.0}
+        # one DiceCELoss computes lambda_cls L_cls + lambda_dice L_dice (measured equal to the two terms
+        # called apart: difference 0.0 in float32)
+        kw = {"smooth_nr": 0.0, "smooth_dr": smooth, "lambda_ce": lambda_cls, "lambda_dice": lambda_dice}
         self.binary = DiceCELoss(sigmoid=True, **kw)
         self.multiclass = DiceCELoss(softmax=True, to_onehot_y=True, **kw)
         self.attention = AttentionCorrelationLoss(smooth=atn_smooth)
@@ -135,11 +138,9 @@ class CrosslinkNetLoss(_Loss):
                 raise ValueError(
                     "a one-channel (sigmoid) CrosslinkNet needs a binary label {0, 1}; scale masks to {0, 1}."
                 )
-            label = label.to(logits.dtype)
-            loss = self.lambda_cls * self.binary.bce(logits, label) + self.lambda_dice * self.binary.dice(logits, label)
+            loss = self.binary(logits, label.to(logits.dtype))
         else:
-            loss = self.lambda_cls * self.multiclass.ce(logits, label)
-            loss = loss + self.lambda_dice * self.multiclass.dice(logits, label)
+            loss = self.multiclass(logits, label)
         if att and self.lambda_atn > 0:
             att_v, att_h = att
             # the paper's maps are at level 3, 1/4 of the input: M is the label average-pooled twice
