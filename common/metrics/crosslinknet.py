@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
-from monai.metrics import HausdorffDistanceMetric
+from monai.metrics import HausdorffDistanceMetric, get_confusion_matrix
 from monai.metrics.utils import ignore_background
 from monai.utils import MetricReduction
 
@@ -34,10 +34,8 @@ def segmentation_rates(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Ten
     """
     if y_pred.shape != y.shape:
         raise ValueError(f"y_pred and y must have one shape, got {tuple(y_pred.shape)} and {tuple(y.shape)}.")
-    y_pred, y = y_pred.float().flatten(2), y.float().flatten(2)
-    reference = y.sum(-1)
-    over = (y_pred * (1 - y)).sum(-1)
-    under = ((1 - y_pred) * y).sum(-1)
+    matrix = get_confusion_matrix(y_pred.double(), y.double())  # (B, C, [tp, fp, tn, fn])
+    reference, over, under = matrix[..., 0] + matrix[..., 3], matrix[..., 1], matrix[..., 3]
     denominator = reference + over
     nan = torch.full_like(denominator, float("nan"))
     ok = denominator > 0

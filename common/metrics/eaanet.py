@@ -14,6 +14,7 @@ report VS below DSC and, in Table 5, a negative value: compare with the paper's 
 from __future__ import annotations
 
 import torch
+from monai.metrics import get_confusion_matrix
 from monai.metrics.utils import ignore_background
 from monai.utils import MetricReduction
 
@@ -60,9 +61,9 @@ class VolumeSimilarity(ReducedCumulativeMetric):
             )
         if not self.include_background:
             y_pred, y = ignore_background(y_pred=y_pred, y=y)
-        spatial = tuple(range(2, y_pred.ndim))
-        predicted = (y_pred > 0.5).sum(dim=spatial, dtype=torch.float64)
-        truth = (y > 0.5).sum(dim=spatial, dtype=torch.float64)
+        matrix = get_confusion_matrix((y_pred > 0.5).double(), (y > 0.5).double())  # (B, C, [tp, fp, tn, fn])
+        predicted = matrix[..., 0] + matrix[..., 1]
+        truth = matrix[..., 0] + matrix[..., 3]
         total = predicted + truth
         score = 1.0 - (predicted - truth).abs() / total.clamp(min=1.0)
         return score.float()

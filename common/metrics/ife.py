@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from monai.metrics import get_confusion_matrix
 from monai.utils import MetricReduction
 from skimage.measure import approximate_polygon, find_contours, label
 from skimage.morphology import diamond, dilation, disk, erosion, skeletonize
@@ -38,18 +39,15 @@ __all__ = [
 
 
 def confusion_counts(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """True positives, false positives, false negatives per image and channel, each ``(B, C)`` float64."""
+    """True positives, false positives, false negatives per image and channel, each ``(B, C)`` float64
+    (``monai.metrics.get_confusion_matrix`` of the masks binarised at 0.5)."""
     if y_pred.shape != y.shape or y_pred.ndim < 3:
         raise ValueError(
             f"y_pred {tuple(y_pred.shape)} and y {tuple(y.shape)} must both be (B, C, spatial...); binarise the "
             "prediction (e.g. AsDiscrete(threshold=0.5)) and give the label the same shape."
         )
-    p = (y_pred > 0.5).flatten(2)
-    g = (y > 0.5).flatten(2)
-    tp = (p & g).sum(-1).double()
-    fp = (p & ~g).sum(-1).double()
-    fn = (~p & g).sum(-1).double()
-    return tp, fp, fn
+    matrix = get_confusion_matrix((y_pred > 0.5).double(), (y > 0.5).double())  # (B, C, [tp, fp, tn, fn])
+    return matrix[..., 0], matrix[..., 1], matrix[..., 3]
 
 
 class _OverlapMetric(ReducedCumulativeMetric):
