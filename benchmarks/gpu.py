@@ -273,7 +273,7 @@ def infer(bundle: str, device: str, tiny: bool, case: Path, weights: Path, out: 
 
 def label_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     """Dice of every label value present in either map (1.0 where both lack it), their mean, voxel agreement."""
-    values = sorted(set(np.unique(a).tolist()) | set(np.unique(b).tolist()) - {0})
+    values = sorted((set(np.unique(a).tolist()) | set(np.unique(b).tolist())) - {0})
     dice = {}
     for v in values:
         x, y = a == v, b == v

@@ -76,3 +76,13 @@ def test_a_failing_measurement_is_recorded_and_the_run_goes_on(tmp_path, monkeyp
     assert report["bundles"][bundle]["cpu_agreement"]["mean_dice"] == 1.0
     assert len(report["failures"]) == 1 and "planted failure" in report["failures"][0]
     assert "## Failures" in (tmp_path / "gpu.md").read_text()
+
+
+def test_label_agreement_by_hand():
+    """Dice a label value present in either map (background left out), their mean, and the voxel agreement."""
+    import numpy as np
+
+    result = gpu.label_agreement(np.array([0, 1, 1, 2, 0]), np.array([0, 1, 0, 2, 2]))
+    assert result["dice"] == {"1": 2 * 1 / (2 + 1), "2": 2 * 1 / (1 + 2)}
+    assert result["voxel_agreement"] == 3 / 5 and result["foreground_fraction"] == [3 / 5, 3 / 5]
+    assert gpu.label_agreement(np.zeros(4), np.zeros(4))["mean_dice"] == 1.0
