@@ -405,7 +405,7 @@ class BundleContract:
                 )
             except Exception as e:
                 raise ContractError(
-                    f"{self.name}: {how} TorchScript export (monai.bundle ckpt_export, use_trace={trace}) failed: {e}"
+                    f"{self.name}: {how} TorchScript export failed (monai.bundle ckpt_export, use_trace={trace}): {e}"
                 ) from e
             with torch.no_grad():
                 got = torch.jit.load(str(ts_file), map_location="cpu")(x)
