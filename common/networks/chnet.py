@@ -65,6 +65,7 @@ class ClassificationHeadDecoder(nn.Module):
         if head_kernel_size % 2 != 1:
             raise ValueError(f"head_kernel_size must be odd (1 or 3 in the paper), got {head_kernel_size}.")
         self.reduced_channels = reduced_channels
+        self.head_kernel_size = head_kernel_size
         self.reductions = nn.ModuleList(
             Convolution(2, c, reduced_channels, kernel_size=1, conv_only=True) for c in in_channels
         )
@@ -81,22 +82,21 @@ class ClassificationHeadDecoder(nn.Module):
             Convolution(2, head_channels, out_channels, kernel_size=1, conv_only=True),
         )
 
-    def forward(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
-        reduced = [reduce(f) for reduce, f in zip(self.reductions, features)]
-        hidden_layer, classifier = self.head[0], self.head[1]
-        if hidden_layer.conv.kernel_size != (1, 1):
+    def forward(self, features: list[torch.Tensor], size: list[int]) -> torch.Tensor:
+        reduced = [reduce(features[i]) for i, reduce in enumerate(self.reductions)]
+        if self.head_kernel_size != 1:
             upsampled = [F.interpolate(r, size=size, mode="bilinear", align_corners=False) for r in reduced]
-            return classifier(hidden_layer(torch.cat(upsampled, dim=1)))
+            return self.head(torch.cat(upsampled, dim=1))
         # the hidden 1x1 convolution per level before upsampling (class docstring): same function. The
         # levels go channels-last, where the bilinear kernel runs over the contiguous channels, and are
         # summed in place (upsampling does not keep its output for the backward pass).
-        weights = hidden_layer.conv.weight.split(self.reduced_channels, dim=1)
-        mixed: torch.Tensor | None = None
-        for r, w in zip(reduced, weights):
+        weights = self.head[0].conv.weight.split(self.reduced_channels, dim=1)
+        mixed = reduced[0]  # replaced by the first level
+        for k, (r, w) in enumerate(zip(reduced, weights)):
             level = F.conv2d(r, w).contiguous(memory_format=torch.channels_last)
             level = F.interpolate(level, size=size, mode="bilinear", align_corners=False)
-            mixed = level if mixed is None else mixed.add_(level)
-        return classifier(hidden_layer.adn(mixed)).contiguous()
+            mixed = level if k == 0 else mixed.add_(level)
+        return self.head[1](self.head[0].adn(mixed)).contiguous()
 
 
 class FCN32sDecoder(nn.Module):
@@ -113,7 +113,7 @@ class FCN32sDecoder(nn.Module):
         super().__init__()
         self.score = Convolution(2, in_channels[-1], out_channels, kernel_size=1, conv_only=True)
 
-    def forward(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], size: list[int]) -> torch.Tensor:
         return F.interpolate(self.score(features[-1]), size=size, mode="bilinear", align_corners=False)
 
 

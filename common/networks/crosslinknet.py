@@ -275,12 +275,12 @@ class CrosslinkNet(nn.Module):
         if not torch.jit.is_tracing():  # user-facing checks; a traced graph keeps only the computation
             if x.ndim != 4 or x.shape[1] != self.in_channels:
                 raise ValueError(
-                    f"CrosslinkNet expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}; convert colour "
+                    f"CrosslinkNet expects images (B, {self.in_channels}, H, W), got {list(x.shape)}; convert colour "
                     "images to grey or build the network with in_channels matching the images."
                 )
             if min(x.shape[2:]) < 32:
                 raise ValueError(
-                    f"CrosslinkNet pools five times by 2: images need H, W >= 32, got {tuple(x.shape[2:])}; pad them "
+                    f"CrosslinkNet pools five times by 2: images need H, W >= 32, got {list(x.shape[2:])}; pad them "
                     "(monai.transforms.SpatialPadd) to at least 32 x 32."
                 )
         skips: list[list[torch.Tensor]] = []

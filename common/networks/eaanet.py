@@ -146,11 +146,9 @@ class _Backbone(nn.Module):
     """Basic segmentation backbones return ``[bottleneck, decoder features coarse to fine]``.
 
     ``feature_channels`` and ``feature_strides`` (down-sampling factor of each returned feature map
-    with respect to the input) tell the complete segmentation sub-network where to fuse.
+    with respect to the input), tuples of ints set by each backbone, tell the complete segmentation sub-network
+    where to fuse.
     """
-
-    feature_channels: tuple[int, ...]
-    feature_strides: tuple[int, ...]
 
 
 class LightUNetBackbone(_Backbone):
@@ -182,8 +180,8 @@ class LightUNetBackbone(_Backbone):
             skips.append(x)
         x = self.code(x)
         features = [x]
-        for decoder, skip in zip(self.decoders, skips[::-1]):
-            x = decoder(x, skip)
+        for i, decoder in enumerate(self.decoders):
+            x = decoder(x, skips[-1 - i])
             features.append(x)
         return features
 
@@ -356,10 +354,11 @@ class CompleteSegmentationNetwork(nn.Module):
         )
         self.convs = nn.ModuleList(PreActConv(spatial_dims, c, c) for c in feature_channels[1:])
 
-    def forward(self, basic: Sequence[torch.Tensor], reconstruction: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = self.fusions[0](basic[0], reconstruction[0])
-        for fusion, up, conv, x_b, x_r in zip(self.fusions[1:], self.ups, self.convs, basic[1:], reconstruction[1:]):
-            x = conv(up(x) + fusion(x_b, x_r))
+    def forward(self, basic: list[torch.Tensor], reconstruction: list[torch.Tensor]) -> torch.Tensor:
+        fused = [fusion(basic[i], reconstruction[i]) for i, fusion in enumerate(self.fusions)]
+        x = fused[0]
+        for i, (up, conv) in enumerate(zip(self.ups, self.convs)):
+            x = conv(up(x) + fused[i + 1])
         return x
 
 
@@ -458,12 +457,12 @@ class EAANet(nn.Module):
             if x.shape[1] != self.in_channels:
                 raise ValueError(
                     f"EAANet expects {self.in_channels} channels (slices i-1, i, i+1 of each modality), "
-                    f"got input of shape {tuple(x.shape)}."
+                    f"got input of shape {list(x.shape)}."
                 )
             if any(size % self.divisible_by for size in x.shape[2:]):
                 raise ValueError(
                     f"EAANet needs spatial sizes divisible by {self.divisible_by}, got input of shape "
-                    f"{tuple(x.shape)}; pad (DivisiblePadd, or AdjacentSliceInferer(divisible_by={self.divisible_by}))."
+                    f"{list(x.shape)}; pad (DivisiblePadd, or AdjacentSliceInferer(divisible_by={self.divisible_by}))."
                 )
         centre = x[:, 1::3]
         neighbours = torch.cat([x[:, 0::3], x[:, 2::3]], dim=1)

@@ -81,23 +81,24 @@ def _as_single_channel_batch(x: torch.Tensor, caller: str) -> torch.Tensor:
     """(B, C, *spatial) -> (B * C, 1, *spatial), checking the valid 3x3(x3) window fits."""
     if x.ndim not in (4, 5):
         raise ValueError(
-            f"{caller}: expected a (B, C, H, W) or (B, C, D, H, W) feature map, got shape {tuple(x.shape)}."
+            f"{caller}: expected a (B, C, H, W) or (B, C, D, H, W) feature map, got shape {list(x.shape)}."
         )
     if not torch.jit.is_tracing() and min(x.shape[2:]) < 3:
         raise ValueError(
             f"{caller}: every spatial size of the feature map must be >= 3 for the 3x3 windows, got "
-            f"{tuple(x.shape[2:])}; use a larger input image or place IFE at a higher resolution."
+            f"{list(x.shape[2:])}; use a larger input image or place IFE at a higher resolution."
         )
-    return x.reshape((x.shape[0] * x.shape[1], 1) + tuple(x.shape[2:]))
+    return x.reshape([x.shape[0] * x.shape[1], 1] + list(x.shape[2:]))
 
 
 def _depthwise_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Valid convolution of every channel of ``x`` (B, C, *spatial) with ``kernel``: one grouped convolution."""
     channels = x.shape[1]
     weight = kernel.to(dtype=x.dtype, device=x.device)[None, None]
-    weight = weight.expand((channels, 1) + tuple(kernel.shape))
-    conv = F.conv2d if x.ndim == 4 else F.conv3d
-    return conv(x, weight, groups=channels)
+    weight = weight.expand([channels, 1] + list(kernel.shape))
+    if x.ndim == 4:
+        return F.conv2d(x, weight, groups=channels)
+    return F.conv3d(x, weight, groups=channels)
 
 
 def mean_curvature(x: torch.Tensor) -> torch.Tensor:
@@ -286,14 +287,14 @@ class IFE(nn.Module):
         if not torch.jit.is_tracing() and (x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels):
             raise ValueError(
                 f"IFE: expected a feature map with {self.in_channels} channels and {self.spatial_dims} spatial "
-                f"dims, got shape {tuple(x.shape)}; set in_channels/spatial_dims to match the layer it follows."
+                f"dims, got shape {list(x.shape)}; set in_channels/spatial_dims to match the layer it follows."
             )
         if self.num_selected == 0:
             return x
         with torch.no_grad():
             order = descending_order(self.score(x.detach()))
         index = order[:, : self.num_selected].reshape((x.shape[0], self.num_selected) + (1,) * self.spatial_dims)
-        selected = torch.gather(x, 1, index.expand((-1, -1) + tuple(x.shape[2:])))
+        selected = torch.gather(x, 1, index.expand([-1, -1] + list(x.shape[2:])))
         return torch.cat([x, selected], dim=1)
 
     def extra_repr(self) -> str:
