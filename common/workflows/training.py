@@ -39,6 +39,8 @@ from monai.engines.utils import IterationEvents
 from monai.handlers import CheckpointSaver
 from monai.utils import CommonKeys, set_determinism
 
+from .switches import config_switch
+
 __all__ = [
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
@@ -124,12 +126,7 @@ def latest_checkpoint(ckpt_dir: str | Path, prefix: str = "checkpoint") -> str:
 def resume_checkpoint(resume: bool | str, ckpt_dir: str | Path) -> str:
     """The bundles' ``resume_from`` when ``resume`` is set: the newest checkpoint of ``ckpt_dir`` (``""`` when
     there is none), else ``""``. ``resume`` may come from the command line as a string (``--resume true``)."""
-    if isinstance(resume, str):
-        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
-        if resume.strip().lower() not in words:
-            raise ValueError(f"resume must be true or false, not {resume!r}; e.g. --resume true")
-        resume = words[resume.strip().lower()]
-    return latest_checkpoint(ckpt_dir) if resume else ""
+    return latest_checkpoint(ckpt_dir) if config_switch(resume, "resume") else ""
 
 
 def _derived_seed(*entropy: int) -> int:
