@@ -8,10 +8,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from monai.data import partition_dataset_classes
 from PIL import Image
 
 from common.data.datalist_checks import load_datalist
-from common.data.datalists import DATASETS, MSD_TASK01_MAPPING, DatalistError, assign_folds, write_datalist
+from common.data.datalists import DATASETS, DatalistError, write_datalist
+from common.data.datalists.decathlon import MSD_TASK01_MAPPING
+from common.data.datalists.splits import assign_folds
 from conftest import bundle_parser
 
 SHAPE = (6, 5, 4)
@@ -626,6 +629,10 @@ def test_assign_folds_balances_sizes_and_keeps_groups():
     assert folds == assign_folds(groups, 3, seed=0)
     totals = [sum(groups[g][1] for g, f in folds.items() if f == k) for k in range(3)]
     assert sorted(totals) == [11, 11, 12]
+    # MONAI's partition_dataset_classes deals groups, not items, round-robin: the same groups fill 9, 11, 14 items
+    names = sorted(groups)
+    parts = partition_dataset_classes(names, [groups[n][0] for n in names], num_partitions=3, shuffle=True, seed=0)
+    assert [sum(groups[g][1] for g in part) for part in parts] == [9, 11, 14]
     with pytest.raises(DatalistError, match="cannot fill 11 folds"):
         assign_folds(groups, 11, seed=0)
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .datalists import DatalistError
+from .errors import DatalistError
 
 __all__ = ["DatalistError", "find_images", "load_datalist"]
 
@@ -37,7 +37,7 @@ def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
                   keys: Sequence[str] = ("image", "label"), base_dir: str | os.PathLike | None = None,
                   allow_missing: bool = False) -> list[dict]:
     """The ``data_list_key`` list of the datalist JSON ``datalist``, with paths joined to ``base_dir`` (default:
-    the JSON's folder), after checking it; raises :class:`~common.data.datalists.DatalistError` naming the file,
+    the JSON's folder), after checking it; raises :class:`~common.data.errors.DatalistError` naming the file,
     the item and the fix.
 
     Args:
@@ -108,7 +108,7 @@ def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
 
 def find_images(patterns: str | Sequence[str], key: str = "image") -> list[dict]:
     """``[{key: file}]`` for the files matching the glob pattern(s), sorted; raises
-    :class:`~common.data.datalists.DatalistError` when none match."""
+    :class:`~common.data.errors.DatalistError` when none match."""
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     files = sorted({f for pattern in patterns for f in glob.glob(pattern)})
     if not files:

@@ -18,7 +18,7 @@ import ctypes
 import ctypes.util
 import logging
 
-from .precision import config_switch
+from .switches import config_switch
 
 __all__ = ["keep_freed_memory"]
 

@@ -24,17 +24,10 @@ from typing import Any
 
 import torch
 from monai.inferers import Inferer
-from monai.utils import str2bool
 
-__all__ = ["AutocastInferer", "compiled", "config_switch"]
+from .switches import config_switch
 
-
-def config_switch(value: bool | str, name: str) -> bool:
-    """A config switch that may come from the command line as a string (``--compile true``)."""
-    try:
-        return str2bool(value)
-    except ValueError:
-        raise ValueError(f"{name} must be true or false, not {value!r}; e.g. --{name} true") from None
+__all__ = ["AutocastInferer", "compiled"]
 
 
 def compiled(network: torch.nn.Module, enabled: bool | str = False, **compile_kwargs: Any) -> torch.nn.Module:

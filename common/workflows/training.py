@@ -46,6 +46,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys, set_determinism
 
 from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
+from common.workflows.switches import config_switch
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -257,11 +258,7 @@ def resume_checkpoint(resume: bool | str, ckpt_dir: str | Path, output_dir: str 
     ``output_dir``) are writable folders, claims ``ckpt_dir`` (:func:`claim_ckpt_dir`), and, when ``resume``
     is set, returns the newest checkpoint of ``ckpt_dir`` (``""`` when there is none), else ``""``.
     ``resume`` may come from the command line as a string (``--resume true``)."""
-    if isinstance(resume, str):
-        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "": False}
-        if resume.strip().lower() not in words:
-            raise ValueError(f"resume must be true or false, not {resume!r}; e.g. --resume true")
-        resume = words[resume.strip().lower()]
+    resume = config_switch(resume, "resume")
     if output_dir is not None:
         check_writable_folder(output_dir, "output_dir")
     claim_ckpt_dir(ckpt_dir)
