@@ -5,6 +5,7 @@ Commands:
     sample-data KIND DIR      write a sample dataset (brain_mri, ct, gray2d, rgb2d) and its datalist
     verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
     demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> pictures, with progress bars
+    infer BUNDLE IMAGE...     segment your own NIfTI / DICOM folder / PNG / JPG files (--weights, --out)
     datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
     archive BUNDLE [OUT]      a portable <bundle>.zip carrying the common code it needs
     onnx BUNDLE [OUT]         ONNX export checked against the eager network with ONNX Runtime
@@ -25,7 +26,7 @@ from common.bundle.contract import CHECKS, REPO_ROOT, BundleContract, ContractEr
 from common.data import SAMPLE_KINDS, make_sample_data
 from common.data.datalists import DatalistError, describe_datasets, write_datalist
 
-__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx", "benchmark",
+__all__ = ["main", "demo", "infer", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx", "benchmark",
            "profile"]
 
 
@@ -129,6 +130,20 @@ def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | 
     run_demo([_find_bundle(bundle)] if bundle else None, out_dir, epochs)
 
 
+def infer(bundle: str, *images: str, weights: str | None = None, out: str = "medseg_predictions") -> list[str]:
+    """Segment your own files (NIfTI, a DICOM series folder, PNG/JPG) with the bundle's ``configs/inference.json``
+    and ``weights`` (default: the bundle's ``models/model.pt``) into ``out`` (``common.infer``)."""
+    from common.infer import InferError, segment
+
+    try:
+        predictions = segment(_find_bundle(bundle), images, weights, out)
+    except InferError as e:
+        raise SystemExit(f"error: {e}") from None
+    for path in predictions:
+        print(f"prediction: {path}")
+    return [str(p) for p in predictions]
+
+
 def datalist(dataset: str | None = None, source_dir: str | None = None, out_json: str | None = None,
              **options) -> str | None:
     """Write the datalist JSON of a public dataset (BraTS, Pancreas-CT, KiTS19, Kvasir-SEG, BUSI, ...) read in
@@ -207,7 +222,7 @@ def main() -> None:
     import fire
 
     # every command prints its own result; the return values are for Python callers, so fire prints nothing more
-    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
+    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo, "infer": infer,
                "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile},
               serialize=lambda result: None)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.demo_figures import comparison_png, curve_png, load_case
 
-__all__ = ["run_demo", "LOG_NAME"]
+__all__ = ["FILE_LOGGING_CONF", "LOG_NAME", "console_to_file", "run_demo"]
 
 LOG_NAME = "demo.log"
-_LOGGING_CONF = """[loggers]
+FILE_LOGGING_CONF = """[loggers]
 keys=root
 
 [handlers]
@@ -57,7 +57,7 @@ def _variants(contract: BundleContract) -> dict[str, dict]:
     return sample.get("demo_variants") or {"": {}}
 
 
-def _console_to_file() -> None:
+def console_to_file() -> None:
     """Send every logger's records to the root logger's file only: MONAI and its handlers give some loggers their
     own console handler (``StatsHandler``, ``monai.data.image_writer``), which would scroll between the bars."""
     import logging
@@ -90,11 +90,11 @@ class _Progress:
             evaluate = "validate#evaluator" in run
             evaluator = parser.get_parsed_content("validate#evaluator" if evaluate else "evaluator")
             ProgressBar(persist=True, desc=f"{self.label} {'evaluate' if evaluate else 'infer'}").attach(evaluator)
-            _console_to_file()  # after the engines are made: their handlers' loggers exist then
+            console_to_file()  # after the engines are made: their handlers' loggers exist then
             return
         trainer = parser.get_parsed_content("train#trainer")
         evaluator = parser.get_parsed_content("validate#evaluator")
-        _console_to_file()
+        console_to_file()
         loss = from_engine(["loss"], first=True)
         ProgressBar(persist=True, desc=f"{self.label} train").attach(trainer, output_transform=lambda o: {"loss": loss(o)})
         ProgressBar(persist=False, desc=f"{self.label} validate").attach(evaluator)
@@ -160,7 +160,7 @@ def run_demo(bundle_paths: list[Path] | None, out_dir: str, epochs: int | None) 
     root.mkdir(parents=True, exist_ok=True)
     log = root / LOG_NAME
     conf = root / "logging.conf"
-    conf.write_text(_LOGGING_CONF.format(log=str(log)))
+    conf.write_text(FILE_LOGGING_CONF.format(log=str(log)))
     print(f"full logs: {log}", flush=True)
     rows = []
     for path in bundle_paths or bundle_dirs():
