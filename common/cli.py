@@ -5,7 +5,7 @@ Commands:
     sample-data KIND DIR      write a sample dataset (brain_mri, ct, gray2d, rgb2d) and its datalist
     verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
     demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> pictures, with progress bars
-    infer BUNDLE IMAGE...     segment your own NIfTI / DICOM folder / PNG / JPG files (--weights, --out)
+    infer BUNDLE IMAGE...     segment your own NIfTI / DICOM folder / PNG / JPG files (--weights, --out, --demo)
     datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
     archive BUNDLE [OUT]      a portable <bundle>.zip carrying the common code it needs
     onnx BUNDLE [OUT]         ONNX export checked against the eager network with ONNX Runtime
@@ -130,13 +130,15 @@ def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | 
     run_demo([_find_bundle(bundle)] if bundle else None, out_dir, epochs)
 
 
-def infer(bundle: str, *images: str, weights: str | None = None, out: str = "medseg_predictions") -> list[str]:
+def infer(bundle: str, *images: str, weights: str | None = None, out: str = "medseg_predictions",
+          demo: bool = False) -> list[str]:
     """Segment your own files (NIfTI, a DICOM series folder, PNG/JPG) with the bundle's ``configs/inference.json``
-    and ``weights`` (default: the bundle's ``models/model.pt``) into ``out`` (``common.infer``)."""
+    and ``weights`` (default: the bundle's ``models/model.pt``) into ``out`` (``common.infer``); ``--demo`` for
+    weights the demo trained (the network at the sizes of ``configs/sample_data.json``)."""
     from common.infer import InferError, segment
 
     try:
-        predictions = segment(_find_bundle(bundle), images, weights, out)
+        predictions = segment(_find_bundle(bundle), images, weights, out, demo)
     except InferError as e:
         raise SystemExit(f"error: {e}") from None
     for path in predictions:

@@ -48,9 +48,11 @@ def _checkpoint_loader_index(parser) -> int:
 
 
 def segment(bundle_dir: Path, images: Sequence[str], weights: str | None = None,
-            out_dir: str = "medseg_predictions") -> list[Path]:
+            out_dir: str = "medseg_predictions", demo: bool = False) -> list[Path]:
     """Segment ``images`` with the bundle in ``bundle_dir`` and ``weights`` (default ``models/model.pt`` of the
-    bundle) into ``out_dir``; returns the prediction files, one an input, in the inputs' order."""
+    bundle) into ``out_dir``; returns the prediction files, one an input, in the inputs' order. ``demo``: the
+    weights come from ``medseg-bundles demo``, so ``configs/sample_data.json`` (its smaller network) is read over
+    ``inference.json``, as ``monai.bundle run --config_file "['inference.json', 'sample_data.json']"`` would."""
     from ignite.handlers import ProgressBar
     from monai.bundle import ConfigWorkflow
 
@@ -70,7 +72,7 @@ def segment(bundle_dir: Path, images: Sequence[str], weights: str | None = None,
     conf.write_text(FILE_LOGGING_CONF.format(log=str(log)))
     configs = bundle_dir / "configs"
     workflow = ConfigWorkflow(
-        config_file=str(configs / "inference.json"), meta_file=str(configs / "metadata.json"),
+        config_file=[str(configs / n) for n in ("inference.json",) + (("sample_data.json",) if demo else ())], meta_file=str(configs / "metadata.json"),
         logging_file=str(conf), workflow_type=None, bundle_root=str(bundle_dir), datalist=items,
         output_dir=str(out), num_workers=0,
     )
@@ -88,7 +90,7 @@ def segment(bundle_dir: Path, images: Sequence[str], weights: str | None = None,
             cause = cause.__cause__
         if "state_dict" in str(cause):
             raise InferError(f"the weights {ckpt} do not fit the network of {bundle_dir.name} ({str(cause)[:200]}...);"
-                             f" pass the model.pt trained with this bundle") from e
+                             " pass the model.pt trained with this bundle, and --demo if the demo trained it") from e
         summary = out / "inference_summary.json"
         if summary.exists():
             failed = json.loads(summary.read_text())["failed"]
