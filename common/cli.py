@@ -4,7 +4,8 @@ Commands:
     list                      the bundles, their papers and tasks
     sample-data KIND DIR      write a sample dataset (brain_mri, ct, gray2d, rgb2d) and its datalist
     verify [BUNDLE]           run the bundle contract on one bundle or all, print a pass/fail table
-    demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> PNG overlay
+    demo [BUNDLE]             sample data -> train briefly -> evaluate -> infer -> pictures, with progress bars
+    infer BUNDLE IMAGE...     segment your own NIfTI / DICOM folder / PNG / JPG files (--weights, --out, --demo)
     datalist DATASET SRC OUT  the datalist JSON of a public dataset read in its published layout
     archive BUNDLE [OUT]      a portable <bundle>.zip carrying the common code it needs
     onnx BUNDLE [OUT]         ONNX export checked against the eager network with ONNX Runtime
@@ -14,7 +15,6 @@ Commands:
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
@@ -27,8 +27,8 @@ from common.bundle.contract import CHECKS, REPO_ROOT, BundleContract, ContractEr
 from common.data import SAMPLE_KINDS, make_sample_data
 from common.data.datalists import DatalistError, describe_datasets, write_datalist
 
-__all__ = ["main", "demo", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx", "benchmark",
-           "profile", "monailabel_app"]
+__all__ = ["main", "demo", "infer", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx",
+           "benchmark", "profile", "monailabel_app"]
 
 
 def _step(message: str) -> None:
@@ -115,106 +115,36 @@ def verify(bundle: str | None = None, work_dir: str | None = None, keep: bool = 
         sys.exit(1)
 
 
-def _read_metrics(path: Path) -> dict[str, float]:
-    with path.open() as f:
-        return {row[0]: float(row[1]) for row in csv.reader(f) if len(row) >= 2}
-
-
-def _overlay(image_path: Path, pred_path: Path, out_png: Path) -> Path:
-    """Write a PNG of the image (grey from its first channel for NIfTI, the slice with most predicted
-    foreground in 3D; as it is for PNG) with the prediction's foreground drawn in red over it."""
-    import numpy as np
-    from PIL import Image
-
-    if image_path.suffix.lower() == ".png":
-        rgb = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32)
-        pred = np.asarray(Image.open(pred_path))
-    else:
-        import nibabel as nib
-
-        volume = np.asarray(nib.load(str(image_path)).dataobj, dtype=np.float32)
-        volume = volume[..., 0] if volume.ndim == 4 else volume
-        label = np.asarray(nib.load(str(pred_path)).dataobj)
-        z = int(np.argmax((label > 0).sum(axis=(0, 1))))
-        image, pred = np.rot90(volume[:, :, z]), np.rot90(label[:, :, z])
-        lo, hi = np.percentile(image, (1, 99))
-        grey = np.clip((image - lo) / max(hi - lo, 1e-6) * 255, 0, 255)
-        rgb = np.stack([grey] * 3, axis=-1)
-    mask = pred > 0
-    rgb[mask] = 0.5 * rgb[mask] + 0.5 * np.array([255.0, 0.0, 0.0])
-    height, width = mask.shape
-    Image.fromarray(rgb.astype(np.uint8)).resize((width * 3, height * 3), Image.NEAREST).save(out_png)
-    return out_png
-
-
-def _demo_variants(contract: BundleContract) -> dict[str, dict]:
-    """The variants the demo trains: ``demo_variants`` of ``sample_data.json`` (name -> key overrides, e.g. a
-    baseline and the paper's module), or the bundle as it is."""
-    sample = json.loads(Path(contract.config("sample_data.json")).read_text())
-    return sample.get("demo_variants") or {"": {}}
-
-
-def _demo_run(contract: BundleContract, variant: dict, epochs: int | None) -> tuple[dict, dict, Path]:
-    """Evaluate the untrained network, train, evaluate again, infer and draw; returns the metrics before
-    and after training and the overlay PNG."""
-    import torch
-
-    work, name = contract.work_dir, contract.name
-    overrides = dict(contract.overrides(), **variant)
-    _step(f"{name}: evaluating the untrained network")
-    models = work / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    net = contract.parser("train.json", "sample_data.json", **overrides).get_parsed_content("network_def")
-    torch.save(net.state_dict(), models / "model.pt")
-    contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
-    before = _read_metrics(work / "eval" / "metrics.csv")
-
-    _step(f"{name}: training on the sample data (checkpoints in {models})")
-    contract.workflow("train.json", "sample_data.json", **overrides, **({"max_epochs": epochs} if epochs else {}))
-    _step(f"{name}: evaluating the trained network")
-    contract.workflow("train.json", "evaluate.json", "sample_data.json", **overrides)
-    after = _read_metrics(work / "eval" / "metrics.csv")
-
-    _step(f"{name}: inference on the test images")
-    infer = contract.workflow("inference.json", "sample_data.json", **dict(contract.overrides("predictions"), **variant))
-    first = Path(infer.parser.get_parsed_content("datalist")[0]["image"])
-    stem = first.name.split(".")[0]
-    pred = next((work / "predictions" / stem).glob(f"{stem}_seg.*"))
-    return before, after, _overlay(first, pred, work / f"{stem}_overlay.png")
-
-
 def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | None = None) -> None:
-    """The main job, on the built-in sample data: for one bundle (name or prefix) or every bundle,
-    make the sample data if missing, evaluate the untrained network, train briefly, evaluate again,
-    run inference on the test images and draw one prediction over its image. A bundle whose
-    ``sample_data.json`` lists ``demo_variants`` (IFE: baseline and curvature) runs each variant.
+    """The main job, on the built-in sample data: for one bundle (name or prefix) or every bundle, evaluate the
+    untrained network, train briefly, evaluate again, infer and draw image | ground truth | prediction and the
+    training curve (``common.demo``). A bundle whose ``sample_data.json`` lists ``demo_variants`` (IFE: baseline
+    and curvature) runs each variant.
 
     Args:
         bundle: bundle name, a prefix of it (``conresnet``) or a bundle folder; all bundles when omitted.
-        out_dir: where the sample data, checkpoints, metrics, predictions and overlays go.
+        out_dir: where the sample data, checkpoints, metrics, predictions, pictures and demo.log go.
         epochs: training epochs (default: ``max_epochs`` of the bundle's ``configs/sample_data.json``).
     """
-    bundles = [_find_bundle(bundle)] if bundle else bundle_dirs()
-    root = Path(out_dir).resolve()
-    summary = []
-    for path in bundles:
-        first = BundleContract(path, root / path.name, root / "sample_data")
-        _step(f"{path.name}: sample data ({first.sample_kind}) in {first.dataset_dir()}")
-        for variant, keys in _demo_variants(first).items():
-            contract = BundleContract(path, root / path.name / variant, root / "sample_data")
-            if variant:
-                _step(f"{path.name}: variant {variant!r} ({', '.join(f'{k}={v}' for k, v in keys.items())})")
-            before, after, overlay = _demo_run(contract, keys, epochs)
-            title = f"{path.name} [{variant}]" if variant else path.name
-            summary.append((title, before, after, contract.work_dir, overlay))
+    from common.demo import run_demo
 
-    print()
-    for title, before, after, work, overlay in summary:
-        print(title)
-        for key in after:
-            print(f"  {key}: untrained {before.get(key, float('nan')):.4f} -> trained {after[key]:.4f}")
-        print(f"  predictions: {work / 'predictions'}\n  metrics:     {work / 'eval' / 'metrics.csv'}")
-        print(f"  overlay:     {overlay}")
+    run_demo([_find_bundle(bundle)] if bundle else None, out_dir, epochs)
+
+
+def infer(bundle: str, *images: str, weights: str | None = None, out: str = "medseg_predictions",
+          demo: bool = False) -> list[str]:
+    """Segment your own files (NIfTI, a DICOM series folder, PNG/JPG) with the bundle's ``configs/inference.json``
+    and ``weights`` (default: the bundle's ``models/model.pt``) into ``out`` (``common.infer``); ``--demo`` for
+    weights the demo trained (the network at the sizes of ``configs/sample_data.json``)."""
+    from common.infer import InferError, segment
+
+    try:
+        predictions = segment(_find_bundle(bundle), images, weights, out, demo)
+    except InferError as e:
+        raise SystemExit(f"error: {e}") from None
+    for path in predictions:
+        print(f"prediction: {path}")
+    return [str(p) for p in predictions]
 
 
 def datalist(dataset: str | None = None, source_dir: str | None = None, out_json: str | None = None,
@@ -316,7 +246,7 @@ def main() -> None:
     import fire
 
     # every command prints its own result; the return values are for Python callers, so fire prints nothing more
-    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo,
+    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo, "infer": infer,
                "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile,
                "monailabel-app": monailabel_app},
               serialize=lambda result: None)

@@ -57,17 +57,62 @@ def test_verify_prints_a_table_and_fails_on_a_broken_bundle(tmp_path: Path, caps
     assert "FAIL reference_bundle / files: reference_bundle: missing LICENSE" in out
 
 
+def _panels(png: Path, row: int = 0) -> list:
+    import numpy as np
+
+    from common.demo_figures import PANEL
+
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    top = 40 + row * (PANEL + 20) + 20
+    return [pixels[top:top + PANEL, c * PANEL:(c + 1) * PANEL] for c in range(3)]
+
+
 def test_demo_trains_evaluates_infers_and_draws(tmp_path: Path, capsys) -> None:
     cli.demo(str(REFERENCE_BUNDLE), out_dir=str(tmp_path / "demo"), epochs=1)
     out = capsys.readouterr().out
     work = tmp_path / "demo" / "reference_bundle"
-    assert "val_mean_dice: untrained" in out and f"overlay:     {work}" in out
+    table = [line for line in out.splitlines() if line.startswith("reference_bundle ")]
+    assert len(table) == 1 and "val_mean_dice" in table[0] and "->" in table[0] and str(work) in table[0], out
+    assert "Epoch[" not in out and "SupervisedTrainer" not in out  # the logs went to the file, not the screen
+    log = tmp_path / "demo" / "demo.log"
+    assert f"full logs: {log}" in out and "SupervisedTrainer" in log.read_text()
     assert (work / "eval" / "metrics.csv").exists() and (work / "models" / "model.pt").exists()
     predictions = sorted((work / "predictions").glob("*/*_seg.nii.gz"))
-    assert len(predictions) == 2  # the two test images of the CT sample data
-    overlay = next(work.glob("*_overlay.png"))
-    with Image.open(overlay) as png:
-        assert png.mode == "RGB" and png.size == (64 * 3, 64 * 3)
+    assert len(predictions) == 3  # the first validation case and the two test images of the CT sample data
+    comparison, curve = next(work.glob("*_comparison.png")), work / "training_curve.png"
+    assert f"  {comparison}" in out and f"  {curve}" in out
+    with Image.open(comparison) as png:
+        assert png.width >= 512 and png.height > 2 * 256  # two views of the 3D case
+    for row in (0, 1):
+        image, truth, pred = _panels(comparison, row)
+        assert (image != truth).any() and (truth != pred).any() and (image != pred).any()
+    with Image.open(curve) as png:
+        assert png.width >= 512
+
+
+def test_comparison_picture_of_a_2d_case(tmp_path: Path) -> None:
+    import numpy as np
+
+    from common.demo_figures import case_dice, comparison_png
+
+    image = np.zeros((16, 16), np.uint8)
+    image[4:8, 4:8] = 200
+    label, pred = np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8)
+    label[4:8, 4:8] = 255  # 16 pixels
+    pred[4:6, 4:8] = 255  # 8 pixels, all inside the label
+    assert case_dice(label, pred) == (pytest.approx(2 * 8 / (16 + 8)), [1])
+    png = comparison_png(image, label, pred, {1: "polyp"}, "case", tmp_path / "c.png")
+    with Image.open(png) as picture:
+        assert picture.size == (768, 40 + 256 + 20 + 28)
+    image_panel, truth, prediction = _panels(png)
+    red = np.array([230, 25, 75])
+    # the label's 4x4 pixels are painted (16x16 panel pixels each), the prediction's lower half is not
+    assert (truth[64:128, 64:128] != image_panel[64:128, 64:128]).all()
+    assert (prediction[64:96, 64:128] == truth[64:96, 64:128]).all()
+    assert (prediction[96:128, 64:128] == image_panel[96:128, 64:128]).all()
+    assert np.abs(truth[0:64, 0:64] - image_panel[0:64, 0:64]).max() == 0
+    assert np.abs(truth[70, 70] - (0.4 * 255 + 0.6 * red)).max() <= 1  # grey stretched: 200 is the 99th percentile
 
 
 def test_datalist_lists_datasets_and_reports_bad_folders(tmp_path: Path, capsys) -> None:

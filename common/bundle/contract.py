@@ -179,16 +179,18 @@ class BundleContract:
             parser[k] = v
         return parser
 
-    def workflow(self, *names: str, before_run: Callable | None = None, **override: Any):
+    def workflow(self, *names: str, before_run: Callable | None = None, logging_file: str | None = None,
+                 **override: Any):
         """Run initialize/run/finalize of the merged configs and return the workflow (for its parser).
 
-        ``before_run(workflow)`` is called after ``initialize``, to attach probes to the engines."""
+        ``before_run(workflow)`` is called after ``initialize``, to attach probes to the engines;
+        ``logging_file`` replaces the bundle's ``configs/logging.conf``."""
         from monai.bundle import ConfigWorkflow
 
         workflow = ConfigWorkflow(
             config_file=[self.config(n) for n in names],
             meta_file=self.meta_file,
-            logging_file=self.config("logging.conf"),
+            logging_file=logging_file or self.config("logging.conf"),
             workflow_type=None,
             **override,
         )
