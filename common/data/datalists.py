@@ -52,10 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.workflows.errors import UserError
+
 __all__ = ["DATASETS", "DatalistError", "DatasetReader", "describe_datasets", "write_datalist"]
 
 
-class DatalistError(ValueError):
+class DatalistError(UserError, ValueError):
     """A dataset folder does not have the published layout; the message names the case and the fix."""
 
 

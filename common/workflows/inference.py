@@ -38,6 +38,7 @@ from monai.handlers import CheckpointLoader
 from monai.utils import CommonKeys
 
 from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
+from common.workflows.errors import UserError
 
 __all__ = [
     "FAILURE_KEY",
@@ -188,7 +189,11 @@ class InferenceFailures:
             raise RuntimeError(message)
 
 
-class CheckpointMismatchError(RuntimeError):
+class MissingCheckpointError(UserError, FileNotFoundError):
+    """The checkpoint to load does not exist; the message names it and where weights come from."""
+
+
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint does not fit the configured network; the message names both and the keys to set."""
 
 
@@ -206,7 +211,7 @@ class CheckedCheckpointLoader(CheckpointLoader):
 
     def __init__(self, load_path: str, load_dict: dict, config_keys: Sequence[str] = (), **kwargs: Any) -> None:
         if not Path(load_path).is_file():
-            raise FileNotFoundError(
+            raise MissingCheckpointError(
                 f"checkpoint {load_path} does not exist; train the bundle first (its train.json writes model.pt"
                 " into ckpt_dir) or set ckpt_dir (--ckpt_dir /folder/with/model.pt) to where the weights are"
             )

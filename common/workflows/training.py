@@ -46,6 +46,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys, set_determinism
 
 from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
+from common.workflows.errors import UserError
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -184,6 +185,10 @@ class AtomicCheckpointSaver:
 _LOCK_NAME = ".training.lock"
 
 
+class CkptDirInUseError(UserError, RuntimeError):
+    """Another live training holds the lock of ckpt_dir."""
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -211,7 +216,7 @@ def claim_ckpt_dir(ckpt_dir: str | Path) -> Path:
             held = {}
         pid, host = held.get("pid"), held.get("host")
         if isinstance(pid, int) and pid != mine["pid"] and (host != mine["host"] or _alive(pid)):
-            raise RuntimeError(
+            raise CkptDirInUseError(
                 f"ckpt_dir {folder} is in use by another training (pid {pid} on {host}: {held.get('command', '?')});"
                 f" two runs in one ckpt_dir overwrite each other's checkpoints. Wait for it to end, stop it, or"
                 f" give this run another --ckpt_dir. If that run is gone, delete {lock}"
@@ -343,7 +348,11 @@ class ReproducibleEpochs:
             engine.state.dataloader, self._loader = self._loader, None
 
 
-class NonFiniteLossError(FloatingPointError):
+class StepTooLargeError(UserError, MemoryError):
+    """A training step at the configured size cannot fit in the free memory."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or infinite; the message names the batch's files and the fix."""
 
 
@@ -418,7 +427,7 @@ def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size:
     estimate = int(2 * outputs[0] * scale * int(batch_size) + 4 * weights)
     free = _available_memory(device)
     if estimate > free:
-        raise MemoryError(
+        raise StepTooLargeError(
             f"image_size {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
             f" step on {device}, {free / 2**30:.1f} GiB are free; lower image_size (e.g. --image_size"
             f" {[max(16, s // 2) for s in size]}) or batch_size"
