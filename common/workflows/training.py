@@ -396,12 +396,13 @@ def _available_memory(device: torch.device) -> int:
 
 
 def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size: int, in_channels: int,
-                          device: torch.device | str = "cpu", probe: int = 64) -> int:
+                          device: torch.device | str = "cpu", probe: int = 64, size_key: str = "image_size") -> int:
     """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
     taken. The estimate: every module output of one forward pass on a ``probe``-sized input (no gradients),
     scaled by the voxel count of ``image_size`` and by ``batch_size``, times 2 (activations kept for the
     backward pass and their gradients), plus the weights with Adam's two moments and the gradient (x4).
-    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower; returns the estimate."""
+    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower (``size_key``: the config
+    key that holds ``image_size``); returns the estimate."""
     size = [int(s) for s in image_size]
     device = torch.device(device)
     probe_shape = [min(probe, s) for s in size]
@@ -428,8 +429,8 @@ def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size:
     free = _available_memory(device)
     if estimate > free:
         raise StepTooLargeError(
-            f"image_size {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
-            f" step on {device}, {free / 2**30:.1f} GiB are free; lower image_size (e.g. --image_size"
+            f"{size_key} {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
+            f" step on {device}, {free / 2**30:.1f} GiB are free; lower {size_key} (e.g. --{size_key}"
             f" {[max(16, s // 2) for s in size]}) or batch_size"
         )
     return estimate
