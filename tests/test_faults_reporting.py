@@ -76,3 +76,19 @@ def test_bundle_run_with_a_missing_checkpoint_ends_with_our_message(tmp_path):
     assert err[-2] == f"full traceback in {out / LOG_NAME} (or run with MEDSEG_DEBUG=1 to print it)"
     assert "Traceback" not in run.stderr and len(err) < 12
     assert "Failed to instantiate" in (out / LOG_NAME).read_text()
+
+
+def test_failed_inference_cases_end_as_our_message(tmp_path, hook, capsys):
+    from ignite.engine import Engine
+
+    from common.workflows.inference import InferenceFailures
+
+    failures = InferenceFailures(tmp_path)
+    failures.failed.append({"case": "case_3", "error": "InputError: case_3.nii.gz has NaN"})
+    with pytest.raises(UserError) as error:
+        failures.completed(Engine(lambda e, b: None))
+    hook(log_dir=tmp_path)(*_raised(error.value))
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "CasesFailedError: inference: 1 of 1 cases failed (the others were written): case_3: InputError:"
+        f" case_3.nii.gz has NaN. Summary in {tmp_path / 'inference_summary.json'}"
+    )

@@ -124,7 +124,8 @@ class InferenceFailures:
     Args:
         output_dir: where ``inference_summary.json`` is written.
         summary_name: file name of the summary.
-        raise_at_end: end the run with a ``RuntimeError`` listing the failed cases (after all cases ran).
+        raise_at_end: end the run with a ``CasesFailedError`` (a ``RuntimeError``) listing the failed cases (after
+            all cases ran).
     """
 
     def __init__(self, output_dir: str | Path, summary_name: str = "inference_summary.json",
@@ -186,7 +187,11 @@ class InferenceFailures:
         )
         self.logger.error(message)
         if self.raise_at_end:
-            raise RuntimeError(message)
+            raise CasesFailedError(message)
+
+
+class CasesFailedError(UserError, RuntimeError):
+    """Some inference cases failed; the message lists each with its error and names the summary file."""
 
 
 class MissingCheckpointError(UserError, FileNotFoundError):
