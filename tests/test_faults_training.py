@@ -156,3 +156,63 @@ def test_huge_image_size_is_refused_before_any_work_with_the_estimated_memory(tm
     assert "image_size [16384, 16384] with batch_size" in str(cause) and "GiB" in str(cause)
     assert "--image_size [8192, 8192]" in str(cause)
     assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()  # nothing started
+
+
+@pytest.mark.parametrize("bundle, key, size, channels", [
+    ("chnet_polyp_segmentation", "image_size", [16384, 16384], 3),
+    ("conresnet_brats_mri_segmentation", "patch_size", [4096, 4096, 4096], 4),
+    ("ife_dichotomous_segmentation", "image_size", [16384, 16384], 3),
+])
+def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channels, tmp_path, monkeypatch):
+    from conftest import bundle_parser
+
+    from common.workflows.training import StepTooLargeError
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # initialize installs report_errors
+    parser = bundle_parser(bundle, "train.json", **{key: size, "ckpt_dir": str(tmp_path / "models"),
+                                                    "output_dir": str(tmp_path / "eval")})
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("initialize")
+    cause = error.value
+    while cause is not None and not isinstance(cause, StepTooLargeError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error.value)
+    assert f"{key} {size} with batch_size {parser['batch_size']} needs about" in str(cause)
+    assert f"--{key} {[s // 2 for s in size]}" in str(cause)
+    assert parser.get_parsed_content("network_def#in_channels") == channels
+    assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("bundle, key, size", [
+    ("chnet_polyp_segmentation", "image_size", [16384, 16384]),
+    ("conresnet_brats_mri_segmentation", "patch_size", [4096, 4096, 4096]),
+    ("crosslinknet_covid_ct_segmentation", "image_size", [16384, 16384]),
+    ("ife_dichotomous_segmentation", "image_size", [16384, 16384]),
+])
+def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+    from conftest import bundle_parser
+
+    from common.workflows.training import StepTooLargeError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    parser = bundle_parser(bundle, "train.json", "multi_gpu_train.json", **{key: size})
+    try:
+        with pytest.raises(Exception) as error:
+            parser.get_parsed_content("initialize")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    cause = error.value
+    while cause is not None and not isinstance(cause, StepTooLargeError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error.value)
+    assert f"{key} {size} with batch_size" in str(cause)

@@ -25,6 +25,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import LoadImaged, MapTransform
 
+from common.workflows.errors import UserError
+
 __all__ = [
     "CheckChannelsd",
     "CheckFinited",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A case of the input data cannot be used by the bundle; the message names the file and the fix."""
 
 

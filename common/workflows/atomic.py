@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from common.workflows.errors import UserError
+
 __all__ = ["PARTIAL_MARK", "atomic_path", "check_writable_folder", "remove_leftovers"]
 
 PARTIAL_MARK = ".partial"
@@ -65,17 +67,25 @@ def remove_leftovers(folder: str | os.PathLike, recursive: bool = False) -> list
     return removed
 
 
+class NotAFolderError(UserError, NotADirectoryError):
+    """A folder key names a file."""
+
+
+class UnwritableFolderError(UserError, PermissionError):
+    """A folder key names a folder that cannot be written."""
+
+
 def check_writable_folder(folder: str | os.PathLike, key: str) -> Path:
     """Creates ``folder`` if missing and checks that files can be written into it, before any work is done;
     raises ``NotADirectoryError`` / ``PermissionError`` naming the config ``key`` and the fix."""
     folder = Path(folder)
     fix = f"set {key} to a folder you can write (e.g. --{key} /path/to/folder)"
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{key} {folder} is a file, not a folder; {fix}")
+        raise NotAFolderError(f"{key} {folder} is a file, not a folder; {fix}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise PermissionError(f"{key} {folder} is not writable ({e.strerror or e}); {fix}") from e
+        raise UnwritableFolderError(f"{key} {folder} is not writable ({e.strerror or e}); {fix}") from e
     return folder

@@ -38,6 +38,7 @@ from monai.handlers import CheckpointLoader
 from monai.utils import CommonKeys
 
 from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
+from common.workflows.errors import UserError
 
 __all__ = [
     "FAILURE_KEY",
@@ -123,7 +124,8 @@ class InferenceFailures:
     Args:
         output_dir: where ``inference_summary.json`` is written.
         summary_name: file name of the summary.
-        raise_at_end: end the run with a ``RuntimeError`` listing the failed cases (after all cases ran).
+        raise_at_end: end the run with a ``CasesFailedError`` (a ``RuntimeError``) listing the failed cases (after
+            all cases ran).
     """
 
     def __init__(self, output_dir: str | Path, summary_name: str = "inference_summary.json",
@@ -185,10 +187,18 @@ class InferenceFailures:
         )
         self.logger.error(message)
         if self.raise_at_end:
-            raise RuntimeError(message)
+            raise CasesFailedError(message)
 
 
-class CheckpointMismatchError(RuntimeError):
+class CasesFailedError(UserError, RuntimeError):
+    """Some inference cases failed; the message lists each with its error and names the summary file."""
+
+
+class MissingCheckpointError(UserError, FileNotFoundError):
+    """The checkpoint to load does not exist; the message names it and where weights come from."""
+
+
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint does not fit the configured network; the message names both and the keys to set."""
 
 
@@ -206,7 +216,7 @@ class CheckedCheckpointLoader(CheckpointLoader):
 
     def __init__(self, load_path: str, load_dict: dict, config_keys: Sequence[str] = (), **kwargs: Any) -> None:
         if not Path(load_path).is_file():
-            raise FileNotFoundError(
+            raise MissingCheckpointError(
                 f"checkpoint {load_path} does not exist; train the bundle first (its train.json writes model.pt"
                 " into ckpt_dir) or set ckpt_dir (--ckpt_dir /folder/with/model.pt) to where the weights are"
             )

@@ -46,6 +46,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys, set_determinism
 
 from common.workflows.atomic import atomic_path, check_writable_folder, remove_leftovers
+from common.workflows.errors import UserError
 from common.workflows.switches import config_switch
 
 __all__ = [
@@ -185,6 +186,10 @@ class AtomicCheckpointSaver:
 _LOCK_NAME = ".training.lock"
 
 
+class CkptDirInUseError(UserError, RuntimeError):
+    """Another live training holds the lock of ckpt_dir."""
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -212,7 +217,7 @@ def claim_ckpt_dir(ckpt_dir: str | Path) -> Path:
             held = {}
         pid, host = held.get("pid"), held.get("host")
         if isinstance(pid, int) and pid != mine["pid"] and (host != mine["host"] or _alive(pid)):
-            raise RuntimeError(
+            raise CkptDirInUseError(
                 f"ckpt_dir {folder} is in use by another training (pid {pid} on {host}: {held.get('command', '?')});"
                 f" two runs in one ckpt_dir overwrite each other's checkpoints. Wait for it to end, stop it, or"
                 f" give this run another --ckpt_dir. If that run is gone, delete {lock}"
@@ -340,7 +345,11 @@ class ReproducibleEpochs:
             engine.state.dataloader, self._loader = self._loader, None
 
 
-class NonFiniteLossError(FloatingPointError):
+class StepTooLargeError(UserError, MemoryError):
+    """A training step at the configured size cannot fit in the free memory."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or infinite; the message names the batch's files and the fix."""
 
 
@@ -384,12 +393,13 @@ def _available_memory(device: torch.device) -> int:
 
 
 def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size: int, in_channels: int,
-                          device: torch.device | str = "cpu", probe: int = 64) -> int:
+                          device: torch.device | str = "cpu", probe: int = 64, size_key: str = "image_size") -> int:
     """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
     taken. The estimate: every module output of one forward pass on a ``probe``-sized input (no gradients),
     scaled by the voxel count of ``image_size`` and by ``batch_size``, times 2 (activations kept for the
     backward pass and their gradients), plus the weights with Adam's two moments and the gradient (x4).
-    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower; returns the estimate."""
+    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower (``size_key``: the config
+    key that holds ``image_size``); returns the estimate."""
     size = [int(s) for s in image_size]
     device = torch.device(device)
     probe_shape = [min(probe, s) for s in size]
@@ -415,9 +425,9 @@ def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size:
     estimate = int(2 * outputs[0] * scale * int(batch_size) + 4 * weights)
     free = _available_memory(device)
     if estimate > free:
-        raise MemoryError(
-            f"image_size {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
-            f" step on {device}, {free / 2**30:.1f} GiB are free; lower image_size (e.g. --image_size"
+        raise StepTooLargeError(
+            f"{size_key} {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
+            f" step on {device}, {free / 2**30:.1f} GiB are free; lower {size_key} (e.g. --{size_key}"
             f" {[max(16, s // 2) for s in size]}) or batch_size"
         )
     return estimate
