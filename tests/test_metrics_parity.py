@@ -15,6 +15,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.metrics import compute_hausdorff_distance
 
+from common.metrics.crosslinknet import HausdorffDistanceMMMetric
 from common.metrics.surface import BRATS_HD95_EMPTY_PENALTY, PooledHausdorffDistanceMetric
 
 binary = pytest.importorskip("medpy.metric.binary")
@@ -127,3 +128,17 @@ def test_bundle_hd95_keys(path, monai_convention):
             assert np.isnan(scores[0]) and scores[1] == 0.0, name
         else:
             assert scores == [pytest.approx(config["hd95_empty_penalty"]), 0.0], name
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("case", ["perfect", "shifted", "noisy", "far_fp"])
+def test_crosslinknet_hd_mm_equals_medpy_hd(ndim, case):
+    pred, label = _cases(ndim)[case]
+    spacing = [0.8, 0.8, 2.5] if ndim == 3 else [0.8, 2.5]
+    affine = torch.eye(4, dtype=torch.float64)
+    affine[range(ndim), range(ndim)] = torch.tensor(spacing, dtype=torch.float64)
+    metric = HausdorffDistanceMMMetric(include_background=True)
+    metric([MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
+           [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)])
+    expected = binary.hd(pred, label, voxelspacing=spacing, connectivity=1)
+    assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
