@@ -9,13 +9,12 @@ an argument that its Ignite handler never passes).
 from __future__ import annotations
 
 import torch
-from monai.data import MetaTensor
-from monai.data.utils import affine_to_spacing
 from monai.metrics import HausdorffDistanceMetric, get_confusion_matrix
 from monai.metrics.utils import ignore_background
 from monai.utils import MetricReduction
 
 from .cumulative import ReducedCumulativeMetric
+from .surface import spacing_of
 
 __all__ = ["SegmentationRateMetric", "HausdorffDistanceMMMetric", "segmentation_rates"]
 
@@ -95,10 +94,6 @@ class HausdorffDistanceMMMetric(HausdorffDistanceMetric):
         self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs
     ) -> torch.Tensor:
         spacing = kwargs.pop("spacing", None) or self.spacing
-        if spacing is None and isinstance(y, MetaTensor):
-            spatial, affine = y.ndim - 2, y.affine
-            if affine.ndim == 3:  # one affine a sample
-                spacing = [affine_to_spacing(a, r=spatial).tolist() for a in affine]
-            else:
-                spacing = affine_to_spacing(affine, r=spatial).tolist()
+        if spacing is None:
+            spacing = spacing_of(y)
         return super()._compute_tensor(y_pred, y, spacing=spacing, **kwargs)

@@ -1,0 +1,144 @@
+"""Parity of the surface-distance metrics (common.metrics.surface) with medpy 0.5.2 on generated 2D/3D masks.
+
+medpy raises on an empty mask, so the empty cases are checked against the BraTS rules (0 both empty, the
+penalty when one is) and MONAI's convention against ``monai.metrics.compute_hausdorff_distance``.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+from monai.metrics import compute_hausdorff_distance
+
+from common.metrics.crosslinknet import HausdorffDistanceMMMetric
+from common.metrics.surface import BRATS_HD95_EMPTY_PENALTY, PooledHausdorffDistanceMetric
+
+binary = pytest.importorskip("medpy.metric.binary")
+
+
+def _ball(shape, centre, radius):
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"))
+    centre = np.asarray(centre, dtype=float).reshape((-1,) + (1,) * len(shape))
+    return (((grid - centre) ** 2).sum(0) <= radius**2)
+
+
+def _cases(ndim):
+    shape = (40, 36) if ndim == 2 else (28, 26, 22)
+    centre = [n // 2 for n in shape]
+    rng = np.random.default_rng(ndim)
+    label = _ball(shape, centre, 7)
+    shifted = _ball(shape, [c + 3 for c in centre], 7)
+    noisy = label.copy()
+    edge = label ^ _ball(shape, centre, 6)
+    flip = np.argwhere(edge)[rng.random(int(edge.sum())) < 0.4]
+    noisy[tuple(flip.T)] = False
+    far = label.copy()
+    far[(slice(1, 5),) * ndim] = True  # a small false positive in a far corner
+    return {"perfect": (label, label), "shifted": (shifted, label), "noisy": (noisy, label), "far_fp": (far, label)}
+
+
+def _ours(pred, label, spacing=None, **kwargs):
+    metric = PooledHausdorffDistanceMetric(include_background=True, spacing=spacing, **kwargs)
+    metric(torch.as_tensor(pred)[None, None].float(), torch.as_tensor(label)[None, None].float())
+    return metric.get_buffer().item()  # the case's score, before the mean (which turns an all-NaN buffer into 0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("case", ["perfect", "shifted", "noisy", "far_fp"])
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_hd95_equals_medpy(ndim, case, anisotropic):
+    pred, label = _cases(ndim)[case]
+    spacing = ([0.8, 0.8, 2.5] if ndim == 3 else [0.8, 2.5]) if anisotropic else [1.0] * ndim
+    expected = binary.hd95(pred, label, voxelspacing=spacing, connectivity=1)
+    assert _ours(pred, label, spacing) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_far_false_positive_pooled_is_smaller_than_monai():
+    pred, label = _cases(3)["far_fp"]
+    pooled = _ours(pred, label)
+    monai_hd95 = _ours(pred, label, monai_convention=True)
+    assert monai_hd95 == pytest.approx(
+        compute_hausdorff_distance(torch.as_tensor(pred)[None, None], torch.as_tensor(label)[None, None],
+                                   include_background=True, percentile=95).item(), rel=1e-6)
+    assert pooled < monai_hd95
+
+
+def test_spacing_from_the_metatensor_affine():
+    pred, label = _cases(3)["shifted"]
+    affine = torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0], dtype=torch.float64))
+    metric = PooledHausdorffDistanceMetric(include_background=True)
+    metric([MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
+           [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)])
+    expected = binary.hd95(pred, label, voxelspacing=[0.8, 0.8, 2.5], connectivity=1)
+    assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_empty_cases_follow_the_brats_rules(ndim):
+    label = _cases(ndim)["perfect"][1]
+    empty = np.zeros_like(label)
+    assert _ours(empty, label) == pytest.approx(BRATS_HD95_EMPTY_PENALTY)  # empty prediction
+    assert _ours(label, empty) == pytest.approx(BRATS_HD95_EMPTY_PENALTY)  # empty label
+    assert _ours(empty, empty) == 0.0
+    assert _ours(empty, label, empty_penalty=100.0) == 100.0
+    with pytest.warns(UserWarning):  # MONAI's convention: NaN for any empty mask, left out of the mean
+        assert np.isnan(_ours(empty, empty, monai_convention=True))
+        assert np.isnan(_ours(empty, label, monai_convention=True))
+
+
+def test_a_batch_mean_keeps_every_case():
+    label = _cases(2)["perfect"][1]
+    pred, _ = _cases(2)["shifted"]
+    empty = np.zeros_like(label)
+    metric = PooledHausdorffDistanceMetric(include_background=True)
+    batch = lambda *masks: torch.as_tensor(np.stack(masks))[:, None].float()  # noqa: E731
+    metric(batch(pred, empty, empty), batch(label, label, empty))
+    expected = (binary.hd95(pred, label) + BRATS_HD95_EMPTY_PENALTY + 0.0) / 3
+    assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5)
+
+
+BRATS_EVALUATES = [
+    Path(__file__).resolve().parents[1] / "bundles" / name / "configs" / "evaluate.json"
+    for name in ("conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation")
+]
+
+
+@pytest.mark.parametrize("path", BRATS_EVALUATES, ids=lambda p: p.parts[-3])
+@pytest.mark.parametrize("monai_convention", [False, True])
+def test_bundle_hd95_keys(path, monai_convention):
+    config = json.loads(path.read_text())
+    hd95 = {k: v for k, v in config["validate#additional_metrics"].items() if k.startswith("val_hd95")}
+    assert hd95, f"{path}: no val_hd95 metric"
+    label = torch.as_tensor(_cases(3)["perfect"][1])[None].float()
+    pred = torch.stack([torch.zeros_like(label[0]), label[0]])[None]  # channel 0 empty, channel 1 perfect
+    for name, item in hd95.items():
+        parser = ConfigParser({**config, "hd95_monai_convention": monai_convention, "m": item["metric_fn"]})
+        metric = parser.get_parsed_content("m")
+        metric.include_background = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            metric(pred, torch.cat([label, label])[None])
+        scores = metric.get_buffer().flatten().tolist()
+        if monai_convention:
+            assert np.isnan(scores[0]) and scores[1] == 0.0, name
+        else:
+            assert scores == [pytest.approx(config["hd95_empty_penalty"]), 0.0], name
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("case", ["perfect", "shifted", "noisy", "far_fp"])
+def test_crosslinknet_hd_mm_equals_medpy_hd(ndim, case):
+    pred, label = _cases(ndim)[case]
+    spacing = [0.8, 0.8, 2.5] if ndim == 3 else [0.8, 2.5]
+    affine = torch.eye(4, dtype=torch.float64)
+    affine[range(ndim), range(ndim)] = torch.tensor(spacing, dtype=torch.float64)
+    metric = HausdorffDistanceMMMetric(include_background=True)
+    metric([MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
+           [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)])
+    expected = binary.hd(pred, label, voxelspacing=spacing, connectivity=1)
+    assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
