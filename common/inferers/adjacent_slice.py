@@ -1,6 +1,7 @@
 """Slice-by-slice inference with adjacent slices as context (2.5D), for EAA-Net.
 
-Ma et al., "EAA-Net" (``shared/papers/eaanet.md``, Sec. 3.1-3.2): the network segments slice ``x_i``
+Ma et al., "EAA-Net: Rethinking the autoencoder architecture with intra-class features for medical image
+segmentation" (Sec. 3.1-3.2): the network segments slice ``x_i``
 from ``(x_{i-1}, x_i, x_{i+1})``. MONAI's :class:`~monai.inferers.SliceInferer` feeds one slice at a
 time, so it cannot give the neighbours; this inferer does.
 """

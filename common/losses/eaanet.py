@@ -1,4 +1,5 @@
-"""EAA-Net total loss (Ma et al., "EAA-Net", ``shared/papers/eaanet.md``, Sec. 3.5, Eq. 7-12)."""
+"""EAA-Net total loss (Ma et al., "EAA-Net: Rethinking the autoencoder architecture with intra-class features
+for medical image segmentation", Sec. 3.5, Eq. 7-12)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Volume similarity, the metric EAA-Net reports besides MONAI's Dice, HD95, sensitivity and specificity
-(Ma et al., "EAA-Net", ``shared/papers/eaanet.md``, Sec. 4.2, Eq. 16; Tables 3 and 5).
+(Ma et al., "EAA-Net: Rethinking the autoencoder architecture with intra-class features for medical image
+segmentation", Sec. 4.2, Eq. 16; Tables 3 and 5).
 
 Eq. 16 is printed as ``VS = (2|M| - |W|) / (|M| + |W|)`` with ``M`` the manually delineated voxels and
 ``W`` the predicted ones. Read literally it gives 1/2 for a perfect segmentation and 2 for an empty

@@ -1,7 +1,7 @@
 """CHNet: a pre-trained encoder with a pixel classification head as the whole decoder.
 
-Wei et al., "Only Classification Head is Sufficient for Medical Image Segmentation"
-(``shared/papers/chnet.md``). Section 3.1 and Fig. 2 define the network: a Res2Net-50 encoder without
+Wei et al., "Only Classification Head is Sufficient for Medical Image Segmentation".
+Section 3.1 and Fig. 2 define the network: a Res2Net-50 encoder without
 its last stage, a 1x1 convolution that reduces the channels of every kept level, upsampling of every
 level to the input size, concatenation to a 256 x H x W map, and a classification head of 1x1
 convolutions with BatchNorm and ReLU. Section 4 (encoder-decoder decoupling) pairs a frozen trained

@@ -1,7 +1,7 @@
 """EAA-Net: Edge Attention autoencoder Network (2.5D).
 
 Ma, Li, Tang and Guo, "EAA-Net: Rethinking the autoencoder architecture with intra-class features for
-medical image segmentation" (``shared/papers/eaanet.md``).
+medical image segmentation".
 
 Three branches (Sec. 3, Fig. 3):
 

@@ -1,4 +1,5 @@
-"""Slice-with-neighbours samples for EAA-Net (Ma et al., ``shared/papers/eaanet.md``, Sec. 3.1-3.2).
+"""Slice-with-neighbours samples for EAA-Net (Ma et al., "EAA-Net: Rethinking the autoencoder architecture
+with intra-class features for medical image segmentation", Sec. 3.1-3.2).
 
 EAA-Net segments slice ``x_i`` of a 3D volume and reconstructs it from ``x_{i-1}`` and ``x_{i+1}``. A
 training sample is a slab of three adjacent slices; MONAI makes the slab and this module turns it into

@@ -5,7 +5,8 @@ to the kernel when it is freed. A 3D network at BraTS size makes and frees hundr
 (a 32-channel 160x160x80 float map is 262 MB), and the kernel zero-fills every page of each on first touch:
 measured for ConResNet at 4x160x160x80, a third of the forward's CPU time was this system time (its docs,
 ``python -m benchmarks.conresnet allocator``). ``mallopt(M_MMAP_MAX, 0)`` makes glibc serve them from its heap
-and ``mallopt(M_TRIM_THRESHOLD, 2**40)`` stops it from giving freed heap memory back, so the pages are reused.
+and ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)`` stops it from giving back freed heap memory (up to 2 GiB of free
+top of heap), so the pages are reused.
 Nearly the same as starting the process with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1099511627776`` (the
 environment can set a larger trim threshold than ``mallopt``'s C int); the price
 is a higher peak memory (the heap keeps what it once held). CPU tensors only: CUDA has its own caching
