@@ -33,21 +33,8 @@ def contracts(tmp_path_factory, sample_root):
     return get
 
 
-# scripted export (the Model Zoo's default) still fails for these networks' forward; strict, so the mark must go
-# when they script (issue 18: Crosslink-Net's zip/indexing over its branch ModuleLists, IFE's tuple shape arithmetic
-# and torch.finfo in the entropy score)
-NOT_SCRIPTABLE = {"crosslinknet_covid_ct_segmentation", "ife_dichotomous_segmentation"}
-
-
 def _params() -> list:
-    return [
-        pytest.param(
-            bundle, check,
-            marks=[pytest.mark.xfail(reason="scripted TorchScript export fails", strict=True, raises=AssertionError)]
-            if check == "export" and bundle in NOT_SCRIPTABLE else [],
-        )
-        for bundle in sorted(BUNDLES) for check in CHECKS
-    ]
+    return [pytest.param(bundle, check) for bundle in sorted(BUNDLES) for check in CHECKS]
 
 
 @pytest.mark.parametrize(("bundle", "check"), _params())

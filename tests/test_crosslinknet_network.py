@@ -151,3 +151,17 @@ def test_macs_at_512():
     with FlopCounterMode(display=False) as counter:
         net(torch.empty(1, 1, 512, 512, device="meta"))
     assert counter.get_total_flops() / 2e9 == pytest.approx(118.92, abs=0.01)  # GMACs, not in the paper
+
+
+@pytest.mark.parametrize("variant", ["crosslink", "ver_crosslink"])
+def test_scripts_to_eager_outputs(variant):
+    """torch.jit.script (MONAI ckpt_export's default) gives the eager logits and, in train mode, attention maps."""
+    torch.manual_seed(0)
+    net = CrosslinkNet(features=(4, 8, 8, 8, 8), decoder_features=(4, 4, 4, 4, 4), variant=variant)
+    scripted = torch.jit.script(net)
+    x = torch.randn(2, 1, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(scripted.eval()(x), net.eval()(x))
+        train_outputs, expected = scripted.train()(x), net.train()(x)
+    assert len(train_outputs) == 3
+    assert all(torch.equal(a, b) for a, b in zip(train_outputs, expected))

@@ -82,3 +82,15 @@ def test_deeplab_trace():
         traced = torch.jit.trace(net, x, check_trace=False)  # compared below
         assert net(x).shape == (1, 1, 64, 64)
         assert torch.allclose(traced(x), net(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("mode", ["curvature", "entropy"])
+def test_unet_scripts_to_eager_output(spatial_dims, mode):
+    """torch.jit.script (MONAI ckpt_export's default) gives the eager output bit for bit, 2D and 3D."""
+    torch.manual_seed(0)
+    net = IFEUNet(spatial_dims, 1, 1, mode=mode, features=(4, 8, 8, 8, 8)).eval()
+    x = torch.randn(2, 1, *([16] * spatial_dims))
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), net(x))

@@ -283,22 +283,27 @@ class CrosslinkNet(nn.Module):
                     f"CrosslinkNet pools five times by 2: images need H, W >= 32, got {list(x.shape[2:])}; pad them "
                     "(monai.transforms.SpatialPadd) to at least 32 x 32."
                 )
-        skips: list[list[torch.Tensor]] = []
-        feats = [x for _ in self.branches]
-        level_feats: list[torch.Tensor] = []
-        for level in range(5):
-            outs = [branch[level](f) for branch, f in zip(self.branches, feats)]
-            if level + 1 == self.attention_level:
-                level_feats = outs
+        skips: list[list[torch.Tensor]] = []  # skips[b][level - 1]: output of level 1..5 of branch b
+        pooled: list[torch.Tensor] = []  # the pooled level-5 output of every branch
+        for branch in self.branches:
+            f = x
+            outs: list[torch.Tensor] = []
+            for block in branch:
+                outs.append(block(f))
+                f = self.pool(outs[-1])
             skips.append(outs)
-            feats = [self.pool(o) for o in outs]
-        y = self.bottleneck(torch.cat(feats, dim=1))
-        for block, level in zip(self.decoder, reversed(range(5))):
-            skip = skips[level]
+            pooled.append(f)
+        y = self.bottleneck(torch.cat(pooled, dim=1))
+        for i, block in enumerate(self.decoder):
+            skip = [outs[4 - i] for outs in skips]
             up = F.interpolate(y, size=skip[0].shape[-2:], mode="bilinear", align_corners=False)
-            y = block(torch.cat([skip[0], up, *skip[1:]], dim=1))
+            y = block(torch.cat([skip[0], up] + skip[1:], dim=1))
         logits = self.head(y)
         if not self.training:
             return logits
-        att = [self.attention[i % len(self.attention)](f) for i, f in enumerate(level_feats)]
+        level_feats = [outs[self.attention_level - 1] for outs in skips]
+        att = list(level_feats)
+        for i, head in enumerate(self.attention):  # one head a branch, or one head shared by both
+            for b in range(i, len(level_feats), len(self.attention)):
+                att[b] = head(level_feats[b])
         return logits, att[0], att[-1]

@@ -122,29 +122,22 @@ def curvature_score(x: torch.Tensor) -> torch.Tensor:
     return mean_curvature(x).abs().flatten(2).sum(-1, dtype=torch.float64)
 
 
-#: Fixed-point scale of the entropy: ``log2`` of the pair counts is summed as integers in units of ``2**-30`` bits.
-_LOG2_FRACTION_BITS = 30
-#: Bytes of the per-channel pair histograms counted at once (a few channels of ``bins**2`` int32 counts each).
-_HISTOGRAM_CHUNK_BYTES = 2**21
-#: Dense histograms once a channel has at least ``bins**2 / 64`` windows, a sort below (the faster on this CPU,
-#: ``python -m benchmarks.ife``); both give the same integers.
-_DENSE_HISTOGRAM_MIN_FILL = 64
-
-
 def _pair_codes(x: torch.Tensor, bins: int) -> torch.Tensor:
     """``(B * C, N)`` int64 codes ``i * bins + j`` of the N valid windows of every channel (see ``entropy_score``)."""
     spatial_dims = x.ndim - 2
     flat = _as_single_channel_batch(x, "entropy_score").float()
     flat_rows = flat.reshape(flat.shape[0], -1)
     low = flat_rows.amin(dim=1)
-    span = (flat_rows.amax(dim=1) - low).clamp_min(torch.finfo(flat.dtype).tiny)
-    view = (-1, 1) + (1,) * spatial_dims
+    span = (flat_rows.amax(dim=1) - low).clamp_min(1.1754943508222875e-38)  # torch.finfo(torch.float32).tiny (TorchScript has no finfo)
+    view = [-1, 1] + [1] * spatial_dims
     u = (flat - low.reshape(view)) / span.reshape(view)
     box = u
     for axis in range(2, 2 + spatial_dims):
         size = box.shape[axis] - 2
         box = box.narrow(axis, 0, size) + box.narrow(axis, 1, size) + box.narrow(axis, 2, size)
-    centre = u[(slice(None), slice(None)) + (slice(1, -1),) * spatial_dims]
+    centre = u
+    for axis in range(2, 2 + spatial_dims):
+        centre = centre.narrow(axis, 1, centre.shape[axis] - 2)
     mean = (box - centre) / (3**spatial_dims - 1)
     i = (centre * bins).floor_().clamp_(0, bins - 1)
     j = (mean * bins).floor_().clamp_(0, bins - 1)
@@ -173,11 +166,14 @@ def _log2_count_sums_by_sort(codes: torch.Tensor, table: torch.Tensor, bins: int
     return sums.index_add_(0, runs // num_codes, counts * table[counts])
 
 
-@functools.lru_cache(maxsize=16)
-def _log2_table(windows: int) -> torch.Tensor:
-    """``round(2**30 log2 n)`` for ``n = 0..windows`` (``n = 0`` as 1), int64 on the CPU; built once a map size."""
+def _log2_levels(windows: int) -> torch.Tensor:
+    """``round(2**30 log2 n)`` for ``n = 0..windows`` (``n = 0`` as 1), int64 on the CPU."""
     levels = torch.arange(windows + 1, dtype=torch.float64)
-    return (torch.log2(levels.clamp_min(1)) * 2**_LOG2_FRACTION_BITS).round().long()
+    return (torch.log2(levels.clamp_min(1)) * 2**30).round().long()  # fixed point: units of 2**-30 bits
+
+
+#: :func:`_log2_levels` built once a map size in eager mode (TorchScript has no cache: it builds it every call).
+_log2_table = functools.lru_cache(maxsize=16)(_log2_levels)
 
 
 def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
@@ -215,16 +211,22 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
             f"entropy_score: {windows} windows per channel exceed the 2**28 that the int64 fixed-point sums hold; "
             "place IFE at a lower resolution or score the channels of smaller crops."
         )
-    table = _log2_table(windows).to(codes.device)
+    if torch.jit.is_scripting():
+        table = _log2_levels(windows).to(codes.device)
+    else:
+        table = _log2_table(windows).to(codes.device)
     if torch.jit.is_tracing():
         sums = _log2_count_sums(codes, table, bins)  # one pass: a loop over chunks would freeze the batch size
-    elif windows * _DENSE_HISTOGRAM_MIN_FILL < bins * bins:
+    # the literals below are TorchScript's (it reads no module constants): dense histograms once a channel has at
+    # least bins**2 / 64 windows, a sort below (the faster on this CPU, ``python -m benchmarks.ife``; both give the
+    # same integers); 2**21 bytes of bins**2 int32 histograms counted at once; 2**30, the fixed-point scale
+    elif windows * 64 < bins * bins:
         sums = _log2_count_sums_by_sort(codes, table, bins)
     else:
-        step = max(1, _HISTOGRAM_CHUNK_BYTES // (4 * bins * bins))
+        step = max(1, (1 << 21) // (4 * bins * bins))
         sums = torch.cat([_log2_count_sums(part, table, bins) for part in codes.split(step)])
     total = table[-1] * windows  # N L(N): a constant channel (n = N everywhere) scores exactly 0
-    entropy = (total - sums).double() / (windows * 2.0**_LOG2_FRACTION_BITS)
+    entropy = (total - sums).double() / (windows * 2.0**30)
     return entropy.reshape(x.shape[0], x.shape[1])
 
 
@@ -291,9 +293,8 @@ class IFE(nn.Module):
             )
         if self.num_selected == 0:
             return x
-        with torch.no_grad():
-            order = descending_order(self.score(x.detach()))
-        index = order[:, : self.num_selected].reshape((x.shape[0], self.num_selected) + (1,) * self.spatial_dims)
+        order = descending_order(self.score(x.detach()))  # detached: no graph through the scores
+        index = order[:, : self.num_selected].reshape([x.shape[0], self.num_selected] + [1] * self.spatial_dims)
         selected = torch.gather(x, 1, index.expand([-1, -1] + list(x.shape[2:])))
         return torch.cat([x, selected], dim=1)
 
