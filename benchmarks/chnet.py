@@ -199,7 +199,9 @@ def loss_ab(size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
     return {
         "bit_equal_disk": torch.equal(pooled(label), loss_fn.box_mean(label)),
         "bit_equal_random_mask": torch.equal(pooled(random_mask), loss_fn.box_mean(random_mask)),
-        **interleaved({"avg_pool2d": lambda: pooled(label), "box_mean": lambda: loss_fn.box_mean(label)}, repeats, warmup),
+        **interleaved(
+            {"avg_pool2d": lambda: pooled(label), "box_mean": lambda: loss_fn.box_mean(label)}, repeats, warmup
+        ),
     }
 
 

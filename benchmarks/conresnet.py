@@ -42,16 +42,23 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-
 from monai.utils import str2bool
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.harness import bundle_parser, interleaved
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
-__all__ = ["reference_forward", "reference_inter_slice_residual", "forward_ab", "profile_forward",
-           "allocator_ab", "whole_volume",
-           "window_counts", "sliding_window_ab", "main"]
+__all__ = [
+    "reference_forward",
+    "reference_inter_slice_residual",
+    "forward_ab",
+    "profile_forward",
+    "allocator_ab",
+    "whole_volume",
+    "window_counts",
+    "sliding_window_ab",
+    "main",
+]
 
 BUNDLE = "conresnet_brats_mri_segmentation"
 
@@ -119,8 +126,13 @@ def _network(widths: str, seed: int = 0) -> ConResNet:
     return ConResNet(init_filters=8, blocks=(1, 1, 1, 1, 1)).eval()  # the sample_data.json widths
 
 
-def forward_ab(size: Sequence[int], widths: str = "paper", repeats: int = 3, warmup: int = 1,
-               cases: Sequence[str] = ("inplace", "ws_cache", "channels_last")) -> dict[str, Any]:
+def forward_ab(
+    size: Sequence[int],
+    widths: str = "paper",
+    repeats: int = 3,
+    warmup: int = 1,
+    cases: Sequence[str] = ("inplace", "ws_cache", "channels_last"),
+) -> dict[str, Any]:
     """Eval forward (batch 1, 4 channels, ``size``) A/B pairs; ``ratio`` = B/A of the median CPU and wall times.
 
     ``inplace``: :func:`reference_forward` (A) against the network (B), and whether their outputs are equal.
@@ -141,8 +153,7 @@ def forward_ab(size: Sequence[int], widths: str = "paper", repeats: int = 3, war
                 del a, b
                 variants = {"reference": lambda: reference_forward(net, x), "network": lambda: net(x)}
             elif case == "ws_cache":
-                variants = {"recomputed": lambda: (_clear_weight_cache(net), net(x)),
-                            "cached": lambda: net(x)}
+                variants = {"recomputed": lambda: (_clear_weight_cache(net), net(x)), "cached": lambda: net(x)}
             elif case == "channels_last":
                 out["channels_last_max_abs_diff"] = float((net(x) - net_cl(x_cl)).abs().max())
                 variants = {"contiguous": lambda: net(x), "channels_last_3d": lambda: net_cl(x_cl)}
@@ -195,19 +206,33 @@ def profile_forward(size: Sequence[int], widths: str = "paper", top: int = 15) -
     for (op, _), r in mode.rows.items():
         by_op[op] = by_op.get(op, 0.0) + r[0]
     return {
-        "size": list(size), "widths": widths, "user_s": t1.user - t0.user, "sys_s": t1.system - t0.system,
-        "cpu_s": cpu, "wall_s": wall, "gflop": flops / 1e9, "gflop_per_cpu_s": flops / 1e9 / cpu,
+        "size": list(size),
+        "widths": widths,
+        "user_s": t1.user - t0.user,
+        "sys_s": t1.system - t0.system,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "gflop": flops / 1e9,
+        "gflop_per_cpu_s": flops / 1e9 / cpu,
         "minor_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
         "operators_cpu_s": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
-        "top": [{"op": op, "shapes": shp, "cpu_s": r[0], "calls": r[1],
-                 "gflop_per_cpu_s": r[2] / 1e9 / r[0] if r[2] and r[0] else None}
-                for (op, shp), r in sorted(mode.rows.items(), key=lambda kv: -kv[1][0])[:top]],
+        "top": [
+            {
+                "op": op,
+                "shapes": shp,
+                "cpu_s": r[0],
+                "calls": r[1],
+                "gflop_per_cpu_s": r[2] / 1e9 / r[0] if r[2] and r[0] else None,
+            }
+            for (op, shp), r in sorted(mode.rows.items(), key=lambda kv: -kv[1][0])[:top]
+        ],
         "load_avg": os.getloadavg(),
     }
 
 
-def _worker(size: Sequence[int], widths: str, runs: int, train: bool = False,
-            keep_memory: bool = False) -> dict[str, Any]:
+def _worker(
+    size: Sequence[int], widths: str, runs: int, train: bool = False, keep_memory: bool = False
+) -> dict[str, Any]:
     """One process: a warm-up, then ``runs`` timed eval forwards or (``train``) training steps (the bundle's
     loss on a synthetic BraTS label, Adam), user/system CPU apart; ``keep_memory``: the bundle's
     ``keep_freed_memory`` switch first."""
@@ -229,24 +254,31 @@ def _worker(size: Sequence[int], widths: str, runs: int, train: bool = False,
             loss_fn(net(x), y).backward()
             optimizer.step()
     else:
+
         def run() -> None:
             with torch.inference_mode():
                 net(x)
+
     rows = []
     run()
     for _ in range(runs):
         t0, w0 = os.times(), time.perf_counter()
         run()
         t1 = os.times()
-        rows.append({"user_s": t1.user - t0.user, "sys_s": t1.system - t0.system,
-                     "wall_s": time.perf_counter() - w0})
+        rows.append({"user_s": t1.user - t0.user, "sys_s": t1.system - t0.system, "wall_s": time.perf_counter() - w0})
     import resource
 
     return {"runs": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, runs: int = 2,
-                 allocators: dict[str, dict[str, str]] | None = None, train: bool = False) -> dict[str, Any]:
+def allocator_ab(
+    size: Sequence[int],
+    widths: str = "paper",
+    repeats: int = 2,
+    runs: int = 2,
+    allocators: dict[str, dict[str, str]] | None = None,
+    train: bool = False,
+) -> dict[str, Any]:
     """The eval forward (or ``train``: the training step) in fresh processes, one per allocator setting and
     round, interleaved; medians of the user, system and total CPU seconds and wall seconds of a run, peak
     RSS, ratios against the first."""
@@ -254,14 +286,30 @@ def allocator_ab(size: Sequence[int], widths: str = "paper", repeats: int = 2, r
     load_start = os.getloadavg()
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in allocators}
     rss: dict[str, float] = {}
-    cmd = [sys.executable, "-m", "benchmarks.conresnet", "_worker", "--size", "x".join(map(str, size)),
-           "--widths", widths, "--runs", str(runs)] + (["--train"] if train else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.conresnet",
+        "_worker",
+        "--size",
+        "x".join(map(str, size)),
+        "--widths",
+        widths,
+        "--runs",
+        str(runs),
+    ] + (["--train"] if train else [])
     for _ in range(repeats):
         for name, env in allocators.items():
             env = dict(env)
             switch = ["--keep-freed-memory"] if str2bool(env.pop("keep_freed_memory", "false")) else []
-            proc = subprocess.run(cmd + switch, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
-                                  text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+            proc = subprocess.run(
+                cmd + switch,
+                env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             rows[name] += result["runs"]
             rss[name] = max(rss.get(name, 0.0), result["peak_rss_mb"])
@@ -293,25 +341,50 @@ def _volume_worker(volume: Sequence[int], widths: str, roi: Sequence[int] | None
         shape = list(inferer(x, net).shape)
     import resource
 
-    return {"output_shape": shape, "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads(),
-            "inferer": {"roi_size": list(inferer.roi_size), "sw_batch_size": inferer.sw_batch_size,
-                        "overlap": inferer.overlap}}
+    return {
+        "output_shape": shape,
+        "cpu_s": time.process_time() - c0,
+        "wall_s": time.perf_counter() - w0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+        "inferer": {
+            "roi_size": list(inferer.roi_size),
+            "sw_batch_size": inferer.sw_batch_size,
+            "overlap": inferer.overlap,
+        },
+    }
 
 
-def whole_volume(volume: Sequence[int] = (240, 240, 155), widths: str = "paper", roi: Sequence[int] | None = None,
-                 threads: int = 2) -> dict[str, Any]:
+def whole_volume(
+    volume: Sequence[int] = (240, 240, 155), widths: str = "paper", roi: Sequence[int] | None = None, threads: int = 2
+) -> dict[str, Any]:
     """Whole-volume inference as ``inference.json`` runs it, without and with ``keep_freed_memory``, each once in
     a fresh process (one after the other: a paper-width BraTS volume takes minutes)."""
     load_start = os.getloadavg()
     out: dict[str, Any] = {"volume": list(volume), "widths": widths}
     for name, keep in (("glibc default", False), ("keep_freed_memory", True)):
-        cmd = [sys.executable, "-m", "benchmarks.conresnet", "_volume", "--size", "x".join(map(str, volume)),
-               "--widths", widths] + (["--roi", "x".join(map(str, roi))] if roi else []) + (
-                   ["--keep-freed-memory"] if keep else [])
-        proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+        cmd = (
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.conresnet",
+                "_volume",
+                "--size",
+                "x".join(map(str, volume)),
+                "--widths",
+                widths,
+            ]
+            + (["--roi", "x".join(map(str, roi))] if roi else [])
+            + (["--keep-freed-memory"] if keep else [])
+        )
+        proc = subprocess.run(
+            cmd,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("cpu_s", "wall_s"):
         out[f"ratio_{key}"] = out["keep_freed_memory"][key] / out["glibc default"][key]
@@ -336,8 +409,13 @@ def window_counts(volume: Sequence[int], roi: Sequence[int], overlaps: Sequence[
     return counts
 
 
-def sliding_window_ab(checkpoint: str | Path, dataset_dir: str | Path, rois: Sequence[Sequence[int]],
-                      settings: Sequence[tuple[float, str, int]], repeats: int = 3) -> dict[str, Any]:
+def sliding_window_ab(
+    checkpoint: str | Path,
+    dataset_dir: str | Path,
+    rois: Sequence[Sequence[int]],
+    settings: Sequence[tuple[float, str, int]],
+    repeats: int = 3,
+) -> dict[str, Any]:
     """Dice (per channel TC, WT, ET and mean, sigmoid > 0.5, as the bundle's validation) and time of
     sliding-window inference over the sample validation volumes, for every ROI and (overlap, blending mode,
     sw_batch_size); settings interleaved, ``repeats`` rounds after one warm-up round."""
@@ -368,13 +446,23 @@ def sliding_window_ab(checkpoint: str | Path, dataset_dir: str | Path, rois: Seq
             for pred, label in zip(run(), labels):
                 metric((torch.sigmoid(pred) > 0.5).float(), label)
             per_channel = metric.aggregate().tolist()
-            dice[key] = {"dice_tc_wt_et": per_channel, "mean_dice": sum(per_channel) / len(per_channel),
-                         "windows": [sum(window_counts(i.shape[2:], roi, [overlap]).values()) for i in images]}
+            dice[key] = {
+                "dice_tc_wt_et": per_channel,
+                "mean_dice": sum(per_channel) / len(per_channel),
+                "windows": [sum(window_counts(i.shape[2:], roi, [overlap]).values()) for i in images],
+            }
             variants[key] = run
         timed = interleaved(variants, repeats, warmup=1)
         for key in variants:
-            out["cases"].append({"setting": key, **dice[key], "cpu_s": timed[key]["cpu_s"],
-                                 "wall_s": timed[key]["wall_s"], "cpu_all_s": timed[key]["cpu_all_s"]})
+            out["cases"].append(
+                {
+                    "setting": key,
+                    **dice[key],
+                    "cpu_s": timed[key]["cpu_s"],
+                    "wall_s": timed[key]["wall_s"],
+                    "cpu_all_s": timed[key]["cpu_all_s"],
+                }
+            )
         out.setdefault("load_avg", []).append(timed["load_average"])
     out["brats_windows_paper_roi"] = window_counts((240, 240, 155), (160, 160, 80), (0.0, 0.25, 0.5))
     return out
@@ -383,24 +471,33 @@ def sliding_window_ab(checkpoint: str | Path, dataset_dir: str | Path, rois: Seq
 def _markdown(kind: str, r: dict[str, Any]) -> str:
     lines = []
     if kind == "forward":
-        lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, "
-                     f"{r['threads']} thread(s)")
+        lines.append(
+            f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, {r['threads']} thread(s)"
+        )
         if "inplace_equal" in r:
-            lines.append(f"network == reference_forward: {r['inplace_equal']} (max |diff| {r['inplace_max_abs_diff']:.3g})")
-        lines.append("| case | A | B | A cpu s | B cpu s | B/A cpu | A wall s | B wall s | B/A wall | load avg start -> end |")
+            lines.append(
+                f"network == reference_forward: {r['inplace_equal']} (max |diff| {r['inplace_max_abs_diff']:.3g})"
+            )
+        lines.append(
+            "| case | A | B | A cpu s | B cpu s | B/A cpu | A wall s | B wall s | B/A wall | load avg start -> end |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for case in ("inplace", "ws_cache", "channels_last"):
             if case in r:
                 c = r[case]
                 a, b = [k for k in c if isinstance(c[k], dict) and "cpu_s" in c[k]]
-                lines.append(f"| {case} | {a} | {b} | {c[a]['cpu_s']:.3f} | {c[b]['cpu_s']:.3f} | {c['ratio_cpu']:.3f} | "
-                             f"{c[a]['wall_s']:.3f} | {c[b]['wall_s']:.3f} | {c['ratio_wall']:.3f} | "
-                             f"{c['load_average']['start'][0]:.1f} -> {c['load_average']['end'][0]:.1f} |")
+                lines.append(
+                    f"| {case} | {a} | {b} | {c[a]['cpu_s']:.3f} | {c[b]['cpu_s']:.3f} | {c['ratio_cpu']:.3f} | "
+                    f"{c[a]['wall_s']:.3f} | {c[b]['wall_s']:.3f} | {c['ratio_wall']:.3f} | "
+                    f"{c['load_average']['start'][0]:.1f} -> {c['load_average']['end'][0]:.1f} |"
+                )
     elif kind == "profile":
-        lines.append(f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}: CPU {r['cpu_s']:.2f} s "
-                     f"(user {r['user_s']:.2f}, system {r['sys_s']:.2f}), wall {r['wall_s']:.2f} s, "
-                     f"{r['minor_page_faults']} minor page faults, {r['gflop']:.1f} GFLOP = "
-                     f"{r['gflop_per_cpu_s']:.1f} GFLOP per CPU-second, load average {r['load_avg'][0]:.1f}")
+        lines.append(
+            f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}: CPU {r['cpu_s']:.2f} s "
+            f"(user {r['user_s']:.2f}, system {r['sys_s']:.2f}), wall {r['wall_s']:.2f} s, "
+            f"{r['minor_page_faults']} minor page faults, {r['gflop']:.1f} GFLOP = "
+            f"{r['gflop_per_cpu_s']:.1f} GFLOP per CPU-second, load average {r['load_avg'][0]:.1f}"
+        )
         total = sum(r["operators_cpu_s"].values())
         lines.append("| operator | CPU s | share |")
         lines.append("|---|---|---|")
@@ -412,23 +509,29 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
             g = f"{t['gflop_per_cpu_s']:.1f}" if t["gflop_per_cpu_s"] else ""
             lines.append(f"| {t['op']} {t['shapes']} | {t['calls']} | {t['cpu_s']:.3f} | {g} |")
     elif kind == "volume":
-        lines.append(f"whole volume 4x{'x'.join(map(str, r['volume']))}, widths {r['widths']}, "
-                     f"inferer {r['glibc default']['inferer']}, {r['glibc default']['threads']} threads, one run each")
+        lines.append(
+            f"whole volume 4x{'x'.join(map(str, r['volume']))}, widths {r['widths']}, "
+            f"inferer {r['glibc default']['inferer']}, {r['glibc default']['threads']} threads, one run each"
+        )
         lines.append("| allocator | cpu s | wall s | peak RSS MB |")
         lines.append("|---|---|---|---|")
         for name in ("glibc default", "keep_freed_memory"):
             c = r[name]
             lines.append(f"| {name} | {c['cpu_s']:.1f} | {c['wall_s']:.1f} | {c['peak_rss_mb']:.0f} |")
-        lines.append(f"ratio cpu {r['ratio_cpu_s']:.3f}, wall {r['ratio_wall_s']:.3f}; load average "
-                     f"{r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
+        lines.append(
+            f"ratio cpu {r['ratio_cpu_s']:.3f}, wall {r['ratio_wall_s']:.3f}; load average "
+            f"{r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}"
+        )
     elif kind == "allocator":
         lines.append(f"{r['run']} 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}, fresh process each")
         lines.append("| allocator | user s | sys s | cpu s | cpu ratio | wall s | wall ratio | peak RSS MB | runs |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for name, c in r.items():
             if isinstance(c, dict) and "user_s" in c:
-                lines.append(f"| {name} | {c['user_s']:.2f} | {c['sys_s']:.2f} | {c['cpu_s']:.2f} | {c['ratio_cpu']:.3f} | "
-                             f"{c['wall_s']:.2f} | {c['ratio_wall']:.3f} | {c['peak_rss_mb']:.0f} | {c['n']} |")
+                lines.append(
+                    f"| {name} | {c['user_s']:.2f} | {c['sys_s']:.2f} | {c['cpu_s']:.2f} | {c['ratio_cpu']:.3f} | "
+                    f"{c['wall_s']:.2f} | {c['ratio_wall']:.3f} | {c['peak_rss_mb']:.0f} | {c['n']} |"
+                )
         lines.append(f"load average {r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
     else:
         lines.append(f"validation volumes {r['volumes']}")
@@ -436,11 +539,15 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
         lines.append("|---|---|---|---|---|---|")
         for c in r["cases"]:
             d = ", ".join(f"{v:.4f}" for v in c["dice_tc_wt_et"])
-            lines.append(f"| {c['setting']} | {c['windows']} | {d} | {c['mean_dice']:.4f} | {c['cpu_s']:.3f} | "
-                         f"{c['wall_s']:.3f} |")
+            lines.append(
+                f"| {c['setting']} | {c['windows']} | {d} | {c['mean_dice']:.4f} | {c['cpu_s']:.3f} | "
+                f"{c['wall_s']:.3f} |"
+            )
         lines.append(f"BraTS 240x240x155, ROI 160x160x80, windows by overlap: {r['brats_windows_paper_roi']}")
-        lines.append(f"load average: {[round(la['start'][0], 1) for la in r['load_avg']]} -> "
-                     f"{[round(la['end'][0], 1) for la in r['load_avg']]}")
+        lines.append(
+            f"load average: {[round(la['start'][0], 1) for la in r['load_avg']]} -> "
+            f"{[round(la['end'][0], 1) for la in r['load_avg']]}"
+        )
     return "\n".join(lines)
 
 
@@ -471,8 +578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--modes", nargs="+", default=["constant", "gaussian"])
     w.add_argument("--sw-batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     w.add_argument("--repeats", type=int, default=3)
-    v = sub.add_parser("volume", help="whole-volume inference (inference.json's inferer), without and with "
-                       "keep_freed_memory, fresh processes")
+    v = sub.add_parser(
+        "volume",
+        help="whole-volume inference (inference.json's inferer), without and with keep_freed_memory, fresh processes",
+    )
     v.add_argument("--roi", type=_size, default=None, help="another ROI than inference.json's")
     v.add_argument("--volume-threads", type=int, default=2, help="torch threads of the two processes")
     u = sub.add_parser("_volume")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import importlib.util
+import json
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -68,8 +68,14 @@ def _with_threads(threads: int, fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def inferer_ab(before: str, shape: Sequence[int], sw_batch_size: int, repeats: int,
-               net_kwargs: dict[str, Any], channels_last: bool = False) -> dict[str, Any]:
+def inferer_ab(
+    before: str,
+    shape: Sequence[int],
+    sw_batch_size: int,
+    repeats: int,
+    net_kwargs: dict[str, Any],
+    channels_last: bool = False,
+) -> dict[str, Any]:
     """Old against new :class:`AdjacentSliceInferer` on one volume, with a 1x1 conv and with EAA-Net."""
     from common.inferers.adjacent_slice import AdjacentSliceInferer
 
@@ -86,12 +92,18 @@ def inferer_ab(before: str, shape: Sequence[int], sw_batch_size: int, repeats: i
         results[name] = interleaved(fns, repeats)
         results[name]["ratio_cpu"] = results[name]["before"]["cpu_s"] / results[name]["after"]["cpu_s"]
         results[name]["ratio_wall"] = results[name]["before"]["wall_s"] / results[name]["after"]["wall_s"]
-    return {"volume": list(shape), "sw_batch_size": sw_batch_size, "before": before, "channels_last": channels_last,
-            **results}
+    return {
+        "volume": list(shape),
+        "sw_batch_size": sw_batch_size,
+        "before": before,
+        "channels_last": channels_last,
+        **results,
+    }
 
 
-def bundle_defaults_ab(before: str, shape: Sequence[int], repeats: int, net_kwargs: dict[str, Any],
-                       before_sw: int = 32, after_sw: int = 4) -> dict[str, Any]:
+def bundle_defaults_ab(
+    before: str, shape: Sequence[int], repeats: int, net_kwargs: dict[str, Any], before_sw: int = 32, after_sw: int = 4
+) -> dict[str, Any]:
     """Whole-volume inference as the bundle did it (the inferer at ``before``, ``sw_batch_size`` 32, contiguous
     network) against as it does now (this inferer, ``sw_batch_size`` 4, channels_last parameters)."""
     from common.inferers.adjacent_slice import AdjacentSliceInferer
@@ -117,8 +129,14 @@ def _inference(inferer: Callable, volume: torch.Tensor, net: Callable) -> torch.
         return inferer(volume, net)
 
 
-def sw_batch_sweep(shape: Sequence[int], sizes: Sequence[int], threads: Sequence[int], repeats: int,
-                   net_kwargs: dict[str, Any], channels_last: bool = False) -> dict[str, Any]:
+def sw_batch_sweep(
+    shape: Sequence[int],
+    sizes: Sequence[int],
+    threads: Sequence[int],
+    repeats: int,
+    net_kwargs: dict[str, Any],
+    channels_last: bool = False,
+) -> dict[str, Any]:
     """ms per slice (wall and CPU) of the current inferer with EAA-Net for each ``sw_batch_size`` x threads."""
     from common.inferers.adjacent_slice import AdjacentSliceInferer
 
@@ -131,21 +149,33 @@ def sw_batch_sweep(shape: Sequence[int], sizes: Sequence[int], threads: Sequence
     }
     timing = interleaved(fns, repeats)
     depth = shape[-1]
-    table = {key: {"wall_ms_per_slice": timing[key]["wall_s"] / depth * 1e3,
-                   "cpu_ms_per_slice": timing[key]["cpu_s"] / depth * 1e3} for key in fns}
+    table = {
+        key: {
+            "wall_ms_per_slice": timing[key]["wall_s"] / depth * 1e3,
+            "cpu_ms_per_slice": timing[key]["cpu_s"] / depth * 1e3,
+        }
+        for key in fns
+    }
     torch.set_num_threads(1)
     return {"volume": list(shape), "channels_last": channels_last, "per_slice": table, "timing": timing}
 
 
-def _train_step(net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                y: torch.Tensor) -> None:
+def _train_step(
+    net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss_fn(net(x), y).backward()
     optimizer.step()
 
 
-def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bool = True,
-             net_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def train_ab(
+    before: str,
+    batch: int,
+    size: int,
+    repeats: int,
+    channels_last: bool = True,
+    net_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One training step (EAA-Net + EAANetLoss + Adam): the network at ``before`` against the working tree's,
     and the working tree's with its parameters in channels_last memory format (as the bundle's ``network``
     with ``channels_last: true``; the input stays contiguous); forward (eval, inference mode) likewise."""
@@ -158,8 +188,11 @@ def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bo
     x = torch.randn(batch, 12, size, size)
     y = (torch.rand(batch, 1, size, size) > 0.7).float()
     variants: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {}
-    for label, cls, fmt in (("before", old_cls, torch.contiguous_format), ("after", EAANet, torch.contiguous_format),
-                            ("after_channels_last", EAANet, torch.channels_last)):
+    for label, cls, fmt in (
+        ("before", old_cls, torch.contiguous_format),
+        ("after", EAANet, torch.contiguous_format),
+        ("after_channels_last", EAANet, torch.channels_last),
+    ):
         if fmt is torch.channels_last and not channels_last:
             continue
         torch.manual_seed(0)
@@ -174,8 +207,12 @@ def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bo
             net.train(), loss_fn, optimizer, inp, y
         )
         forwards[label] = lambda net=net, inp=inp: _inference(lambda v, n: n(v), inp, net.eval())
-    result = {"input": [batch, 12, size, size], "before": before,
-              "train_step": interleaved(steps, repeats), "forward": interleaved(forwards, repeats)}
+    result = {
+        "input": [batch, 12, size, size],
+        "before": before,
+        "train_step": interleaved(steps, repeats),
+        "forward": interleaved(forwards, repeats),
+    }
     for phase in ("train_step", "forward"):
         for label in variants:
             if label != "before":
@@ -185,8 +222,9 @@ def train_ab(before: str, batch: int, size: int, repeats: int, channels_last: bo
     return result
 
 
-def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[str, Any],
-                 channels_last: bool = False) -> dict[str, Any]:
+def profile_step(
+    batch: int, size: int, steps: int, top: int, net_kwargs: dict[str, Any], channels_last: bool = False
+) -> dict[str, Any]:
     """``torch.profiler`` over ``steps`` training steps after two warm-up steps: top operators by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -208,17 +246,33 @@ def profile_step(batch: int, size: int, steps: int, top: int, net_kwargs: dict[s
             _train_step(net, loss_fn, optimizer, x, y)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    ops = [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps,
-            "self_cpu_ms_per_step": e.self_cpu_time_total / steps / 1e3} for e in events[:top]]
-    return {"input": [batch, 12, size, size], "channels_last": channels_last, "steps": steps,
-            "self_cpu_ms_per_step": total / steps / 1e3, "top_ops": ops}
+    ops = [
+        {
+            "op": e.key,
+            "self_cpu_share": e.self_cpu_time_total / total,
+            "calls_per_step": e.count / steps,
+            "self_cpu_ms_per_step": e.self_cpu_time_total / steps / 1e3,
+        }
+        for e in events[:top]
+    ]
+    return {
+        "input": [batch, 12, size, size],
+        "channels_last": channels_last,
+        "steps": steps,
+        "self_cpu_ms_per_step": total / steps / 1e3,
+        "top_ops": ops,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eaanet", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["inferer", "defaults", "sw", "train", "profile"])
-    parser.add_argument("--before", type=Path, default=None,
-                        help="inferer, defaults, train: directory of an earlier copy of the repository")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="inferer, defaults, train: directory of an earlier copy of the repository",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--depth", type=int, default=32, help="slices of the 4 x 240 x 240 x depth volume")
     parser.add_argument("--sw-batch-size", type=int, default=32, help="inferer: slices per forward")
@@ -228,8 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2, help="train/profile: batch size")
     parser.add_argument("--steps", type=int, default=3, help="profile: profiled steps")
     parser.add_argument("--top", type=int, default=15, help="profile: operators listed")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="inferer, sw, profile: network parameters in channels_last")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="inferer, sw, profile: network parameters in channels_last"
+    )
     parser.add_argument("--tiny", action="store_true", help="small sizes and widths (tests)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)

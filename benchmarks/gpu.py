@@ -44,10 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import monai
 import numpy as np
 import torch
-
-import monai
 from monai.bundle import ConfigParser
 from monai.inferers import Inferer
 
@@ -86,15 +85,18 @@ class BundleSizes:
 BRATS = (240, 240, 155)
 BUNDLES: dict[str, BundleSizes] = {
     "conresnet_brats_mri_segmentation": BundleSizes(
-        (4, 160, 160, 80), (4, 32, 32, 16), "brats", BRATS, (40, 40, 20), (160, 160, 80), 4),
+        (4, 160, 160, 80), (4, 32, 32, 16), "brats", BRATS, (40, 40, 20), (160, 160, 80), 4
+    ),
     "eaanet_brats_mri_segmentation": BundleSizes(
-        (12, 240, 240), (12, 64, 64), "classes", BRATS, (48, 48, 6), (240, 240, 24), 4),
+        (12, 240, 240), (12, 64, 64), "classes", BRATS, (48, 48, 6), (240, 240, 24), 4
+    ),
     "crosslinknet_covid_ct_segmentation": BundleSizes(
-        (1, 512, 512), (1, 64, 64), "binary", (512, 512), (64, 64), (512, 512), 1),
-    "chnet_polyp_segmentation": BundleSizes(
-        (3, 352, 352), (3, 64, 64), "binary", (352, 352), (64, 64), (352, 352), 3),
+        (1, 512, 512), (1, 64, 64), "binary", (512, 512), (64, 64), (512, 512), 1
+    ),
+    "chnet_polyp_segmentation": BundleSizes((3, 352, 352), (3, 64, 64), "binary", (352, 352), (64, 64), (352, 352), 3),
     "ife_dichotomous_segmentation": BundleSizes(
-        (3, 224, 224), (3, 64, 64), "binary", (224, 224), (64, 64), (224, 224), 3),
+        (3, 224, 224), (3, 64, 64), "binary", (224, 224), (64, 64), (224, 224), 3
+    ),
 }
 
 
@@ -162,8 +164,11 @@ def train(bundle: str, mode: str, device: str, tiny: bool, iterations: int) -> d
         parser["epoch_length"] = iterations
     parser["train#trainer#amp"] = mode == "amp_fp16"
     parser["train#trainer#inferer"] = {
-        "_target_": "common.workflows.precision.AutocastInferer", "inferer": "@train#inferer",
-        "enabled": mode == "bf16", "dtype": "$torch.bfloat16"}
+        "_target_": "common.workflows.precision.AutocastInferer",
+        "inferer": "@train#inferer",
+        "enabled": mode == "bf16",
+        "dtype": "$torch.bfloat16",
+    }
     dev = torch.device(device)
     _reset_memory(dev)
     trainer = parser.get_parsed_content("train#trainer")
@@ -173,20 +178,30 @@ def train(bundle: str, mode: str, device: str, tiny: bool, iterations: int) -> d
     def completed(engine) -> None:
         _synchronize(dev)
         stamps.append(time.perf_counter())
-        losses.append(float(engine.state.output[0]["loss"] if isinstance(engine.state.output, list)
-                            else engine.state.output["loss"]))
+        losses.append(
+            float(
+                engine.state.output[0]["loss"] if isinstance(engine.state.output, list) else engine.state.output["loss"]
+            )
+        )
 
     from ignite.engine import Events
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
     started = time.perf_counter()
     trainer.run()
-    timed = stamps[WARMUP_ITERATIONS - 1:] if len(stamps) > WARMUP_ITERATIONS else stamps
+    timed = stamps[WARMUP_ITERATIONS - 1 :] if len(stamps) > WARMUP_ITERATIONS else stamps
     rate = (len(timed) - 1) / (timed[-1] - timed[0]) if len(timed) > 1 else None
-    return {"batch_size": batch, "input_shape": [batch, *shape], "iterations": len(losses),
-            "iterations_per_s": rate, "timed_iterations": max(len(timed) - 1, 0),
-            "wall_s": time.perf_counter() - started, "peak_memory_mb": _peak_memory_mb(dev),
-            "losses": losses, "loss_finite": bool(losses) and all(np.isfinite(losses))}
+    return {
+        "batch_size": batch,
+        "input_shape": [batch, *shape],
+        "iterations": len(losses),
+        "iterations_per_s": rate,
+        "timed_iterations": max(len(timed) - 1, 0),
+        "wall_s": time.perf_counter() - started,
+        "peak_memory_mb": _peak_memory_mb(dev),
+        "losses": losses,
+        "loss_finite": bool(losses) and all(np.isfinite(losses)),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -197,8 +212,9 @@ def write_case(bundle: str, spatial: tuple[int, ...], folder: Path) -> Path:
     rng = np.random.default_rng(0)
     channels = BUNDLES[bundle].case_channels
     coarse = torch.from_numpy(rng.uniform(0, 1, size=(1, channels) + (6,) * len(spatial)).astype(np.float32))
-    field = torch.nn.functional.interpolate(coarse, size=spatial, mode="trilinear" if len(spatial) == 3
-                                            else "bilinear", align_corners=True)[0].numpy()
+    field = torch.nn.functional.interpolate(
+        coarse, size=spatial, mode="trilinear" if len(spatial) == 3 else "bilinear", align_corners=True
+    )[0].numpy()
     field = field + rng.normal(0, 0.05, size=field.shape).astype(np.float32)
     folder.mkdir(parents=True, exist_ok=True)
     name = "x".join(map(str, spatial))
@@ -239,9 +255,18 @@ def write_weights(bundle: str, tiny: bool, folder: Path) -> Path:
     return folder / "model.pt"
 
 
-def infer(bundle: str, device: str, tiny: bool, case: Path, weights: Path, out: Path, cases: int = 2,
-          compile: bool = False, compile_backend: str = "inductor", channels_last: bool | None = None
-          ) -> tuple[dict[str, Any], RecordingInferer]:
+def infer(
+    bundle: str,
+    device: str,
+    tiny: bool,
+    case: Path,
+    weights: Path,
+    out: Path,
+    cases: int = 2,
+    compile: bool = False,
+    compile_backend: str = "inductor",
+    channels_last: bool | None = None,
+) -> tuple[dict[str, Any], RecordingInferer]:
     """``@evaluator`` of the bundle's ``inference.json`` over ``cases`` copies of ``case``; seconds per case."""
     parser = bundle_parser(bundle, "inference.json", device, tiny)
     parser["datalist"] = [{"image": str(case)} for _ in range(cases)]
@@ -250,8 +275,12 @@ def infer(bundle: str, device: str, tiny: bool, case: Path, weights: Path, out: 
     parser["num_workers"] = 0
     if channels_last is not None:
         parser["channels_last"] = channels_last
-    parser["evaluator#network"] = {"_target_": "common.workflows.precision.compiled", "network": "@network",
-                                   "enabled": compile, "backend": compile_backend}
+    parser["evaluator#network"] = {
+        "_target_": "common.workflows.precision.compiled",
+        "network": "@network",
+        "enabled": compile,
+        "backend": compile_backend,
+    }
     recorder = RecordingInferer(parser.get_parsed_content("evaluator#inferer"))
     parser["evaluator#inferer"] = recorder
     dev = torch.device(device)
@@ -262,13 +291,18 @@ def infer(bundle: str, device: str, tiny: bool, case: Path, weights: Path, out: 
     from ignite.engine import Events
 
     evaluator.add_event_handler(Events.STARTED, lambda _: stamps.append(time.perf_counter()))
-    evaluator.add_event_handler(Events.ITERATION_COMPLETED,
-                                lambda _: (_synchronize(dev), stamps.append(time.perf_counter())))
+    evaluator.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda _: (_synchronize(dev), stamps.append(time.perf_counter()))
+    )
     evaluator.run()
     per_case = list(np.diff(stamps))
-    return {"seconds_per_case": per_case, "seconds_per_case_after_first": per_case[1:] and
-            float(np.median(per_case[1:])), "peak_memory_mb": _peak_memory_mb(dev),
-            "channels_last": parser.get("channels_last"), "compile": compile}, recorder
+    return {
+        "seconds_per_case": per_case,
+        "seconds_per_case_after_first": per_case[1:] and float(np.median(per_case[1:])),
+        "peak_memory_mb": _peak_memory_mb(dev),
+        "channels_last": parser.get("channels_last"),
+        "compile": compile,
+    }, recorder
 
 
 def label_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -278,9 +312,12 @@ def label_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     for v in values:
         x, y = a == v, b == v
         dice[str(v)] = float(2 * (x & y).sum() / (x.sum() + y.sum()))
-    return {"dice": dice, "mean_dice": float(np.mean(list(dice.values()))) if dice else 1.0,
-            "voxel_agreement": float((a == b).mean()), "foreground_fraction": [float((a != 0).mean()),
-                                                                               float((b != 0).mean())]}
+    return {
+        "dice": dice,
+        "mean_dice": float(np.mean(list(dice.values()))) if dice else 1.0,
+        "voxel_agreement": float((a == b).mean()),
+        "foreground_fraction": [float((a != 0).mean()), float((b != 0).mean())],
+    }
 
 
 def _label_map(folder: Path) -> np.ndarray:
@@ -294,14 +331,20 @@ def cpu_agreement(bundle: str, device: str, tiny: bool, case: Path, weights: Pat
     """The same weights and case through ``inference.json`` on the CPU and on ``device``."""
     results, logits = {}, {}
     for where in ("cpu", device) if device != "cpu" else ("cpu", "cpu_again"):
-        entry, recorder = infer(bundle, "cpu" if where == "cpu_again" else where, tiny, case, weights,
-                                out / where, cases=1)
+        entry, recorder = infer(
+            bundle, "cpu" if where == "cpu_again" else where, tiny, case, weights, out / where, cases=1
+        )
         results[where], logits[where] = entry, recorder.logits
     a, b = logits.values()
     maps = [_label_map(out / where) for where in results]
-    return {"case_shape": list(np.asarray(maps[0]).shape), "logits_shape": list(a.shape),
-            "max_abs_diff": float((a - b).abs().max()), "max_abs_logit": float(a.abs().max()),
-            **label_agreement(*maps), "seconds": {k: v["seconds_per_case"][0] for k, v in results.items()}}
+    return {
+        "case_shape": list(np.asarray(maps[0]).shape),
+        "logits_shape": list(a.shape),
+        "max_abs_diff": float((a - b).abs().max()),
+        "max_abs_logit": float(a.abs().max()),
+        **label_agreement(*maps),
+        "seconds": {k: v["seconds_per_case"][0] for k, v in results.items()},
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -310,22 +353,30 @@ def cpu_agreement(bundle: str, device: str, tiny: bool, case: Path, weights: Pat
 def ife_selection(mode: str, spatial_dims: int, device: str, tiny: bool) -> dict[str, Any]:
     """IFE scores and selected channels of one seeded feature map (ReLU'd, so with ties) on the CPU and
     ``device``; ``same_selection`` must hold."""
-    channels, spatial = (16, (24,) * spatial_dims) if tiny else ((64, (112, 112)) if spatial_dims == 2
-                                                                  else (32, (48, 48, 40)))
+    channels, spatial = (
+        (16, (24,) * spatial_dims) if tiny else ((64, (112, 112)) if spatial_dims == 2 else (32, (48, 48, 40)))
+    )
     torch.manual_seed(0)
     x = torch.relu(torch.randn(2, channels, *spatial))
     ife = IFE(spatial_dims, channels, mode=mode, ratio=0.5)
     cpu_scores, dev_scores = ife.score(x), ife.score(x.to(device)).cpu()
     cpu_out, dev_out = ife(x), ife(x.to(device)).cpu()
     cpu_sel, dev_sel = cpu_out[:, channels:], dev_out[:, channels:]
+
     # the selected channels are copies of input channels: find which, by exact equality
     def chosen(sel: torch.Tensor) -> list[list[int]]:
         return [[int(torch.nonzero((x[b] == s).flatten(1).all(1))[0]) for s in sel[b]] for b in range(x.shape[0])]
 
-    return {"mode": mode, "spatial_dims": spatial_dims, "input_shape": list(x.shape), "device": device,
-            "max_abs_score_diff": float((cpu_scores - dev_scores).abs().max()),
-            "selected_cpu": chosen(cpu_sel), "selected_device": chosen(dev_sel),
-            "same_selection": bool(torch.equal(cpu_sel, dev_sel))}
+    return {
+        "mode": mode,
+        "spatial_dims": spatial_dims,
+        "input_shape": list(x.shape),
+        "device": device,
+        "max_abs_score_diff": float((cpu_scores - dev_scores).abs().max()),
+        "selected_cpu": chosen(cpu_sel),
+        "selected_device": chosen(dev_sel),
+        "same_selection": bool(torch.equal(cpu_sel, dev_sel)),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -333,14 +384,24 @@ def ife_selection(mode: str, spatial_dims: int, device: str, tiny: bool) -> dict
 # ----------------------------------------------------------------------------------------------------------
 def environment(device: str) -> dict[str, Any]:
     """The device and the versions the results hold for."""
-    env = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "monai": monai.__version__, "python": platform.python_version(), "cpu": platform.processor(),
-           "cpu_threads": torch.get_num_threads(), "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    env = {
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "monai": monai.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor(),
+        "cpu_threads": torch.get_num_threads(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
     if torch.device(device).type == "cuda":
         props = torch.cuda.get_device_properties(torch.device(device))
-        env.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
-                   gpu_capability=f"{props.major}.{props.minor}")
+        env.update(
+            gpu=props.name,
+            gpu_memory_gb=round(props.total_memory / 2**30, 1),
+            gpu_capability=f"{props.major}.{props.minor}",
+        )
     return env
 
 
@@ -367,11 +428,16 @@ class Recorder:
                 where[key] = {**fn(), "measure_s": time.perf_counter() - t0}
                 print(f"[{time.perf_counter() - self.started:6.0f} s] {label}: {summary(where[key])}", flush=True)
             except Exception as error:  # one failure must not cost the rest of the run
-                where[key] = {"error": f"{type(error).__name__}: {error}"[:2000],
-                              "traceback": traceback.format_exc()[-3000:], "measure_s": time.perf_counter() - t0}
+                where[key] = {
+                    "error": f"{type(error).__name__}: {error}"[:2000],
+                    "traceback": traceback.format_exc()[-3000:],
+                    "measure_s": time.perf_counter() - t0,
+                }
                 self.report["failures"].append(f"{label}: {where[key]['error'][:300]}")
-                print(f"[{time.perf_counter() - self.started:6.0f} s] {label}: FAILED {where[key]['error'][:300]}",
-                      flush=True)
+                print(
+                    f"[{time.perf_counter() - self.started:6.0f} s] {label}: FAILED {where[key]['error'][:300]}",
+                    flush=True,
+                )
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
@@ -382,8 +448,16 @@ class Recorder:
 
 def summary(entry: dict[str, Any]) -> str:
     """One progress line of a measurement's result."""
-    keys = ("iterations_per_s", "peak_memory_mb", "loss_finite", "seconds_per_case", "max_abs_diff", "mean_dice",
-            "same_selection", "max_abs_score_diff")
+    keys = (
+        "iterations_per_s",
+        "peak_memory_mb",
+        "loss_finite",
+        "seconds_per_case",
+        "max_abs_diff",
+        "mean_dice",
+        "same_selection",
+        "max_abs_score_diff",
+    )
     return ", ".join(f"{k}={_fmt(entry[k])}" for k in keys if k in entry)
 
 
@@ -395,19 +469,36 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def run(out: str | Path, device: str = "cuda", tiny: bool = False, bundles: list[str] | None = None,
-        iterations: int = 20, budget_s: float = 450.0, compile_backend: str = "inductor",
-        skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def run(
+    out: str | Path,
+    device: str = "cuda",
+    tiny: bool = False,
+    bundles: list[str] | None = None,
+    iterations: int = 20,
+    budget_s: float = 450.0,
+    compile_backend: str = "inductor",
+    skip: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """All measurements of the module docstring, in order of importance (``skip``: any of :data:`SKIPPABLE`,
     recorded as skipped); returns the report."""
     out = Path(out)
     bundles = list(bundles or BUNDLES)
     report: dict[str, Any] = {
         "environment": environment(device),
-        "options": {"device": device, "tiny": tiny, "iterations": iterations, "warmup_iterations": WARMUP_ITERATIONS,
-                    "budget_s": budget_s, "compile_backend": compile_backend, "bundles": bundles,
-                    "skip": list(skip)},
-        "bundles": {b: {"train": {}, "inference": {}} for b in bundles}, "ife_selection": {}, "failures": []}
+        "options": {
+            "device": device,
+            "tiny": tiny,
+            "iterations": iterations,
+            "warmup_iterations": WARMUP_ITERATIONS,
+            "budget_s": budget_s,
+            "compile_backend": compile_backend,
+            "bundles": bundles,
+            "skip": list(skip),
+        },
+        "bundles": {b: {"train": {}, "inference": {}} for b in bundles},
+        "ife_selection": {},
+        "failures": [],
+    }
     rec = Recorder(out, report, budget_s, skip)
     work = Path(tempfile.mkdtemp(prefix="gpu_bench_"))
     cases: dict[str, dict[str, Path]] = {}
@@ -418,45 +509,89 @@ def run(out: str | Path, device: str = "cuda", tiny: bool = False, bundles: list
         def prepare(bundle=bundle, sizes=sizes) -> dict[str, Any]:
             full = sizes.case_tiny if tiny else sizes.case
             compare = sizes.case_tiny if tiny else sizes.compare_case
-            cases[bundle] = {"case": write_case(bundle, full, work / "cases"),
-                             "compare": write_case(bundle, compare, work / "cases"),
-                             "weights": write_weights(bundle, tiny, work / "weights" / bundle)}
+            cases[bundle] = {
+                "case": write_case(bundle, full, work / "cases"),
+                "compare": write_case(bundle, compare, work / "cases"),
+                "weights": write_weights(bundle, tiny, work / "weights" / bundle),
+            }
             return {"case": list(full), "compare_case": list(compare)}
 
         rec.measure(entry, "inputs", f"{bundle} inputs", prepare)
     for bundle in bundles:
         for mode in TRAIN_MODES:
-            rec.measure(report["bundles"][bundle]["train"], mode, f"{bundle} train {mode}",
-                        lambda bundle=bundle, mode=mode: train(bundle, mode, device, tiny, iterations))
+            rec.measure(
+                report["bundles"][bundle]["train"],
+                mode,
+                f"{bundle} train {mode}",
+                lambda bundle=bundle, mode=mode: train(bundle, mode, device, tiny, iterations),
+            )
     for mode in ("curvature", "entropy"):
         for dims in (2, 3):
-            rec.measure(report["ife_selection"], f"{mode}_{dims}d", f"IFE {mode} {dims}D",
-                        lambda mode=mode, dims=dims: ife_selection(mode, dims, device, tiny))
+            rec.measure(
+                report["ife_selection"],
+                f"{mode}_{dims}d",
+                f"IFE {mode} {dims}D",
+                lambda mode=mode, dims=dims: ife_selection(mode, dims, device, tiny),
+            )
     for bundle in bundles:
-        rec.measure(report["bundles"][bundle]["inference"], "eager", f"{bundle} inference",
-                    lambda bundle=bundle: infer(bundle, device, tiny, cases[bundle]["case"], cases[bundle]["weights"],
-                                                work / "out" / bundle / "eager")[0])
+        rec.measure(
+            report["bundles"][bundle]["inference"],
+            "eager",
+            f"{bundle} inference",
+            lambda bundle=bundle: infer(
+                bundle, device, tiny, cases[bundle]["case"], cases[bundle]["weights"], work / "out" / bundle / "eager"
+            )[0],
+        )
     for bundle in bundles:
-        rec.measure(report["bundles"][bundle], "cpu_agreement", f"{bundle} CPU agreement",
-                    lambda bundle=bundle: cpu_agreement(bundle, device, tiny, cases[bundle]["compare"],
-                                                        cases[bundle]["weights"], work / "out" / bundle / "agree"))
+        rec.measure(
+            report["bundles"][bundle],
+            "cpu_agreement",
+            f"{bundle} CPU agreement",
+            lambda bundle=bundle: cpu_agreement(
+                bundle,
+                device,
+                tiny,
+                cases[bundle]["compare"],
+                cases[bundle]["weights"],
+                work / "out" / bundle / "agree",
+            ),
+        )
     for bundle in bundles:
         has_switch = "channels_last" in bundle_parser(bundle, "inference.json", device, tiny).config
-        rec.measure(report["bundles"][bundle]["inference"], "compile", f"{bundle} inference compile",
-                    lambda bundle=bundle: infer(bundle, device, tiny, cases[bundle]["case"], cases[bundle]["weights"],
-                                                work / "out" / bundle / "compile", compile=True,
-                                                compile_backend=compile_backend)[0])
+        rec.measure(
+            report["bundles"][bundle]["inference"],
+            "compile",
+            f"{bundle} inference compile",
+            lambda bundle=bundle: infer(
+                bundle,
+                device,
+                tiny,
+                cases[bundle]["case"],
+                cases[bundle]["weights"],
+                work / "out" / bundle / "compile",
+                compile=True,
+                compile_backend=compile_backend,
+            )[0],
+        )
         if not has_switch and "channels_last" not in skip:
             report["bundles"][bundle]["inference"]["channels_last"] = {"skipped": "inference.json has no channels_last"}
             continue
 
         def flipped(bundle=bundle) -> dict[str, Any]:
             default = bool(bundle_parser(bundle, "inference.json", device, tiny).get_parsed_content("channels_last"))
-            return infer(bundle, device, tiny, cases[bundle]["case"], cases[bundle]["weights"],
-                         work / "out" / bundle / "channels_last", channels_last=not default)[0]
+            return infer(
+                bundle,
+                device,
+                tiny,
+                cases[bundle]["case"],
+                cases[bundle]["weights"],
+                work / "out" / bundle / "channels_last",
+                channels_last=not default,
+            )[0]
 
-        rec.measure(report["bundles"][bundle]["inference"], "channels_last", f"{bundle} inference channels_last",
-                    flipped)
+        rec.measure(
+            report["bundles"][bundle]["inference"], "channels_last", f"{bundle} inference channels_last", flipped
+        )
     differs = [k for k, v in report["ife_selection"].items() if v.get("same_selection") is False]
     if differs:
         report["failures"].append(f"IFE selections differ between the CPU and {device}: {differs}")
@@ -482,31 +617,57 @@ def markdown(report: dict[str, Any]) -> str:
     """``gpu.md``: environment, training, inference and agreement a bundle, IFE selection, failures."""
     env = report["environment"]
     device = env.get("gpu", env["device"])
-    lines = [f"# Bundles on {device}", "",
-             f"{device}, torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}, MONAI {env['monai']}, "
-             f"Python {env['python']}, {env['started_utc']} UTC; {report['options']['iterations']} training "
-             f"iterations, iterations/s after the first {WARMUP_ITERATIONS}; total {report.get('total_s', 0):.0f} s.",
-             "", "## Training (SupervisedTrainer of train.json, synthetic batches)", "",
-             "| bundle | input | " + " | ".join(f"{m} it/s | {m} peak MB | {m} finite" for m in TRAIN_MODES) + " |",
-             "|---|---|" + "---|---|---|" * len(TRAIN_MODES)]
+    lines = [
+        f"# Bundles on {device}",
+        "",
+        f"{device}, torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}, MONAI {env['monai']}, "
+        f"Python {env['python']}, {env['started_utc']} UTC; {report['options']['iterations']} training "
+        f"iterations, iterations/s after the first {WARMUP_ITERATIONS}; total {report.get('total_s', 0):.0f} s.",
+        "",
+        "## Training (SupervisedTrainer of train.json, synthetic batches)",
+        "",
+        "| bundle | input | " + " | ".join(f"{m} it/s | {m} peak MB | {m} finite" for m in TRAIN_MODES) + " |",
+        "|---|---|" + "---|---|---|" * len(TRAIN_MODES),
+    ]
     for bundle, entry in report["bundles"].items():
         t = entry["train"]
         shape = next((v["input_shape"] for v in t.values() if "input_shape" in v), None)
-        lines.append(f"| {bundle} | {'x'.join(map(str, shape)) if shape else '-'} | " + " | ".join(
-            f"{_cell(t.get(m), 'iterations_per_s')} | {_cell(t.get(m), 'peak_memory_mb', 5)} | "
-            f"{_cell(t.get(m), 'loss_finite')}" for m in TRAIN_MODES) + " |")
-    lines += ["", "## Inference (evaluator of inference.json, one full-size case; s per case: first, then the rest)",
-              "", "| bundle | case | " + " | ".join(f"{m} s/case | {m} peak MB" for m in INFERENCE_MODES) +
-              " | CPU agreement: max abs logit diff | Dice of label maps | voxel agreement |",
-              "|---|---|" + "---|---|" * len(INFERENCE_MODES) + "---|---|---|"]
+        lines.append(
+            f"| {bundle} | {'x'.join(map(str, shape)) if shape else '-'} | "
+            + " | ".join(
+                f"{_cell(t.get(m), 'iterations_per_s')} | {_cell(t.get(m), 'peak_memory_mb', 5)} | "
+                f"{_cell(t.get(m), 'loss_finite')}"
+                for m in TRAIN_MODES
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "## Inference (evaluator of inference.json, one full-size case; s per case: first, then the rest)",
+        "",
+        "| bundle | case | "
+        + " | ".join(f"{m} s/case | {m} peak MB" for m in INFERENCE_MODES)
+        + " | CPU agreement: max abs logit diff | Dice of label maps | voxel agreement |",
+        "|---|---|" + "---|---|" * len(INFERENCE_MODES) + "---|---|---|",
+    ]
     for bundle, entry in report["bundles"].items():
         i, a = entry["inference"], entry.get("cpu_agreement")
         case = entry.get("inputs", {}).get("case")
-        lines.append(f"| {bundle} | {'x'.join(map(str, case)) if case else '-'} | " + " | ".join(
-            f"{_cell(i.get(m), 'seconds_per_case')} | {_cell(i.get(m), 'peak_memory_mb', 5)}" for m in INFERENCE_MODES)
-            + f" | {_cell(a, 'max_abs_diff')} | {_cell(a, 'mean_dice', 4)} | {_cell(a, 'voxel_agreement', 6)} |")
-    lines += ["", "## IFE channel selection, CPU against the device", "",
-              "| mode | input | max abs score diff | same selected channels |", "|---|---|---|---|"]
+        lines.append(
+            f"| {bundle} | {'x'.join(map(str, case)) if case else '-'} | "
+            + " | ".join(
+                f"{_cell(i.get(m), 'seconds_per_case')} | {_cell(i.get(m), 'peak_memory_mb', 5)}"
+                for m in INFERENCE_MODES
+            )
+            + f" | {_cell(a, 'max_abs_diff')} | {_cell(a, 'mean_dice', 4)} | {_cell(a, 'voxel_agreement', 6)} |"
+        )
+    lines += [
+        "",
+        "## IFE channel selection, CPU against the device",
+        "",
+        "| mode | input | max abs score diff | same selected channels |",
+        "|---|---|---|---|",
+    ]
     for key, e in report["ife_selection"].items():
         shape = "x".join(map(str, e.get("input_shape", []))) or "-"
         lines.append(f"| {key} | {shape} | {_cell(e, 'max_abs_score_diff')} | {_cell(e, 'same_selection')} |")
@@ -529,8 +690,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device here; use --device cpu --tiny to check the script")
-    report = run(args.out, args.device, args.tiny, args.bundles, args.iterations, args.budget_s, args.compile_backend,
-                 tuple(args.skip))
+    report = run(
+        args.out,
+        args.device,
+        args.tiny,
+        args.bundles,
+        args.iterations,
+        args.budget_s,
+        args.compile_backend,
+        tuple(args.skip),
+    )
     print(f"wrote {Path(args.out) / 'gpu.json'} and gpu.md; {len(report['failures'])} failure(s)", flush=True)
     return 1 if report["failures"] else 0
 

@@ -63,8 +63,20 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
-    "CASES", "SIZES", "main", "run", "profile", "machine_description", "machine_throughput", "measure", "interleaved",
-    "build_case", "train_step", "markdown", "bundle_markdown", "write_docs",
+    "CASES",
+    "SIZES",
+    "main",
+    "run",
+    "profile",
+    "machine_description",
+    "machine_throughput",
+    "measure",
+    "interleaved",
+    "build_case",
+    "train_step",
+    "markdown",
+    "bundle_markdown",
+    "write_docs",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,8 +130,11 @@ CASES: dict[str, Case] = {
             "conresnet_brats_mri_segmentation",
             "brats_channels",
             _sizes((4, 160, 160, 80), (4, 64, 64, 32), (4, 32, 32, 16)),
-            paper={"params_m": 19.3, "gmacs": 538.5,
-                   "note": "Table VII, 80x160x160; release: 19.02 M used, 537.5 GMACs"},
+            paper={
+                "params_m": 19.3,
+                "gmacs": 538.5,
+                "note": "Table VII, 80x160x160; release: 19.02 M used, 537.5 GMACs",
+            },
             volume="sliding_window",
             volume_sizes={
                 # paper widths take ~12 x the paper-size forward (12 windows): minutes on 2 shared cores; the
@@ -209,8 +224,15 @@ def build_case(bundle: str, size_name: str, **overrides: Any) -> tuple[Any, ...]
     return parser, net, loss_fn, optimizer, x, y
 
 
-def train_step(net: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, ranges: bool = False, autocast: torch.dtype | None = None) -> torch.Tensor:
+def train_step(
+    net: torch.nn.Module,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ranges: bool = False,
+    autocast: torch.dtype | None = None,
+) -> torch.Tensor:
     """One training step: forward, the bundle's loss, backward, optimizer step; returns the loss.
 
     ``ranges``: ``torch.profiler.record_function`` ranges ``step.forward|loss|backward|optimizer``.
@@ -298,8 +320,13 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
             walls[key].append(time.perf_counter() - w0)
             cpus[key].append(time.process_time() - c0)
     out: dict[str, Any] = {
-        key: {"wall_s": _median(walls[key]), "cpu_s": _median(cpus[key]), "runs": len(walls[key]),
-              "wall_all_s": walls[key], "cpu_all_s": cpus[key]}
+        key: {
+            "wall_s": _median(walls[key]),
+            "cpu_s": _median(cpus[key]),
+            "runs": len(walls[key]),
+            "wall_all_s": walls[key],
+            "cpu_all_s": cpus[key],
+        }
         for key in fns
     }
     out["load_average"] = {"start": load, "end": [round(v, 2) for v in os.getloadavg()]}
@@ -388,8 +415,11 @@ def against_machine(t: dict[str, Any], machine: dict[str, Any], spatial: int) ->
     """Achieved GFLOP/s of a :func:`measure` result over the same worker's large conv / matmul (wall time), and
     over the conv per CPU-second (``vs_conv_cpu_time``: less sensitive to other jobs)."""
     conv, matmul = machine[f"conv{spatial}d"], machine["matmul"]
-    return {"vs_conv": t["gflop_per_s"] / conv["gflop_per_s"], "vs_matmul": t["gflop_per_s"] / matmul["gflop_per_s"],
-            "vs_conv_cpu_time": t["gflop"] / t["cpu_s"] / conv["gflop_per_cpu_s"]}
+    return {
+        "vs_conv": t["gflop_per_s"] / conv["gflop_per_s"],
+        "vs_matmul": t["gflop_per_s"] / matmul["gflop_per_s"],
+        "vs_conv_cpu_time": t["gflop"] / t["cpu_s"] / conv["gflop_per_cpu_s"],
+    }
 
 
 def count_macs(bundle: str, size: Size) -> dict[str, Any]:
@@ -424,7 +454,10 @@ def network_case(
     """
     size = CASES[bundle].sizes[size_name]
     result: dict[str, Any] = {
-        "bundle": bundle, "size": size_name, "input_shape": list(size.input_shape), "batch": size.batch
+        "bundle": bundle,
+        "size": size_name,
+        "input_shape": list(size.input_shape),
+        "batch": size.batch,
     }
     result.update(count_macs(bundle, size))
     _, net, loss_fn, optimizer, x, y = build_case(bundle, size_name)
@@ -434,11 +467,15 @@ def network_case(
         with torch.inference_mode():
             net(x)
 
-    for phase, fn, mode in (("forward", forward, False),
-                            ("train_step", lambda: train_step(net, loss_fn, optimizer, x, y), True)):
+    for phase, fn, mode in (
+        ("forward", forward, False),
+        ("train_step", lambda: train_step(net, loss_fn, optimizer, x, y), True),
+    ):
         if phase == "train_step" and 3 * result["forward"]["wall_s"] * size.batch > max_run_s:
-            result[phase] = {"skipped": f"estimated {3 * result['forward']['wall_s']:.0f} s a step (3 x forward) "
-                                        f"> max_run_s {max_run_s:.0f} s"}
+            result[phase] = {
+                "skipped": f"estimated {3 * result['forward']['wall_s']:.0f} s a step (3 x forward) "
+                f"> max_run_s {max_run_s:.0f} s"
+            }
             continue
         net.train(mode)
         result[phase] = {**measure(fn, repeats, warmup, budget_s, long_run_s), "peak_rss_mb": max_rss_mb()}
@@ -471,10 +508,16 @@ def volume_case(
     volume = torch.randn(1, *shape)
     calls: list[tuple[int, ...]] = []
     net.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
-    result: dict[str, Any] = {"bundle": bundle, "size": size_name, "volume_shape": list(size.input_shape),
-                              "inferer": {k: (v if k == "_target_" else parser.get_parsed_content(f"inferer#{k}"))
-                                          for k, v in parser["inferer"].items()},
-                              "overrides": size.overrides}
+    result: dict[str, Any] = {
+        "bundle": bundle,
+        "size": size_name,
+        "volume_shape": list(size.input_shape),
+        "inferer": {
+            k: (v if k == "_target_" else parser.get_parsed_content(f"inferer#{k}"))
+            for k, v in parser["inferer"].items()
+        },
+        "overrides": size.overrides,
+    }
     result["rss_baseline_mb"] = rss_mb()
 
     def infer() -> None:
@@ -510,7 +553,9 @@ def data_case(bundle: str, size_name: str, repeats: int, warmup: int, budget_s: 
     parser = bundle_parser(bundle, sample_data=True)
     kind = parser["sample_data_kind"]
     result: dict[str, Any] = {
-        "bundle": bundle, "sample_data_kind": kind, "batch_size": parser.get_parsed_content("batch_size")
+        "bundle": bundle,
+        "sample_data_kind": kind,
+        "batch_size": parser.get_parsed_content("batch_size"),
     }
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         datalist_path = make_sample_data(kind, Path(tmp) / kind)
@@ -552,7 +597,10 @@ def precision_case(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "network": network_case, "volume": volume_case, "data": data_case, "precision": precision_case
+    "network": network_case,
+    "volume": volume_case,
+    "data": data_case,
+    "precision": precision_case,
 }
 
 
@@ -563,16 +611,30 @@ def run_worker(
     if not isolate:
         limits = {k: v for k, v in limits.items() if k != "threads"}
         return WORKERS[kind](bundle, size, repeats, warmup, budget_s, **limits)
-    spec = json.dumps({"kind": kind, "bundle": bundle, "size_name": size, "repeats": repeats, "warmup": warmup,
-                       "budget_s": budget_s, **limits})
+    spec = json.dumps(
+        {
+            "kind": kind,
+            "bundle": bundle,
+            "size_name": size,
+            "repeats": repeats,
+            "warmup": warmup,
+            "budget_s": budget_s,
+            **limits,
+        }
+    )
     python_path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = {**os.environ, "PYTHONPATH": python_path}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.harness", "_worker", spec], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.harness", "_worker", spec],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
     if proc.returncode != 0 or not lines:
         return {"bundle": bundle, "size": size, "error": (proc.stderr or proc.stdout)[-2000:]}
-    return json.loads(lines[-1][len(RESULT_MARK):])
+    return json.loads(lines[-1][len(RESULT_MARK) :])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -627,12 +689,21 @@ def run(
     started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": machine_description(),
-        "settings": {"sizes": list(sizes), "repeats": repeats, "warmup": warmup, "budget_s": budget_s,
-                     "isolate": isolate,
-                     "long_run_s": long_run_s, "max_run_s": max_run_s, "reuse": str(reuse) if reuse else None,
-                     "argv": sys.argv[1:]},
+        "settings": {
+            "sizes": list(sizes),
+            "repeats": repeats,
+            "warmup": warmup,
+            "budget_s": budget_s,
+            "isolate": isolate,
+            "long_run_s": long_run_s,
+            "max_run_s": max_run_s,
+            "reuse": str(reuse) if reuse else None,
+            "argv": sys.argv[1:],
+        },
         "throughput_start": machine_throughput(sizes[0] if len(sizes) == 1 else "paper"),
-        "networks": [], "volumes": [], "data": [],
+        "networks": [],
+        "volumes": [],
+        "data": [],
     }
 
     def save() -> None:
@@ -661,8 +732,11 @@ def run(
             if CASES[bundle].volume:
                 reps = 1 if volume_size == "paper" else repeats
                 entry = run_worker("volume", bundle, volume_size, reps, 1, budget_s, isolate, **limits)
-                same = [r for r in results["networks"]
-                        if r["bundle"] == bundle and r["size"] == volume_size and "forward" in r]
+                same = [
+                    r
+                    for r in results["networks"]
+                    if r["bundle"] == bundle and r["size"] == volume_size and "forward" in r
+                ]
                 if entry.get("overrides") and same and "network_inputs" in entry:  # reduced widths: scale up
                     forward = same[0]["forward"]
                     entry["estimated_paper_width_s"] = entry["network_inputs"] / same[0]["batch"] * forward["wall_s"]
@@ -737,9 +811,11 @@ def _network_row(r: dict[str, Any]) -> str:
     if "skipped" in t:
         train = f"skipped: {t['skipped']} | - | - | - | {f['peak_rss_mb']:.0f} / - ({r['rss_baseline_mb']:.0f})"
     else:
-        train = (f"{t['wall_s'] * 1e3:.0f} ({runs(t)}) | {t['gflop_per_s']:.1f} | {t['vs_conv']:.2f} "
-                 f"| {t['vs_conv_cpu_time']:.2f} "
-                 f"| {f['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f})")
+        train = (
+            f"{t['wall_s'] * 1e3:.0f} ({runs(t)}) | {t['gflop_per_s']:.1f} | {t['vs_conv']:.2f} "
+            f"| {t['vs_conv_cpu_time']:.2f} "
+            f"| {f['peak_rss_mb']:.0f} / {t['peak_rss_mb']:.0f} ({r['rss_baseline_mb']:.0f})"
+        )
     return (
         f"| {r['bundle']} | {r['size']} | {'x'.join(map(str, r['input_shape']))} | {r['batch']} "
         f"| {r['params'] / 1e6:.2f} | {_fmt(r['macs'] / 1e9 if r.get('macs') is not None else None)} "
@@ -775,8 +851,11 @@ def _data_row(r: dict[str, Any]) -> str:
     )
 
 
-TABLES = (("networks", NETWORK_HEADER, _network_row), ("volumes", VOLUME_HEADER, _volume_row),
-          ("data", DATA_HEADER, _data_row))
+TABLES = (
+    ("networks", NETWORK_HEADER, _network_row),
+    ("volumes", VOLUME_HEADER, _volume_row),
+    ("data", DATA_HEADER, _data_row),
+)
 
 
 def table(results: dict[str, Any], key: str, bundle: str | None = None) -> list[str]:
@@ -851,8 +930,12 @@ DOCS_HEADING = "## Speed on a CPU"
 DOCS_BEFORE = "## Serving with MONAI Label"  # where a new section goes (else: at the end)
 
 
-def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchmarks/results/results.json",
-                    precision: dict[str, Any] | None = None) -> str:
+def bundle_markdown(
+    results: dict[str, Any],
+    bundle: str,
+    source: str = "benchmarks/results/results.json",
+    precision: dict[str, Any] | None = None,
+) -> str:
     """The block a bundle's ``docs/README.md`` quotes: the machine line and this bundle's rows of every table of
     :func:`markdown`, then its row of a ``precision`` report (bf16 / ``torch.compile``) when given, between the
     :data:`DOCS_START` / :data:`DOCS_END` markers."""
@@ -872,10 +955,15 @@ def bundle_markdown(results: dict[str, Any], bundle: str, source: str = "benchma
     if rows:
         from benchmarks.precision import PRECISION_HEADER, precision_caption, precision_row
 
-        lines += ["", "bf16 autocast and `torch.compile` against fp32 eager (the `amp_bf16` and `compile` switches where "
-                  "this bundle has them; which and why in `benchmarks/README.md`), from "
-                  f"`python -m benchmarks.harness precision --size {precision['size']}`: "
-                  + precision_caption(precision), "", *PRECISION_HEADER, *map(precision_row, rows)]
+        lines += [
+            "",
+            "bf16 autocast and `torch.compile` against fp32 eager (the `amp_bf16` and `compile` switches where "
+            "this bundle has them; which and why in `benchmarks/README.md`), from "
+            f"`python -m benchmarks.harness precision --size {precision['size']}`: " + precision_caption(precision),
+            "",
+            *PRECISION_HEADER,
+            *map(precision_row, rows),
+        ]
     return "\n".join(lines + ["", DOCS_END])
 
 
@@ -889,11 +977,14 @@ def update_docs_text(text: str, block: str) -> str:
     at = text.find("\n" + DOCS_BEFORE)
     if at < 0:
         return text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    return text[: at + 1] + section + text[at + 1:]
+    return text[: at + 1] + section + text[at + 1 :]
 
 
-def write_docs(results_path: str | os.PathLike = RESULTS_DIR / "results.json", bundles: Sequence[str] | None = None,
-               check: bool = False) -> list[str]:
+def write_docs(
+    results_path: str | os.PathLike = RESULTS_DIR / "results.json",
+    bundles: Sequence[str] | None = None,
+    check: bool = False,
+) -> list[str]:
     """Write each bundle's benchmark block (:func:`bundle_markdown`, with the ``precision_cpu.json`` next to
     ``results_path`` when there is one) into its ``docs/README.md``; with ``check``, write nothing. Returns the bundles whose docs were (``check``: would be) changed."""
     results_path = Path(results_path)
@@ -970,9 +1061,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(RESULT_MARK + json.dumps(result), flush=True)
         return 0
     if args.command == "run":
-        results = run(args.sizes, args.bundles, args.out, args.repeats, args.warmup, args.budget_s,
-                      not args.no_volume, not args.no_data, not args.in_process, args.name, args.long_run_s,
-                      args.max_run_s, args.reuse, args.threads)
+        results = run(
+            args.sizes,
+            args.bundles,
+            args.out,
+            args.repeats,
+            args.warmup,
+            args.budget_s,
+            not args.no_volume,
+            not args.no_data,
+            not args.in_process,
+            args.name,
+            args.long_run_s,
+            args.max_run_s,
+            args.reuse,
+            args.threads,
+        )
         print(markdown(results))
         return 0
     if args.command == "docs":
@@ -982,8 +1086,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "precision":
         from benchmarks.precision import precision, precision_markdown
 
-        print(precision_markdown(precision(args.bundles, args.size, args.out, args.repeats, args.warmup,
-                                           not args.no_compile, not args.in_process, args.threads)))
+        print(
+            precision_markdown(
+                precision(
+                    args.bundles,
+                    args.size,
+                    args.out,
+                    args.repeats,
+                    args.warmup,
+                    not args.no_compile,
+                    not args.in_process,
+                    args.threads,
+                )
+            )
+        )
         return 0
     from benchmarks.profiling import profile
 

@@ -107,8 +107,12 @@ def selection_cost(shape: Sequence[int], repeats: int = 5, warmup: int = 1) -> d
             mode: bool(torch.equal(modules[mode](features), modules[f"{mode}_previous"](features)))
             for mode in ("entropy", "curvature")
         }
-        entry: dict[str, Any] = {"block": block_name, "block_input": list(block_in.shape),
-                                 "features": list(features.shape), "same_selection_as_previous": same}
+        entry: dict[str, Any] = {
+            "block": block_name,
+            "block_input": list(block_in.shape),
+            "features": list(features.shape),
+            "same_selection_as_previous": same,
+        }
         for train in (True, False):
             block.train(train)
             trainable = features.detach().requires_grad_(train)

@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from benchmarks.harness import (
-    CASES, RESULTS_DIR, build_case, interleaved, machine_description, machine_line, run_worker, train_step
+    CASES,
+    RESULTS_DIR,
+    build_case,
+    interleaved,
+    machine_description,
+    machine_line,
+    run_worker,
+    train_step,
 )
 
 __all__ = ["precision", "precision_case", "agreement", "precision_markdown", "precision_row"]
@@ -54,8 +61,12 @@ def agreement(reference: torch.Tensor, other: torch.Tensor, kind: str) -> dict[s
     total = a.sum(dims).double() + b.sum(dims).double()
     dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
     diff = (reference - other).abs().max().item()
-    return {"max_abs_diff": diff, "max_abs_diff_over_max_logit": diff / max(reference.abs().max().item(), 1e-12),
-            "dice": dice.mean().item(), "voxel_agreement": (a == b).double().mean().item()}
+    return {
+        "max_abs_diff": diff,
+        "max_abs_diff_over_max_logit": diff / max(reference.abs().max().item(), 1e-12),
+        "dice": dice.mean().item(),
+        "voxel_agreement": (a == b).double().mean().item(),
+    }
 
 
 def _gradient(net: torch.nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None):
@@ -92,8 +103,12 @@ def precision_case(
     """fp32 against bf16 autocast and eager against ``torch.compile`` for one network (see the module doc)."""
     kind = CASES[bundle].label
     _, net, loss_fn, optimizer, x, y = build_case(bundle, size_name)
-    result: dict[str, Any] = {"bundle": bundle, "size": size_name, "input_shape": list(x.shape),
-                              "threads": torch.get_num_threads()}
+    result: dict[str, Any] = {
+        "bundle": bundle,
+        "size": size_name,
+        "input_shape": list(x.shape),
+        "threads": torch.get_num_threads(),
+    }
 
     def forward(model: torch.nn.Module, dtype: torch.dtype | None = None):
         def go() -> torch.Tensor:
@@ -111,14 +126,22 @@ def precision_case(
     net.train()
     loss32, grad32 = _gradient(net, loss_fn, x, y, None)
     loss16, grad16 = _gradient(net, loss_fn, x, y, torch.bfloat16)
-    result["bf16_agreement"].update({
-        "train_loss_fp32": loss32, "train_loss_bf16": loss16,
-        "gradient_cosine": torch.nn.functional.cosine_similarity(grad32, grad16, dim=0).item(),
-        "gradient_norm_ratio": (grad16.norm() / grad32.norm()).item(),
-    })
+    result["bf16_agreement"].update(
+        {
+            "train_loss_fp32": loss32,
+            "train_loss_bf16": loss16,
+            "gradient_cosine": torch.nn.functional.cosine_similarity(grad32, grad16, dim=0).item(),
+            "gradient_norm_ratio": (grad16.norm() / grad32.norm()).item(),
+        }
+    )
     result["bf16_train_step"] = interleaved(
-        {"fp32": lambda: train_step(net, loss_fn, optimizer, x, y),
-         "bf16": lambda: train_step(net, loss_fn, optimizer, x, y, autocast=torch.bfloat16)}, repeats, warmup)
+        {
+            "fp32": lambda: train_step(net, loss_fn, optimizer, x, y),
+            "bf16": lambda: train_step(net, loss_fn, optimizer, x, y, autocast=torch.bfloat16),
+        },
+        repeats,
+        warmup,
+    )
     result["bf16_train_step"]["bf16_over_fp32"] = _ratios(result["bf16_train_step"], "fp32", "bf16")
 
     if not compile:
@@ -127,8 +150,12 @@ def precision_case(
     compiled = torch.compile(net)
     for phase, mode, eager_fn, compiled_fn in (
         ("compile_forward", False, forward(net), forward(compiled)),
-        ("compile_train_step", True, lambda: train_step(net, loss_fn, optimizer, x, y),
-         lambda: train_step(compiled, loss_fn, optimizer, x, y)),
+        (
+            "compile_train_step",
+            True,
+            lambda: train_step(net, loss_fn, optimizer, x, y),
+            lambda: train_step(compiled, loss_fn, optimizer, x, y),
+        ),
     ):
         net.train(mode)
         try:
@@ -164,12 +191,18 @@ def precision(
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    report: dict[str, Any] = {"machine": machine_description(), "size": size, "repeats": repeats, "warmup": warmup,
-                              "networks": []}
+    report: dict[str, Any] = {
+        "machine": machine_description(),
+        "size": size,
+        "repeats": repeats,
+        "warmup": warmup,
+        "networks": [],
+    }
     started = time.perf_counter()
     for bundle in bundles:
-        entry = run_worker("precision", bundle, size, repeats, warmup, 0.0, isolate,
-                           threads=torch.get_num_threads(), compile=compile)
+        entry = run_worker(
+            "precision", bundle, size, repeats, warmup, 0.0, isolate, threads=torch.get_num_threads(), compile=compile
+        )
         report["networks"].append(entry)
         report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
         report["total_wall_s"] = time.perf_counter() - started
@@ -199,8 +232,10 @@ def precision_row(e: dict[str, Any]) -> str:
     if "error" in e and "bf16_agreement" not in e:
         return f"| {e['bundle']} | error: {e['error'].strip().splitlines()[-1][:120]} |" + " |" * 9
     a = e["bf16_agreement"]
-    compile_s = " / ".join(f"{e[p]['compile_s_estimate']:.0f}" if "compile_s_estimate" in e.get(p, {}) else "-"
-                           for p in ("compile_forward", "compile_train_step"))
+    compile_s = " / ".join(
+        f"{e[p]['compile_s_estimate']:.0f}" if "compile_s_estimate" in e.get(p, {}) else "-"
+        for p in ("compile_forward", "compile_train_step")
+    )
     return (
         f"| {e['bundle']} | {'x'.join(map(str, e['input_shape']))} | {e['threads']} "
         f"| {_ratio(e, 'bf16_forward', 'bf16_over_fp32')} | {_ratio(e, 'bf16_train_step', 'bf16_over_fp32')} "
@@ -229,11 +264,16 @@ def precision_markdown(report: dict[str, Any]) -> str:
         *PRECISION_HEADER,
         *(precision_row(e) for e in report["networks"]),
     ]
-    errors = [(e["bundle"], p, e[p]["error"]) for e in report["networks"] for p in ("compile_forward", "compile_train_step")
-              if "error" in e.get(p, {})]
+    errors = [
+        (e["bundle"], p, e[p]["error"])
+        for e in report["networks"]
+        for p in ("compile_forward", "compile_train_step")
+        if "error" in e.get(p, {})
+    ]
     if errors:
-        lines += ["", "Errors:", ""] + [f"- {b} {p}: `{' '.join(msg.strip().splitlines()[:2])[:300]}`"
-                                         for b, p, msg in errors]
+        lines += ["", "Errors:", ""] + [
+            f"- {b} {p}: `{' '.join(msg.strip().splitlines()[:2])[:300]}`" for b, p, msg in errors
+        ]
     lines += [line for note in report.get("notes", []) for line in ("", note)]
     if "total_wall_s" in report:
         lines += ["", f"Total wall time: {report['total_wall_s'] / 60:.1f} min."]

@@ -37,6 +37,7 @@ def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 
     totals: dict[str, list[float]] = {n: [] for n in names}
     current: dict[str, float] = {}
     handles = []
+
     def start(name: str):
         return lambda module, inputs: current.__setitem__(name, time.perf_counter())
 
@@ -61,12 +62,16 @@ def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 
 def _top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     events = prof.key_averages()
     total_self = sum(e.self_cpu_time_total for e in events)
-    phases = {e.key[len("step."):]: e.cpu_time_total / steps / 1e3 for e in events if e.key.startswith("step.")}
+    phases = {e.key[len("step.") :]: e.cpu_time_total / steps / 1e3 for e in events if e.key.startswith("step.")}
     ops = [e for e in events if not e.key.startswith("step.")]
     ops.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
     rows = [
-        {"op": e.key, "calls_per_step": e.count / steps, "self_ms_per_step": e.self_cpu_time_total / steps / 1e3,
-         "self_share": e.self_cpu_time_total / total_self}
+        {
+            "op": e.key,
+            "calls_per_step": e.count / steps,
+            "self_ms_per_step": e.self_cpu_time_total / steps / 1e3,
+            "self_share": e.self_cpu_time_total / total_self,
+        }
         for e in ops[:top]
     ]
     return rows, phases
@@ -168,8 +173,13 @@ def _crosslinknet(parser, net, loss_fn, optimizer, x, y, size) -> dict[str, Any]
     net.train()
     no_attention = CrosslinkNetLoss(lambda_cls=0.4, lambda_dice=0.6, lambda_atn=0.0)
     # interleaved pairs, process CPU time: robust to other jobs on a shared CPU
-    t = interleaved({key: (lambda loss=loss: train_step(net, loss, optimizer, x, y))
-                     for key, loss in (("with", loss_fn), ("without", no_attention))}, repeats=4)
+    t = interleaved(
+        {
+            key: (lambda loss=loss: train_step(net, loss, optimizer, x, y))
+            for key, loss in (("with", loss_fn), ("without", no_attention))
+        },
+        repeats=4,
+    )
     with_s, without_s = t["with"]["cpu_s"], t["without"]["cpu_s"]
     out = net(x)
     loss_only = timed(lambda: loss_fn(out, y), repeats=5, warmup=1, budget_s=10)

@@ -27,8 +27,20 @@ from common.bundle.contract import CHECKS, REPO_ROOT, BundleContract, ContractEr
 from common.data import SAMPLE_KINDS, make_sample_data
 from common.data.datalists import DatalistError, describe_datasets, write_datalist
 
-__all__ = ["main", "demo", "infer", "verify", "list_bundles", "sample_data", "datalist", "archive", "onnx",
-           "benchmark", "profile", "monailabel_app"]
+__all__ = [
+    "main",
+    "demo",
+    "infer",
+    "verify",
+    "list_bundles",
+    "sample_data",
+    "datalist",
+    "archive",
+    "onnx",
+    "benchmark",
+    "profile",
+    "monailabel_app",
+]
 
 
 def _step(message: str) -> None:
@@ -131,8 +143,9 @@ def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | 
     run_demo([_find_bundle(bundle)] if bundle else None, out_dir, epochs)
 
 
-def infer(bundle: str, *images: str, weights: str | None = None, out: str = "medseg_predictions",
-          demo: bool = False) -> list[str]:
+def infer(
+    bundle: str, *images: str, weights: str | None = None, out: str = "medseg_predictions", demo: bool = False
+) -> list[str]:
     """Segment your own files (NIfTI, a DICOM series folder, PNG/JPG) with the bundle's ``configs/inference.json``
     and ``weights`` (default: the bundle's ``models/model.pt``) into ``out`` (``common.infer``); ``--demo`` for
     weights the demo trained (the network at the sizes of ``configs/sample_data.json``)."""
@@ -147,8 +160,9 @@ def infer(bundle: str, *images: str, weights: str | None = None, out: str = "med
     return [str(p) for p in predictions]
 
 
-def datalist(dataset: str | None = None, source_dir: str | None = None, out_json: str | None = None,
-             **options) -> str | None:
+def datalist(
+    dataset: str | None = None, source_dir: str | None = None, out_json: str | None = None, **options
+) -> str | None:
     """Write the datalist JSON of a public dataset (BraTS, Pancreas-CT, KiTS19, Kvasir-SEG, BUSI, ...) read in
     the layout it is published in. Without arguments, list the datasets. Options: ``--folds K``,
     ``--seed S``, ``--validation N`` and the reader's own (see ``common.data.datalists.write_datalist``)."""
@@ -178,8 +192,9 @@ def archive(bundle: str, out: str | None = None, ckpt_file: str | None = None) -
     return str(path)
 
 
-def onnx(bundle: str, out: str | None = None, ckpt_file: str | None = None,
-         configs: tuple[str, ...] = ("train.json",)) -> str:
+def onnx(
+    bundle: str, out: str | None = None, ckpt_file: str | None = None, configs: tuple[str, ...] = ("train.json",)
+) -> str:
     """Export the bundle's network to ONNX (default ``models/model.onnx``) from ``ckpt_file`` (default
     ``models/model.pt``) and check ONNX Runtime's output against the eager network; says why where a network
     cannot be exported (then use TorchScript: ``monai.bundle ckpt_export``)."""
@@ -190,13 +205,20 @@ def onnx(bundle: str, out: str | None = None, ckpt_file: str | None = None,
         result = export_onnx(_find_bundle(bundle), out, ckpt_file, configs=configs)
     except (OnnxExportError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
-    print(f"onnx: {result.path} ({result.exporter} exporter, input {tuple(result.input_shape)},"
-          f" max |onnx - eager| {result.max_abs_diff:.1e})")
+    print(
+        f"onnx: {result.path} ({result.exporter} exporter, input {tuple(result.input_shape)},"
+        f" max |onnx - eager| {result.max_abs_diff:.1e})"
+    )
     return str(result.path)
 
 
-def monailabel_app(*bundles: str, weights: str | tuple[str, ...] = (), out: str = "monailabel_app",
-                   config: str | tuple[str, ...] = (), set: str | tuple[str, ...] = ()) -> str:
+def monailabel_app(
+    *bundles: str,
+    weights: str | tuple[str, ...] = (),
+    out: str = "monailabel_app",
+    config: str | tuple[str, ...] = (),
+    set: str | tuple[str, ...] = (),
+) -> str:
     """Write a MONAI Label app folder ``out`` serving the bundles with their weights (one ``--weights`` a bundle,
     comma-separated), ``--config`` the configs the weights were trained with (e.g. ``sample_data.json``), ``--set``
     ``KEY=VALUE`` settings (e.g. ``inferer::overlap=0.25``); see ``common.bundle.monailabel``."""
@@ -207,12 +229,16 @@ def monailabel_app(*bundles: str, weights: str | tuple[str, ...] = (), out: str 
 
     _step(f"building MONAI Label app {out}")
     try:
-        path = build_app([_find_bundle(b) for b in bundles], items(weights), out, items(config), parse_settings(items(set)))
+        path = build_app(
+            [_find_bundle(b) for b in bundles], items(weights), out, items(config), parse_settings(items(set))
+        )
     except (WeightsMismatch, FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    print(f"app: {path}; serve it with: python -m monailabel.main start_server --app {path} --studies STUDIES"
-          f" --conf models {','.join(_find_bundle(b).name for b in bundles)} --conf zoo_source github"
-          " --conf sam2 false --conf skip_trainers true")
+    print(
+        f"app: {path}; serve it with: python -m monailabel.main start_server --app {path} --studies STUDIES"
+        f" --conf models {','.join(_find_bundle(b).name for b in bundles)} --conf zoo_source github"
+        " --conf sam2 false --conf skip_trainers true"
+    )
     return str(path)
 
 
@@ -223,12 +249,19 @@ def _harness():
     try:
         from benchmarks import harness
     except ImportError as e:
-        raise SystemExit(f"benchmarks/ is not next to {REPO_ROOT / 'common'}: install from a clone (pip install -e .)") from e
+        raise SystemExit(
+            f"benchmarks/ is not next to {REPO_ROOT / 'common'}: install from a clone (pip install -e .)"
+        ) from e
     return harness
 
 
-def benchmark(sizes: tuple[str, ...] = ("cpu", "paper"), bundles: tuple[str, ...] | None = None, threads: int = 1,
-              repeats: int = 3, out: str | None = None) -> None:
+def benchmark(
+    sizes: tuple[str, ...] = ("cpu", "paper"),
+    bundles: tuple[str, ...] | None = None,
+    threads: int = 1,
+    repeats: int = 3,
+    out: str | None = None,
+) -> None:
     """Measure every bundle's network (parameters, MACs, forward and training-step time, peak memory, GFLOP/s
     against this machine's matmul/conv throughput measured in the same run) and write ``<out>/results.json``
     and ``results.md`` (default ``benchmarks/results``). ``--sizes cpu`` alone takes a few minutes; the paper
@@ -246,10 +279,22 @@ def main() -> None:
     import fire
 
     # every command prints its own result; the return values are for Python callers, so fire prints nothing more
-    fire.Fire({"list": list_bundles, "sample-data": sample_data, "verify": verify, "demo": demo, "infer": infer,
-               "datalist": datalist, "archive": archive, "onnx": onnx, "benchmark": benchmark, "profile": profile,
-               "monailabel-app": monailabel_app},
-              serialize=lambda result: None)
+    fire.Fire(
+        {
+            "list": list_bundles,
+            "sample-data": sample_data,
+            "verify": verify,
+            "demo": demo,
+            "infer": infer,
+            "datalist": datalist,
+            "archive": archive,
+            "onnx": onnx,
+            "benchmark": benchmark,
+            "profile": profile,
+            "monailabel-app": monailabel_app,
+        },
+        serialize=lambda result: None,
+    )
 
 
 if __name__ == "__main__":

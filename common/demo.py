@@ -96,7 +96,9 @@ class _Progress:
         evaluator = parser.get_parsed_content("validate#evaluator")
         console_to_file()
         loss = from_engine(["loss"], first=True)
-        ProgressBar(persist=True, desc=f"{self.label} train").attach(trainer, output_transform=lambda o: {"loss": loss(o)})
+        ProgressBar(persist=True, desc=f"{self.label} train").attach(
+            trainer, output_transform=lambda o: {"loss": loss(o)}
+        )
         ProgressBar(persist=False, desc=f"{self.label} validate").attach(evaluator)
         running: list[float] = []
         trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: running.append(float(loss(e.state.output))))
@@ -123,22 +125,45 @@ def _run(contract: BundleContract, variant: dict, label: str, epochs: int | None
     models.mkdir(parents=True, exist_ok=True)
     net = contract.parser("train.json", "sample_data.json", **overrides).get_parsed_content("network_def")
     torch.save(net.state_dict(), models / "model.pt")
-    contract.workflow("train.json", "evaluate.json", "sample_data.json", before_run=_Progress(label),
-                      logging_file=logging_file, **overrides)
+    contract.workflow(
+        "train.json",
+        "evaluate.json",
+        "sample_data.json",
+        before_run=_Progress(label),
+        logging_file=logging_file,
+        **overrides,
+    )
     before = _read_metrics(work / "eval" / "metrics.csv")
     training = _Progress(label)
-    contract.workflow("train.json", "sample_data.json", before_run=training, logging_file=logging_file, **overrides,
-                      **({"max_epochs": epochs} if epochs else {}))
-    contract.workflow("train.json", "evaluate.json", "sample_data.json", before_run=_Progress(label),
-                      logging_file=logging_file, **overrides)
+    contract.workflow(
+        "train.json",
+        "sample_data.json",
+        before_run=training,
+        logging_file=logging_file,
+        **overrides,
+        **({"max_epochs": epochs} if epochs else {}),
+    )
+    contract.workflow(
+        "train.json",
+        "evaluate.json",
+        "sample_data.json",
+        before_run=_Progress(label),
+        logging_file=logging_file,
+        **overrides,
+    )
     after = _read_metrics(work / "eval" / "metrics.csv")
 
     dataset = contract.dataset_dir()
     content = json.loads((dataset / "dataset.json").read_text())
     case = {k: str(dataset / v) for k, v in content["validation"][0].items()}
     images = [{"image": case["image"]}] + [{"image": str(dataset / t["image"])} for t in content.get("test", [])]
-    contract.workflow("inference.json", "sample_data.json", before_run=_Progress(label), logging_file=logging_file,
-                      **dict(contract.overrides("predictions"), **variant, datalist=images))
+    contract.workflow(
+        "inference.json",
+        "sample_data.json",
+        before_run=_Progress(label),
+        logging_file=logging_file,
+        **dict(contract.overrides("predictions"), **variant, datalist=images),
+    )
     image = Path(case["image"])
     stem = image.name.split(".")[0]
     pred = next((work / "predictions" / stem).glob(f"{stem}_seg.*"))
@@ -146,10 +171,21 @@ def _run(contract: BundleContract, variant: dict, label: str, epochs: int | None
     channels = meta["network_data_format"]["outputs"]["pred"].get("channel_def", {})
     names = {int(v): n for v, n in content.get("labels", {}).items()}
     names[1] = names.get(1) if len(names) > 2 else list(channels.values())[-1] if channels else "foreground"
-    picture = comparison_png(load_case(image), load_case(Path(case["label"])), load_case(pred), names,
-                             f"{label}: {stem}", work / f"{stem}_comparison.png")
-    curve = curve_png(training.losses, training.metrics, training.metric_name or "validation metric",
-                      f"{label}: training", work / "training_curve.png")
+    picture = comparison_png(
+        load_case(image),
+        load_case(Path(case["label"])),
+        load_case(pred),
+        names,
+        f"{label}: {stem}",
+        work / f"{stem}_comparison.png",
+    )
+    curve = curve_png(
+        training.losses,
+        training.metrics,
+        training.metric_name or "validation metric",
+        f"{label}: training",
+        work / "training_curve.png",
+    )
     return {"before": before, "after": after, "pictures": [picture, curve]}
 
 

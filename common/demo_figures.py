@@ -66,19 +66,24 @@ def _paint(rgb: np.ndarray, label: np.ndarray, values: Sequence[int]) -> np.ndar
     return out
 
 
-def _views(image: np.ndarray, label: np.ndarray, pred: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+def _views(
+    image: np.ndarray, label: np.ndarray, pred: np.ndarray
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(name, image, label, pred) of the 2D picture, or of the axial and coronal slices with most foreground."""
     if label.ndim == 2:
         return [("", image, label, pred)]
     volume = image[..., 0] if image.ndim == 4 else image
     z = int(np.argmax((label > 0).sum(axis=(0, 1))))
     y = int(np.argmax((label > 0).sum(axis=(0, 2))))
-    return [(f"axial z={z}", np.rot90(volume[:, :, z]), np.rot90(label[:, :, z]), np.rot90(pred[:, :, z])),
-            (f"coronal y={y}", np.rot90(volume[:, y, :]), np.rot90(label[:, y, :]), np.rot90(pred[:, y, :]))]
+    return [
+        (f"axial z={z}", np.rot90(volume[:, :, z]), np.rot90(label[:, :, z]), np.rot90(pred[:, :, z])),
+        (f"coronal y={y}", np.rot90(volume[:, y, :]), np.rot90(label[:, y, :]), np.rot90(pred[:, y, :])),
+    ]
 
 
-def comparison_png(image: np.ndarray, label: np.ndarray, pred: np.ndarray, class_names: Mapping[int, str],
-                   title: str, out_png: Path) -> Path:
+def comparison_png(
+    image: np.ndarray, label: np.ndarray, pred: np.ndarray, class_names: Mapping[int, str], title: str, out_png: Path
+) -> Path:
     """Write image | ground truth | prediction (one row a view) with a legend of ``class_names`` (value -> name of
     the classes drawn) and ``title`` plus the case's Dice above; returns ``out_png``."""
     dice, values = case_dice(label, pred)
@@ -109,8 +114,14 @@ def comparison_png(image: np.ndarray, label: np.ndarray, pred: np.ndarray, class
     return out_png
 
 
-def curve_png(losses: Sequence[float], metrics: Mapping[int, float], metric_name: str, title: str,
-              out_png: Path, size: tuple[int, int] = (640, 400)) -> Path:
+def curve_png(
+    losses: Sequence[float],
+    metrics: Mapping[int, float],
+    metric_name: str,
+    title: str,
+    out_png: Path,
+    size: tuple[int, int] = (640, 400),
+) -> Path:
     """Write a line chart of the mean training loss of every epoch (``losses[e - 1]``, left axis) and the
     validation metric of the epochs it was measured (``metrics[e]``, right axis, 0 to 1)."""
     width, height = size

@@ -33,7 +33,9 @@ def input_items(images: Sequence[str]) -> list[dict]:
             from pydicom.misc import is_dicom
 
             if not any(f.is_file() and is_dicom(str(f)) for f in path.iterdir()):
-                raise InferError(f"the folder {image} holds no DICOM file; give a DICOM series folder, or the image files")
+                raise InferError(
+                    f"the folder {image} holds no DICOM file; give a DICOM series folder, or the image files"
+                )
         elif not path.name.lower().endswith(SUFFIXES):
             raise InferError(f"{image} is not {_KINDS}; convert it (e.g. to NIfTI) or give another file")
         items.append({"image": str(path)})
@@ -47,8 +49,13 @@ def _checkpoint_loader_index(parser) -> int:
     raise InferError("the bundle's inference.json has no CheckpointLoader in 'handlers'; add one to load the weights")
 
 
-def segment(bundle_dir: Path, images: Sequence[str], weights: str | None = None,
-            out_dir: str = "medseg_predictions", demo: bool = False) -> list[Path]:
+def segment(
+    bundle_dir: Path,
+    images: Sequence[str],
+    weights: str | None = None,
+    out_dir: str = "medseg_predictions",
+    demo: bool = False,
+) -> list[Path]:
     """Segment ``images`` with the bundle in ``bundle_dir`` and ``weights`` (default ``models/model.pt`` of the
     bundle) into ``out_dir``; returns the prediction files, one an input, in the inputs' order. ``demo``: the
     weights come from ``medseg-bundles demo``, so ``configs/sample_data.json`` (its smaller network) is read over
@@ -72,9 +79,14 @@ def segment(bundle_dir: Path, images: Sequence[str], weights: str | None = None,
     conf.write_text(FILE_LOGGING_CONF.format(log=str(log)))
     configs = bundle_dir / "configs"
     workflow = ConfigWorkflow(
-        config_file=[str(configs / n) for n in ("inference.json",) + (("sample_data.json",) if demo else ())], meta_file=str(configs / "metadata.json"),
-        logging_file=str(conf), workflow_type=None, bundle_root=str(bundle_dir), datalist=items,
-        output_dir=str(out), num_workers=0,
+        config_file=[str(configs / n) for n in ("inference.json",) + (("sample_data.json",) if demo else ())],
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(conf),
+        workflow_type=None,
+        bundle_root=str(bundle_dir),
+        datalist=items,
+        output_dir=str(out),
+        num_workers=0,
     )
     workflow.parser[f"handlers#{_checkpoint_loader_index(workflow.parser)}#load_path"] = str(ckpt.resolve())
     workflow.initialize()
@@ -89,8 +101,10 @@ def segment(bundle_dir: Path, images: Sequence[str], weights: str | None = None,
         while cause.__cause__ is not None:  # MONAI wraps the handler's error in "Failed to evaluate ..."
             cause = cause.__cause__
         if "state_dict" in str(cause):
-            raise InferError(f"the weights {ckpt} do not fit the network of {bundle_dir.name} ({str(cause)[:200]}...);"
-                             " pass the model.pt trained with this bundle, and --demo if the demo trained it") from e
+            raise InferError(
+                f"the weights {ckpt} do not fit the network of {bundle_dir.name} ({str(cause)[:200]}...);"
+                " pass the model.pt trained with this bundle, and --demo if the demo trained it"
+            ) from e
         summary = out / "inference_summary.json"
         if summary.exists():
             failed = json.loads(summary.read_text())["failed"]

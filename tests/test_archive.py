@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.archive import archive_bundle
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
-from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -40,7 +40,11 @@ def _without_project_env() -> dict[str, str]:
 
 def _run(args: list[str], cwd, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-S", *args], cwd=cwd, env=_without_project_env(), capture_output=True, text=True,
+        [sys.executable, "-S", *args],
+        cwd=cwd,
+        env=_without_project_env(),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 

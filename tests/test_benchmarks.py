@@ -16,8 +16,22 @@ EAANET = "eaanet_brats_mri_segmentation"
 
 
 def test_tiny_run_writes_json_and_markdown(tmp_path):
-    argv = ["run", "--sizes", "tiny", "--bundles", EAANET, "--out", str(tmp_path), "--repeats", "1", "--budget-s", "1",
-            "--in-process", "--name", "tiny"]
+    argv = [
+        "run",
+        "--sizes",
+        "tiny",
+        "--bundles",
+        EAANET,
+        "--out",
+        str(tmp_path),
+        "--repeats",
+        "1",
+        "--budget-s",
+        "1",
+        "--in-process",
+        "--name",
+        "tiny",
+    ]
     assert main(argv) == 0
     results = json.loads((tmp_path / "tiny.json").read_text())
     machine = results["machine"]
@@ -148,8 +162,19 @@ def test_precision_agreement_hand_worked():
 
 
 def test_precision_runs_on_tiny_size(tmp_path):
-    argv = ["precision", "--size", "tiny", "--bundles", EAANET, "--out", str(tmp_path), "--repeats", "1",
-            "--no-compile", "--in-process"]
+    argv = [
+        "precision",
+        "--size",
+        "tiny",
+        "--bundles",
+        EAANET,
+        "--out",
+        str(tmp_path),
+        "--repeats",
+        "1",
+        "--no-compile",
+        "--in-process",
+    ]
     assert main(argv) == 0
     report = json.loads((tmp_path / "precision_tiny.json").read_text())
     (entry,) = report["networks"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.contract import CHECKS, BundleContract, bundle_dirs
-from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE

@@ -7,9 +7,9 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import bundle_parser
 
 from common.networks.chnet import CHNet
-from conftest import bundle_parser
 
 parser = partial(bundle_parser, "chnet_polyp_segmentation")
 

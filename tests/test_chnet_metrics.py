@@ -112,4 +112,3 @@ def test_volume_is_scored_slice_by_slice():
     metric = SMeasure()
     metric(torch.as_tensor(pred, dtype=torch.float32)[None, None], torch.as_tensor(np.stack([gt, gt], -1))[None, None])
     assert metric.aggregate().item() == pytest.approx(0.5, abs=1e-6)
-

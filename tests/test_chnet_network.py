@@ -78,7 +78,10 @@ def test_state_dict_keys_unchanged():
     assert decoder_keys == [
         *(f"decoder.reductions.{i}.conv.{p}" for i in range(4) for p in ("weight", "bias")),
         "decoder.head.0.conv.weight",
-        *(f"decoder.head.0.adn.N.{b}" for b in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")),
+        *(
+            f"decoder.head.0.adn.N.{b}"
+            for b in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        ),
         "decoder.head.1.conv.weight",
         "decoder.head.1.conv.bias",
     ]

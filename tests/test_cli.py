@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_BUNDLE
 from PIL import Image
 
 from common import cli
 from common.bundle.contract import bundle_dirs
-from conftest import REFERENCE_BUNDLE
 
 
 def test_list_names_every_bundle(capsys) -> None:
@@ -65,7 +65,7 @@ def _panels(png: Path, row: int = 0) -> list:
     with Image.open(png) as image:
         pixels = np.asarray(image.convert("RGB")).astype(int)
     top = 40 + row * (PANEL + 20) + 20
-    return [pixels[top:top + PANEL, c * PANEL:(c + 1) * PANEL] for c in range(3)]
+    return [pixels[top : top + PANEL, c * PANEL : (c + 1) * PANEL] for c in range(3)]
 
 
 def test_demo_trains_evaluates_infers_and_draws(tmp_path: Path, capsys) -> None:

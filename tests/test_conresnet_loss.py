@@ -33,7 +33,11 @@ def test_residual_label_eq1_follows_axis():
     # the same mask laid along the sagittal axis: its one axial slice is a first slice, kept as it is
     assert loss.residual_label(line([0, 1, 1, 0, 1], axis=0), 1).flatten().tolist() == [0, 1, 1, 0, 1]
     assert ConResNetLoss(residual_axis=0).residual_label(line([0, 1, 1, 0, 1], axis=0), 1).flatten().tolist() == [
-        0, 1, 0, 1, 1
+        0,
+        1,
+        0,
+        1,
+        1,
     ]
 
 
@@ -43,7 +47,10 @@ def test_weighted_residual_bce_eq8():
     label = line([0, 1, 0, 1])
     w = math.log(4 / 2)
     expected = (
-        -math.log(1 - sigmoid(1.0)) + w * -math.log(sigmoid(-2.0)) + -math.log(1 - sigmoid(0.0)) + w * -math.log(sigmoid(3.0))
+        -math.log(1 - sigmoid(1.0))
+        + w * -math.log(sigmoid(-2.0))
+        + -math.log(1 - sigmoid(0.0))
+        + w * -math.log(sigmoid(3.0))
     ) / 4
     assert WeightedResidualBCELoss()(logits, label).item() == pytest.approx(expected, rel=1e-6)
 

@@ -9,12 +9,12 @@ from benchmarks.conresnet import (
     _markdown,
     _worker,
     allocator_ab,
-    whole_volume,
     forward_ab,
     main,
     profile_forward,
     reference_forward,
     reference_inter_slice_residual,
+    whole_volume,
     window_counts,
 )
 from common.networks.conresnet import ConResNet, inter_slice_residual

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.contract import CHECKS, BundleContract, ContractError
-from conftest import REFERENCE_BUNDLE
 
 
 def _edit(path: Path, change: Callable[[dict], None]) -> None:
@@ -37,40 +37,62 @@ def _break_resume(c: dict) -> None:
 
 def _tuple_network(c: dict) -> None:
     # a network that returns (logits, None) in eval mode cannot be traced to one output
-    c["network_def"] = {"_target_": "SegResNetVAE", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
-                        "input_image_size": [32, 32, 32], "init_filters": 8, "blocks_down": [1, 1, 1, 1],
-                        "blocks_up": [1, 1, 1]}
+    c["network_def"] = {
+        "_target_": "SegResNetVAE",
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 2,
+        "input_image_size": [32, 32, 32],
+        "init_filters": 8,
+        "blocks_down": [1, 1, 1, 1],
+        "blocks_up": [1, 1, 1],
+    }
 
 
 BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "no LICENSE": ("files", lambda b: (b / "LICENSE").unlink(), "LICENSE"),
     "metadata without network_data_format": (
-        "metadata", lambda b: _edit(b / "configs/metadata.json", lambda c: c.pop("network_data_format")),
-        "network_data_format"),
+        "metadata",
+        lambda b: _edit(b / "configs/metadata.json", lambda c: c.pop("network_data_format")),
+        "network_data_format",
+    ),
     "misspelt _target_": (
-        "configs", lambda b: _edit(b / "configs/train.json", lambda c: c["network_def"].update(_target_="BasicUNett")),
-        "BasicUNett"),
+        "configs",
+        lambda b: _edit(b / "configs/train.json", lambda c: c["network_def"].update(_target_="BasicUNett")),
+        "BasicUNett",
+    ),
     "dangling @reference": (
-        "configs", lambda b: _edit(b / "configs/evaluate.json", lambda c: c.update({"validate#inferer": "@nothing"})),
-        "@nothing"),
+        "configs",
+        lambda b: _edit(b / "configs/evaluate.json", lambda c: c.update({"validate#inferer": "@nothing"})),
+        "@nothing",
+    ),
     "output channels differ from metadata": (
         "network",
-        lambda b: _edit(b / "configs/metadata.json",
-                        lambda c: c["network_data_format"]["outputs"]["pred"].update(num_channels=3)),
-        "verify_net_in_out"),
+        lambda b: _edit(
+            b / "configs/metadata.json", lambda c: c["network_data_format"]["outputs"]["pred"].update(num_channels=3)
+        ),
+        "verify_net_in_out",
+    ),
     "no model.pt saver": (
-        "train", lambda b: _edit(b / "configs/train.json",
-                                 lambda c: _drop_handler(c["validate"]["handlers"], "CheckpointSaver")),
-        "model.pt"),
+        "train",
+        lambda b: _edit(
+            b / "configs/train.json", lambda c: _drop_handler(c["validate"]["handlers"], "CheckpointSaver")
+        ),
+        "model.pt",
+    ),
     "resume_from ignored": ("resume", lambda b: _edit(b / "configs/train.json", _break_resume), "ran iterations"),
     "no MetricsSaver": (
-        "evaluate", lambda b: _edit(b / "configs/evaluate.json",
-                                    lambda c: _drop_handler(c["validate#handlers"], "MetricsSaver")),
-        "metrics.csv"),
+        "evaluate",
+        lambda b: _edit(b / "configs/evaluate.json", lambda c: _drop_handler(c["validate#handlers"], "MetricsSaver")),
+        "metrics.csv",
+    ),
     "predictions not inverted": (
-        "inference", lambda b: _edit(b / "configs/inference.json",
-                                     lambda c: _drop_handler(c["postprocessing"]["transforms"], "Invertd")),
-        "does not overlay"),
+        "inference",
+        lambda b: _edit(
+            b / "configs/inference.json", lambda c: _drop_handler(c["postprocessing"]["transforms"], "Invertd")
+        ),
+        "does not overlay",
+    ),
     "tuple output in eval": ("export", lambda b: _edit(b / "configs/train.json", _tuple_network), "export failed"),
 }
 
@@ -97,7 +119,8 @@ def test_broken_bundle_fails_its_check(case: str, tmp_path: Path, sample_root: P
         import torch
 
         net = contract.parser("train.json", "sample_data.json", bundle_root=str(bundle)).get_parsed_content(
-            "network_def")
+            "network_def"
+        )
         torch.save(net.state_dict(), tmp_path / "work" / "models" / "model.pt")
     with pytest.raises(ContractError, match=re.escape(words)):
         CHECKS[check][1](contract)
@@ -117,7 +140,9 @@ def test_input_shape_reads_metadata_sizes(spatial_shape, expected, tmp_path) -> 
     from common.bundle.contract import input_shape
 
     meta = tmp_path / "metadata.json"
-    meta.write_text(json.dumps({"network_data_format": {"inputs": {"image": {"num_channels": 2, "spatial_shape": spatial_shape}}}}))
+    meta.write_text(
+        json.dumps({"network_data_format": {"inputs": {"image": {"num_channels": 2, "spatial_shape": spatial_shape}}}})
+    )
     assert input_shape(meta) == expected
 
 
@@ -125,6 +150,10 @@ def test_input_shape_refuses_an_expression_it_cannot_read(tmp_path) -> None:
     from common.bundle.contract import input_shape
 
     meta = tmp_path / "metadata.json"
-    meta.write_text(json.dumps({"network_data_format": {"inputs": {"image": {"num_channels": 1, "spatial_shape": ["__import__('os')"]}}}}))
+    meta.write_text(
+        json.dumps(
+            {"network_data_format": {"inputs": {"image": {"num_channels": 1, "spatial_shape": ["__import__('os')"]}}}}
+        )
+    )
     with pytest.raises(ContractError, match=r"metadata.json: spatial_shape entry .*__import__"):
         input_shape(meta)

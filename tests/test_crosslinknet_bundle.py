@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import bundle_parser
 
 from common.bundle.contract import REPO_ROOT
 from common.data import make_sample_data
-from conftest import bundle_parser
-
 
 BUNDLE = REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -25,8 +24,12 @@ def run(names, **override):
     from monai.bundle import ConfigWorkflow
 
     workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / n) for n in names], meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"), workflow_type=None, bundle_root=str(BUNDLE), **override,
+        config_file=[str(CONFIGS / n) for n in names],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=None,
+        bundle_root=str(BUNDLE),
+        **override,
     )
     workflow.initialize()
     workflow.run()
@@ -88,8 +91,11 @@ def test_kits19_trains_on_slices_and_infers_volumes_in_input_geometry(ct_dir, tm
     run(["train.json", "kits19.json"], max_epochs=1, val_interval=2, **common, **{"train#trainer#epoch_length": 2})
     image = sorted((ct_dir / "imagesTs").glob("*.nii.gz"))[0]
     run(
-        ["inference.json", "kits19.json"], **common, output_dir=str(tmp_path / "pred"),
-        datalist=[{"image": str(image)}], **{"handlers#0#load_path": str(tmp_path / "models" / "checkpoint_final.pt")},
+        ["inference.json", "kits19.json"],
+        **common,
+        output_dir=str(tmp_path / "pred"),
+        datalist=[{"image": str(image)}],
+        **{"handlers#0#load_path": str(tmp_path / "models" / "checkpoint_final.pt")},
     )
     stem = image.name.split(".")[0]
     src, pred = nib.load(str(image)), nib.load(str(tmp_path / "pred" / stem / f"{stem}_seg.nii.gz"))

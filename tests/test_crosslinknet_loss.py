@@ -9,7 +9,6 @@ from common.losses.crosslinknet import AttentionCorrelationLoss, CrosslinkNetLos
 from common.networks.crosslinknet import CrosslinkNet
 
 
-
 def as_map(values):
     return torch.tensor(values, dtype=torch.float32).reshape(1, 1, 2, 2)
 

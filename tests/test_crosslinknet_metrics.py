@@ -9,7 +9,6 @@ from monai.data import MetaTensor
 from common.metrics.crosslinknet import HausdorffDistanceMMMetric, SegmentationRateMetric, segmentation_rates
 
 
-
 def masks():
     # reference: 4x4 square (R = 16); prediction: the square shifted right by 2 columns
     # O = 8 pixels outside the reference, U = 8 missed -> OR = 8 / 24, UR = 8 / 24

@@ -7,7 +7,6 @@ import torch
 
 from common.networks.crosslinknet import CROSSLINK_VARIANTS, CrosslinkNet
 
-
 TINY = {"features": (4, 8, 16, 32, 64), "decoder_features": (2, 4, 8, 16, 32)}
 
 
@@ -85,7 +84,11 @@ def test_table_i_channels():
         assert vb.fusion[0].in_channels == 3 * c_out
     assert net.bottleneck[0].in_channels == 1024 and net.bottleneck[0].out_channels == 512
     assert [(b.conv1[0].in_channels, b.conv1[0].out_channels) for b in net.decoder] == [
-        (1536, 256), (768, 128), (384, 64), (192, 32), (96, 16)
+        (1536, 256),
+        (768, 128),
+        (384, 64),
+        (192, 32),
+        (96, 16),
     ]
     assert net.head.in_channels == 16
     assert net.attention[0][0].in_channels == 128 and net.attention[0][0].out_channels == 64

@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import bundle_parser
 from monai.data import partition_dataset_classes
 from PIL import Image
 
@@ -15,7 +16,6 @@ from common.data.datalist_checks import load_datalist
 from common.data.datalists import DATASETS, DatalistError, write_datalist
 from common.data.datalists.decathlon import MSD_TASK01_MAPPING
 from common.data.datalists.splits import assign_folds
-from conftest import bundle_parser
 
 SHAPE = (6, 5, 4)
 
@@ -41,6 +41,7 @@ def stems(items: list[dict]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ BraTS
+
 
 def brats_case(folder: Path, name: str, seg: bool = True, ext: str = ".nii.gz", skip: str = "") -> None:
     for value, mod in enumerate(("flair", "t1", "t1ce", "t2")):
@@ -122,6 +123,7 @@ def test_brats2020_nii_and_misnamed_segmentation(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ Decathlon
+
 
 def msd(root: Path, n: int, channels: int, labels: list[int], modality: dict | None = None, test: int = 1) -> Path:
     shape = SHAPE + ((channels,) if channels > 1 else ())
@@ -210,6 +212,7 @@ def test_msd_task07_four_folds_merge_tumour(tmp_path):
 
 # ------------------------------------------------------------------------------------------ Pancreas-CT
 
+
 def pancreas(root: Path, patients: list[int], slices: int = 4, labels: list[int] | None = None) -> Path:
     for n in patients:
         study = root / "Pancreas-CT" / f"PANCREAS_{n:04d}" / "11-24-2015-PANCREAS0001-Pancreas-18957"
@@ -247,6 +250,7 @@ def test_pancreas_ct_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ COVID, KiTS
+
 
 def test_covid19_20_validation_volumes_to_test(tmp_path):
     root = tmp_path / "COVID-19-20_v2"
@@ -322,6 +326,7 @@ def test_covid19_i_slices_lung_window_merged_classes(tmp_path):
     assert len(d["training"]) + len(d["validation"]) == 6 and len(d["test"]) == 2
     assert d["labels"]["255"].startswith("infection")
     by_name = {Path(i["image"]).name: i for i in d["training"] + d["validation"]}
+
     def read(key: str, name: str) -> np.ndarray:
         return np.asarray(Image.open(out.parent / by_name[name][key]))
 
@@ -341,8 +346,10 @@ def test_covid19_ct_seg_volumes_pair_org_names_for_chnet(tmp_path):
     d = load(write_datalist("covid19_ct_seg", root, root / "dataset.json"))
     assert (len(d["training"]), len(d["validation"])) == (2, 1)  # 30% of 3 volumes
     assert {Path(i["image"]).name: Path(i["label"]).name for i in d["training"] + d["validation"]} == {
-        "coronacases_org_001.nii.gz": "coronacases_001.nii.gz", "coronacases_org_002.nii.gz": "coronacases_002.nii.gz",
-        "radiopaedia_4_85506_1.nii.gz": "radiopaedia_4_85506_1.nii.gz"}
+        "coronacases_org_001.nii.gz": "coronacases_001.nii.gz",
+        "coronacases_org_002.nii.gz": "coronacases_002.nii.gz",
+        "radiopaedia_4_85506_1.nii.gz": "radiopaedia_4_85506_1.nii.gz",
+    }
     parser = bundle_parser("chnet_polyp_segmentation", "train.json", "covid19_ct.json", dataset_dir=str(root))
     item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
     out = parser.get_parsed_content("validate#preprocessing")(item)
@@ -366,12 +373,13 @@ def test_covid19_ii_volumes_three_folds_and_bundle_override(tmp_path):
     assert d["folds"]["count"] == 3 and (len(d["training"]), len(d["validation"])) == (4, 2)
     assert d["labels"] == {"0": "background", "1": "ground-glass opacity", "2": "consolidation"}
     assert d["training"][0]["image"].startswith("images/patient")
-    parser = bundle_parser("crosslinknet_covid_ct_segmentation", "train.json", "covid19_multiclass.json",
-                           dataset_dir=str(root))
+    parser = bundle_parser(
+        "crosslinknet_covid_ct_segmentation", "train.json", "covid19_multiclass.json", dataset_dir=str(root)
+    )
     item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
     out = parser.get_parsed_content("validate#preprocessing")(item)
     assert tuple(out["label"].shape) == (1, *SHAPE) and sorted(out["label"].unique().tolist()) == [0, 1, 2]
-    hu = -1250.0 + 250.0 * (int(Path(item["image"]).name[len("patient"):].split(".")[0]) % 2)
+    hu = -1250.0 + 250.0 * (int(Path(item["image"]).name[len("patient") :].split(".")[0]) % 2)
     assert float(out["image"].max()) == pytest.approx((hu + 1250) / 1500)  # lung window W 1500 / L -500 to [0, 1]
 
     nifti(root / "labels" / "patient7.nii.gz", np.zeros(SHAPE, np.uint8))
@@ -388,8 +396,17 @@ def test_covid19_ii_volumes_three_folds_and_bundle_override(tmp_path):
 
 # ------------------------------------------------------------------------------------------ 2D pairs
 
-def pairs(folder: Path, names: list[str], size=(8, 6), mask_size=None, image_ext=".png", mask_ext=".png",
-          image_dir="images", mask_dir="masks") -> None:
+
+def pairs(
+    folder: Path,
+    names: list[str],
+    size=(8, 6),
+    mask_size=None,
+    image_ext=".png",
+    mask_ext=".png",
+    image_dir="images",
+    mask_dir="masks",
+) -> None:
     for n in names:
         png(folder / image_dir / f"{n}{image_ext}", np.full((size[1], size[0], 3), 100))
         png(folder / mask_dir / f"{n}{mask_ext}", np.zeros(((mask_size or size)[1], (mask_size or size)[0])))
@@ -416,8 +433,14 @@ def test_pranet_split_and_test_sets(tmp_path):
 def test_kvasir_and_clinicdb_downloads(tmp_path):
     root = tmp_path / "polyps"
     pairs(root / "Kvasir-SEG", [f"kv{i}" for i in range(6)], image_ext=".jpg", mask_ext=".jpg")
-    pairs(root / "CVC-ClinicDB", [f"{i}" for i in range(4)], image_ext=".tif", mask_ext=".tif",
-          image_dir="Original", mask_dir="Ground Truth")
+    pairs(
+        root / "CVC-ClinicDB",
+        [f"{i}" for i in range(4)],
+        image_ext=".tif",
+        mask_ext=".tif",
+        image_dir="Original",
+        mask_dir="Ground Truth",
+    )
     d = load(write_datalist("kvasir_clinicdb", root, tmp_path / "d.json", seed=2))
     assert (len(d["training"]), len(d["validation"])) == (2, 8)  # at most n - 1 held out a dataset
     assert {Path(i["image"]).suffix for i in d["training"] + d["validation"]} == {".jpg", ".tif"}
@@ -460,8 +483,9 @@ def test_busi_merged_masks_and_stratified_folds(tmp_path):
     assert (len(d["training"]), len(d["validation"])) == (9, 3) and "folds" not in d  # --validation: no folds
     everything = write_datalist("busi", root, tmp_path / "all" / "dataset.json", validation=0)
     assert (len(load(everything)["training"]), load(everything)["validation"]) == (16, [])
-    parser = bundle_parser("chnet_polyp_segmentation", "train.json", "busi_ultrasound.json",
-                           dataset_dir=str(everything.parent), fold=1)  # the override's own 4 folds of 'training'
+    parser = bundle_parser(
+        "chnet_polyp_segmentation", "train.json", "busi_ultrasound.json", dataset_dir=str(everything.parent), fold=1
+    )  # the override's own 4 folds of 'training'
     sizes = [len(parser.get_parsed_content(key)) for key in ("training_data", "validation_data")]
     assert sizes == [12, 4]
     (root / "malignant" / "malignant (3)_mask.png").unlink()
@@ -494,10 +518,14 @@ def test_cosmos55k_release_layouts_side_by_side_and_record_files(tmp_path):
             png(root / split / f"{n}.png", np.full((6, 8, 3), 100))
             png(root / split / f"{n}_mask.png", np.zeros((6, 8)))
     d = load(write_datalist("cosmos55k", root, root / "dataset.json"))
-    assert d["training"] == [{"image": "train/liver_1.png", "label": "train/liver_1_mask.png"},
-                             {"image": "train/polyp_2.png", "label": "train/polyp_2_mask.png"}]
-    assert (stems(d["validation"]), d["test"]) == (["skin_3.png"], [{"image": "test/cxr_4.png",
-                                                                      "label": "test/cxr_4_mask.png"}])
+    assert d["training"] == [
+        {"image": "train/liver_1.png", "label": "train/liver_1_mask.png"},
+        {"image": "train/polyp_2.png", "label": "train/polyp_2_mask.png"},
+    ]
+    assert (stems(d["validation"]), d["test"]) == (
+        ["skin_3.png"],
+        [{"image": "test/cxr_4.png", "label": "test/cxr_4_mask.png"}],
+    )
     (root / "train.lst").write_text("train/polyp_2.png\n\n")
     (root / "val.txt").write_text(f"{root / 'val' / 'skin_3.png'}\n")
     d = load(write_datalist("cosmos55k", root, tmp_path / "lists" / "dataset.json"))
@@ -530,6 +558,7 @@ def test_png_pairs_group_by_keeps_subjects_in_one_fold(tmp_path):
 
 # ------------------------------------------------------------------------------------------ York cardiac MRI
 
+
 def square(x0: float, x1: float, y0: float, y1: float, per_side: int = 8) -> np.ndarray:
     """32 landmarks (x, y) along a rectangle's edges, 1-based as in the release."""
     corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
@@ -561,8 +590,13 @@ def test_york_cardiac_contours_to_masks_subjects_in_one_fold(tmp_path):
     out = write_datalist("york_cardiac", root, tmp_path / "cardiac" / "dataset.json")
     d = load(out)
     items = d["training"] + d["validation"]
-    assert sorted(stems(items)) == ["pat1_z01_t01.png", "pat2_z01_t01.png", "pat2_z02_t02.png",
-                                    "pat3_z01_t01.png", "pat4_z01_t01.png"]
+    assert sorted(stems(items)) == [
+        "pat1_z01_t01.png",
+        "pat2_z01_t01.png",
+        "pat2_z02_t02.png",
+        "pat3_z01_t01.png",
+        "pat4_z01_t01.png",
+    ]
     assert d["notes"] == ["11 slice(s) without manual segmentation left out"]
     assert d["labels"]["1"].startswith("left-ventricle cavity") and d["labels"]["2"].startswith("myocardium")
     pat2 = {i["fold"] for i in items if "pat2_" in i["image"]}
@@ -573,8 +607,9 @@ def test_york_cardiac_contours_to_masks_subjects_in_one_fold(tmp_path):
     assert (mask[1:8, 1:9] > 0).all() and int((mask == 2).sum()) == 8 * 7 - 16  # epicardium x 2..9, y 2..8
     image = np.asarray(Image.open(out.parent / items[0]["image"]))
     assert image.dtype == np.uint8 and image[0, 0] == 0 and image.max() == 255
-    parser = bundle_parser("crosslinknet_covid_ct_segmentation", "train.json", "cardiac_mr.json",
-                           dataset_dir=str(out.parent))
+    parser = bundle_parser(
+        "crosslinknet_covid_ct_segmentation", "train.json", "cardiac_mr.json", dataset_dir=str(out.parent)
+    )
     item = load_datalist(parser.get_parsed_content("datalist"), "validation")[0]
     loaded = parser.get_parsed_content("validate#preprocessing")(item)
     assert sorted(loaded["label"].unique().tolist()) == [0, 1, 2]  # cardiac_mr.json keeps the three classes
@@ -609,6 +644,7 @@ def test_york_cardiac_errors_name_the_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ general
+
 
 def test_paths_load_with_monai_inside_and_outside(tmp_path):
     from monai.data import load_decathlon_datalist

@@ -24,9 +24,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 from common.bundle.contract import BundleContract, bundle_dirs
-from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -39,7 +39,6 @@ PROBE = {
         " os.environ['DDP_PROBE_DIR'] + '/rank' + os.environ['RANK'] + '.pt')"
     ]
 }
-
 
 
 def _files(path) -> list[str]:

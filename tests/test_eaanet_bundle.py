@@ -8,10 +8,10 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import bundle_parser
 
 from common.data import make_sample_data
 from common.metrics.eaanet import VolumeSimilarity
-from conftest import bundle_parser
 
 parser = partial(bundle_parser, "eaanet_brats_mri_segmentation")
 

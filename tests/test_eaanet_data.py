@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from monai.data import MetaTensor
 from monai.transforms import BorderPadd, Compose, RandCropByPosNegLabeld
 
@@ -22,7 +21,11 @@ def sampler(num_samples: int, pos: float = 1.0, neg: float = 1.0) -> Compose:
         [
             BorderPadd(keys=["image", "label"], spatial_border=[0, 0, 1], mode="replicate"),
             RandCropByPosNegLabeld(
-                keys=["image", "label"], label_key="label", spatial_size=[-1, -1, 3], pos=pos, neg=neg,
+                keys=["image", "label"],
+                label_key="label",
+                spatial_size=[-1, -1, 3],
+                pos=pos,
+                neg=neg,
                 num_samples=num_samples,
             ),
             AdjacentSlicesd(keys="image", label_keys="label"),

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 from ignite.engine import Engine
 from monai.engines import SupervisedEvaluator
 
@@ -23,7 +24,6 @@ from common.workflows.inference import (
     FailureTolerantDataset,
     InferenceFailures,
 )
-from conftest import REFERENCE_BUNDLE
 
 
 def test_missing_checkpoint_names_the_path_and_the_fix(tmp_path):
@@ -72,8 +72,9 @@ def test_huge_voxel_case_is_listed_in_the_inference_summary(tmp_path, sample_roo
     bad = tmp_path / "huge.nii.gz"
     nib.save(nib.Nifti1Image(huge, image.affine), str(bad))
     with pytest.raises(Exception):
-        contract.workflow("inference.json", "sample_data.json", **overrides,
-                          datalist=[{"image": good}, {"image": str(bad)}])
+        contract.workflow(
+            "inference.json", "sample_data.json", **overrides, datalist=[{"image": good}, {"image": str(bad)}]
+        )
     summary = json.loads((Path(overrides["output_dir"]) / "inference_summary.json").read_text())
     assert summary["cases"] == 2 and summary["succeeded"] == 1
     assert summary["failed"][0]["case"] == str(bad) and "3e+38" in summary["failed"][0]["error"]
@@ -96,8 +97,9 @@ def test_pin_supervised_evaluator_default_iteration_is_its_iteration_method():
     """InferenceFailures.iteration calls ``engine._iteration``: MONAI's default iteration, which it runs
     when no ``iteration_update`` is given (no public name; this pins it)."""
     net = torch.nn.Identity()
-    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=[{"image": torch.ones(1, 1)}],
-                                    network=net)
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=[{"image": torch.ones(1, 1)}], network=net
+    )
     assert evaluator._process_function == evaluator._iteration
     output = evaluator._iteration(evaluator, {"image": torch.ones(1, 1), "label": torch.zeros(1, 1)})
     assert torch.equal(output[0]["pred"], torch.ones(1))  # decollated: one dict an item
@@ -122,8 +124,9 @@ def test_16_bit_png_is_read_at_full_depth_and_scaled_as_the_8_bit_image(tmp_path
     from PIL import Image
 
     contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
-    preprocessing = contract.parser("inference.json", "sample_data.json",
-                                    **contract.overrides()).get_parsed_content("preprocessing")
+    preprocessing = contract.parser("inference.json", "sample_data.json", **contract.overrides()).get_parsed_content(
+        "preprocessing"
+    )
     eight = np.random.default_rng(15).integers(0, 256, (48, 40)).astype(np.uint8)
     Image.fromarray(eight).save(tmp_path / "eight.png")
     Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")  # 255 -> 65535
@@ -138,7 +141,8 @@ def test_crosslinknet_mask_values_outside_its_classes_are_named(tmp_path, sample
 
     contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
     checks = contract.parser("train.json", "sample_data.json", **contract.overrides()).get_parsed_content(
-        "validate#preprocessing")
+        "validate#preprocessing"
+    )
     mask = np.zeros((32, 32), np.uint8)
     mask[:4], mask[4:8] = 7, 128
     Image.fromarray(mask).save(tmp_path / "mask.png")

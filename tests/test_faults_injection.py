@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.contract import REPO_ROOT, BundleContract
-from conftest import REFERENCE_BUNDLE
 
 CROSSLINKNET = REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation"
 TRAIN = {"batch_size": 1, "max_epochs": 2, "val_interval": 1, "checkpoint_interval": 1}
@@ -83,11 +83,20 @@ def _run(contract: BundleContract, config: str, output: str, run: dict, hold: di
     """Runs the driver; with ``hold``, waits until it stops at the moment and SIGKILLs it."""
     marker = tmp_path / "held"
     marker.unlink(missing_ok=True)
-    args = {"bundle": str(contract.bundle_dir), "work": str(contract.work_dir), "samples": str(contract.sample_root),
-            "config": config, "output": output, "run": run, "hold": hold, "marker": str(marker)}
+    args = {
+        "bundle": str(contract.bundle_dir),
+        "work": str(contract.work_dir),
+        "samples": str(contract.sample_root),
+        "config": config,
+        "output": output,
+        "run": run,
+        "hold": hold,
+        "marker": str(marker),
+    }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(args)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         if hold is None:
             _, err = child.communicate(timeout=600)
@@ -158,8 +167,10 @@ def test_inference_killed_inside_a_write_then_rerun_writes_every_prediction(tmp_
         (contract.work_dir / "models").mkdir(parents=True)
         torch.save(weights, contract.work_dir / "models" / "model.pt")
     _run(full, "inference.json", "predictions", {}, None, tmp_path)
-    want = {p.relative_to(full.work_dir / "predictions"): p.read_bytes()
-            for p in (full.work_dir / "predictions").rglob("*_seg.png")}
+    want = {
+        p.relative_to(full.work_dir / "predictions"): p.read_bytes()
+        for p in (full.work_dir / "predictions").rglob("*_seg.png")
+    }
     assert len(want) >= 2
 
     _run(crashed, "inference.json", "predictions", {}, {"write": 2}, tmp_path)

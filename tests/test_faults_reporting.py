@@ -10,9 +10,9 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import REFERENCE_BUNDLE
 
 from common.workflows.errors import DEBUG_VARIABLE, LOG_NAME, UserError, report_errors
-from conftest import REFERENCE_BUNDLE
 
 
 class _Mine(UserError, ValueError):
@@ -39,8 +39,10 @@ def hook(monkeypatch):
 def test_our_error_in_the_chain_is_printed_alone_and_the_traceback_logged(hook, tmp_path, capsys):
     hook(log_dir=tmp_path)(*_raised(_Mine("key x in file.json is 3; set it to 2")))
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"full traceback in {tmp_path / LOG_NAME} (or run with MEDSEG_DEBUG=1 to print it)",
-                   "_Mine: key x in file.json is 3; set it to 2"]
+    assert err == [
+        f"full traceback in {tmp_path / LOG_NAME} (or run with MEDSEG_DEBUG=1 to print it)",
+        "_Mine: key x in file.json is 3; set it to 2",
+    ]
     log = (tmp_path / LOG_NAME).read_text()
     assert "RuntimeError: Failed to instantiate component 'x'" in log and "_Mine: key x" in log
 
@@ -61,10 +63,28 @@ def test_bundle_run_with_a_missing_checkpoint_ends_with_our_message(tmp_path):
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if k != DEBUG_VARIABLE}
     run = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(REFERENCE_BUNDLE / "configs" / "inference.json"),
-         "--bundle_root", str(REFERENCE_BUNDLE), "--dataset_dir", str(tmp_path / "data"), "--ckpt_dir",
-         str(tmp_path / "models"), "--output_dir", str(out), "--num_workers", "0"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(REFERENCE_BUNDLE / "configs" / "inference.json"),
+            "--bundle_root",
+            str(REFERENCE_BUNDLE),
+            "--dataset_dir",
+            str(tmp_path / "data"),
+            "--ckpt_dir",
+            str(tmp_path / "models"),
+            "--output_dir",
+            str(out),
+            "--num_workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert run.returncode == 1
     err = run.stderr.splitlines()

@@ -47,8 +47,9 @@ class _Scripted(Metric):
 
 def _validator(tmp_path: Path, net: torch.nn.Module, values) -> tuple[SupervisedEvaluator, AtomicCheckpointSaver]:
     data = [{"image": torch.zeros(1, 2), "label": torch.zeros(1, 2)}]
-    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=data, network=net,
-                                    key_val_metric={"dice": _Scripted(values)})
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=data, network=net, key_val_metric={"dice": _Scripted(values)}
+    )
     saver = AtomicCheckpointSaver(tmp_path, {"model": net}, save_key_metric=True, key_metric_filename="model.pt")
     saver.attach(evaluator)
     return evaluator, saver
@@ -108,15 +109,18 @@ def test_no_leftovers_and_n_saved_holds_across_resumes(tmp_path):
     net = torch.nn.Linear(2, 2)
     engine = Engine(lambda e, b: None)
     engine.add_event_handler(Events.STARTED, lambda e: setattr(e.state, "iteration", 2))  # as CheckpointLoader does
-    AtomicCheckpointSaver(tmp_path, {"model": net}, file_prefix="checkpoint", epoch_level=False, save_interval=1,
-                          n_saved=2).attach(engine)
+    AtomicCheckpointSaver(
+        tmp_path, {"model": net}, file_prefix="checkpoint", epoch_level=False, save_interval=1, n_saved=2
+    ).attach(engine)
     engine.run([0, 1], max_epochs=2)
     names = sorted(p.name for p in tmp_path.glob("checkpoint_*.pt"))
     assert names == ["checkpoint_model_iteration=3.pt", "checkpoint_model_iteration=4.pt"]
 
 
-HOLDER = "import sys, time; from common.workflows.training import claim_ckpt_dir; claim_ckpt_dir(sys.argv[1]);" \
-         " print('held', flush=True); time.sleep(600)"
+HOLDER = (
+    "import sys, time; from common.workflows.training import claim_ckpt_dir; claim_ckpt_dir(sys.argv[1]);"
+    " print('held', flush=True); time.sleep(600)"
+)
 
 
 def test_second_training_in_one_ckpt_dir_stops_and_a_stale_lock_is_taken_over(tmp_path):
@@ -158,19 +162,23 @@ def test_huge_image_size_is_refused_before_any_work_with_the_estimated_memory(tm
     assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()  # nothing started
 
 
-@pytest.mark.parametrize("bundle, key, size, channels", [
-    ("chnet_polyp_segmentation", "image_size", [16384, 16384], 3),
-    ("conresnet_brats_mri_segmentation", "patch_size", [4096, 4096, 4096], 4),
-    ("ife_dichotomous_segmentation", "image_size", [16384, 16384], 3),
-])
+@pytest.mark.parametrize(
+    "bundle, key, size, channels",
+    [
+        ("chnet_polyp_segmentation", "image_size", [16384, 16384], 3),
+        ("conresnet_brats_mri_segmentation", "patch_size", [4096, 4096, 4096], 4),
+        ("ife_dichotomous_segmentation", "image_size", [16384, 16384], 3),
+    ],
+)
 def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channels, tmp_path, monkeypatch):
     from conftest import bundle_parser
 
     from common.workflows.training import StepTooLargeError
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # initialize installs report_errors
-    parser = bundle_parser(bundle, "train.json", **{key: size, "ckpt_dir": str(tmp_path / "models"),
-                                                    "output_dir": str(tmp_path / "eval")})
+    parser = bundle_parser(
+        bundle, "train.json", **{key: size, "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    )
     with pytest.raises(Exception) as error:
         parser.get_parsed_content("initialize")
     cause = error.value
@@ -183,12 +191,15 @@ def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channe
     assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()
 
 
-@pytest.mark.parametrize("bundle, key, size", [
-    ("chnet_polyp_segmentation", "image_size", [16384, 16384]),
-    ("conresnet_brats_mri_segmentation", "patch_size", [4096, 4096, 4096]),
-    ("crosslinknet_covid_ct_segmentation", "image_size", [16384, 16384]),
-    ("ife_dichotomous_segmentation", "image_size", [16384, 16384]),
-])
+@pytest.mark.parametrize(
+    "bundle, key, size",
+    [
+        ("chnet_polyp_segmentation", "image_size", [16384, 16384]),
+        ("conresnet_brats_mri_segmentation", "patch_size", [4096, 4096, 4096]),
+        ("crosslinknet_covid_ct_segmentation", "image_size", [16384, 16384]),
+        ("ife_dichotomous_segmentation", "image_size", [16384, 16384]),
+    ],
+)
 def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, monkeypatch):
     import socket
 
@@ -200,8 +211,13 @@ def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, m
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for name, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                        "MASTER_PORT": str(port)}.items():
+    for name, value in {
+        "LOCAL_RANK": "0",
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     parser = bundle_parser(bundle, "train.json", "multi_gpu_train.json", **{key: size})

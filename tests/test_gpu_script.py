@@ -7,16 +7,39 @@ import math
 
 from benchmarks import gpu
 
-TRAIN_FIELDS = {"batch_size", "input_shape", "iterations", "iterations_per_s", "peak_memory_mb", "losses",
-                "loss_finite", "wall_s"}
+TRAIN_FIELDS = {
+    "batch_size",
+    "input_shape",
+    "iterations",
+    "iterations_per_s",
+    "peak_memory_mb",
+    "losses",
+    "loss_finite",
+    "wall_s",
+}
 INFERENCE_FIELDS = {"seconds_per_case", "peak_memory_mb", "channels_last", "compile"}
 AGREEMENT_FIELDS = {"max_abs_diff", "max_abs_logit", "dice", "mean_dice", "voxel_agreement", "logits_shape"}
 
 
 def test_every_bundle_on_cpu_tiny(tmp_path):
     """Every bundle, every field; the slow CPU parts (bf16 training, torch.compile) in the next test."""
-    assert gpu.main(["--device", "cpu", "--tiny", "--out", str(tmp_path), "--iterations", str(gpu.WARMUP_ITERATIONS + 1),
-                     "--skip", "bf16", "compile"]) == 0
+    assert (
+        gpu.main(
+            [
+                "--device",
+                "cpu",
+                "--tiny",
+                "--out",
+                str(tmp_path),
+                "--iterations",
+                str(gpu.WARMUP_ITERATIONS + 1),
+                "--skip",
+                "bf16",
+                "compile",
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["failures"] == []
     assert {"device", "torch", "cuda", "cudnn", "monai"} <= set(report["environment"])
@@ -53,8 +76,27 @@ def test_every_bundle_on_cpu_tiny(tmp_path):
 def test_bf16_and_compile_on_cpu_tiny(tmp_path):
     """bf16 training through AutocastInferer and inference through ``compiled`` (dynamo, eager backend)."""
     bundle = "eaanet_brats_mri_segmentation"
-    assert gpu.main(["--device", "cpu", "--tiny", "--out", str(tmp_path), "--bundles", bundle, "--iterations", "2",
-                     "--compile-backend", "eager", "--skip", "amp_fp16", "channels_last"]) == 0
+    assert (
+        gpu.main(
+            [
+                "--device",
+                "cpu",
+                "--tiny",
+                "--out",
+                str(tmp_path),
+                "--bundles",
+                bundle,
+                "--iterations",
+                "2",
+                "--compile-backend",
+                "eager",
+                "--skip",
+                "amp_fp16",
+                "channels_last",
+            ]
+        )
+        == 0
+    )
     entry = json.loads((tmp_path / "gpu.json").read_text())["bundles"][bundle]
     assert entry["train"]["bf16"]["loss_finite"] and entry["train"]["bf16"]["iterations"] == 2
     assert entry["inference"]["compile"]["compile"] is True
@@ -63,13 +105,16 @@ def test_bf16_and_compile_on_cpu_tiny(tmp_path):
 
 def test_a_failing_measurement_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     """One measurement raising must not stop the others; the exit status says that one failed."""
+
     def broken(*args, **kwargs):
         raise RuntimeError("planted failure")
 
     monkeypatch.setattr(gpu, "train", broken)
     bundle = "crosslinknet_covid_ct_segmentation"
-    assert gpu.main(["--device", "cpu", "--tiny", "--out", str(tmp_path), "--bundles", bundle,
-                     "--skip", *gpu.SKIPPABLE]) == 1
+    assert (
+        gpu.main(["--device", "cpu", "--tiny", "--out", str(tmp_path), "--bundles", bundle, "--skip", *gpu.SKIPPABLE])
+        == 1
+    )
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["bundles"][bundle]["train"]["fp32"]["error"] == "RuntimeError: planted failure"
     assert "seconds_per_case" in report["bundles"][bundle]["inference"]["eager"]

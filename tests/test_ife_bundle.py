@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import bundle_parser
 from monai.bundle import ConfigWorkflow
 
 from common.bundle.contract import REPO_ROOT
-from conftest import bundle_parser
 
 BUNDLE = REPO_ROOT / "bundles" / "ife_dichotomous_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -59,14 +59,24 @@ def test_inference_on_a_volume_slice_by_slice(tmp_path: Path):
     affine[:3, 3] = [10.0, -5.0, 3.0]
     volume = np.random.default_rng(0).uniform(0, 255, size=(40, 36, 5)).astype(np.float32)
     nib.save(nib.Nifti1Image(volume, affine), str(data / "imagesTs" / "vol.nii.gz"))
-    overrides = {"dataset_dir": str(data), "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "out"),
-                 "num_workers": 0, "volumes": True, "image_size": [32, 32]}
+    overrides = {
+        "dataset_dir": str(data),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "out"),
+        "num_workers": 0,
+        "volumes": True,
+        "image_size": [32, 32],
+    }
     net = parser("inference.json", "sample_data.json", **overrides).get_parsed_content("network_def")
     (tmp_path / "models").mkdir()
     torch.save(net.state_dict(), tmp_path / "models" / "model.pt")
-    workflow = ConfigWorkflow(config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "sample_data.json")],
-                              meta_file=str(CONFIGS / "metadata.json"), workflow_type=None, bundle_root=str(BUNDLE),
-                              **overrides)
+    workflow = ConfigWorkflow(
+        config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "sample_data.json")],
+        meta_file=str(CONFIGS / "metadata.json"),
+        workflow_type=None,
+        bundle_root=str(BUNDLE),
+        **overrides,
+    )
     workflow.initialize()
     assert type(workflow.parser.get_parsed_content("inferer")).__name__ == "SliceInferer"
     workflow.run()

@@ -7,12 +7,12 @@ import torch
 
 from common.networks.ife import (
     IFE,
-    descending_order,
     _log2_count_sums,
     _log2_count_sums_by_sort,
     _pair_codes,
     curvature_kernel,
     curvature_score,
+    descending_order,
     entropy_score,
     mean_curvature,
 )

@@ -11,10 +11,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 
 from common import cli
 from common.bundle.contract import BundleContract
-from conftest import REFERENCE_BUNDLE
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,29 @@ def test_infer_gives_the_prediction_of_monai_bundle_run(trained, tmp_path: Path,
     ckpt_dir.mkdir()
     (ckpt_dir / "model.pt").write_bytes(weights.read_bytes())
     subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs / "inference.json"),
-         "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(REFERENCE_BUNDLE),
-         "--ckpt_dir", str(ckpt_dir), "--output_dir", str(tmp_path / "theirs"), "--num_workers", "0",
-         "--datalist", f"[{{'image': '{image}'}}]"],
-        check=True, capture_output=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str(configs / "inference.json"),
+            "--meta_file",
+            str(configs / "metadata.json"),
+            "--bundle_root",
+            str(REFERENCE_BUNDLE),
+            "--ckpt_dir",
+            str(ckpt_dir),
+            "--output_dir",
+            str(tmp_path / "theirs"),
+            "--num_workers",
+            "0",
+            "--datalist",
+            f"[{{'image': '{image}'}}]",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
     )
     stem = image.name.split(".")[0]
     theirs = tmp_path / "theirs" / stem / f"{stem}_seg.nii.gz"

@@ -25,7 +25,9 @@ def overlap_metrics(path: Path, ignore: bool | None = None) -> dict[str, object]
         for name, item in config.get(section, {}).items():
             if item.get("metric_fn", {}).get("_target_") in OVERLAP:
                 base = json.loads((path.parent / "train.json").read_text())  # keys such as include_background
-                parser = ConfigParser({**base, "ignore_empty_labels": config["ignore_empty_labels"], "m": item["metric_fn"]})
+                parser = ConfigParser(
+                    {**base, "ignore_empty_labels": config["ignore_empty_labels"], "m": item["metric_fn"]}
+                )
                 found[name] = parser.get_parsed_content("m")
     return found
 

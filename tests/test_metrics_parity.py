@@ -24,7 +24,7 @@ binary = pytest.importorskip("medpy.metric.binary")
 def _ball(shape, centre, radius):
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"))
     centre = np.asarray(centre, dtype=float).reshape((-1,) + (1,) * len(shape))
-    return (((grid - centre) ** 2).sum(0) <= radius**2)
+    return ((grid - centre) ** 2).sum(0) <= radius**2
 
 
 def _cases(ndim):
@@ -63,8 +63,14 @@ def test_far_false_positive_pooled_is_smaller_than_monai():
     pooled = _ours(pred, label)
     monai_hd95 = _ours(pred, label, monai_convention=True)
     assert monai_hd95 == pytest.approx(
-        compute_hausdorff_distance(torch.as_tensor(pred)[None, None], torch.as_tensor(label)[None, None],
-                                   include_background=True, percentile=95).item(), rel=1e-6)
+        compute_hausdorff_distance(
+            torch.as_tensor(pred)[None, None],
+            torch.as_tensor(label)[None, None],
+            include_background=True,
+            percentile=95,
+        ).item(),
+        rel=1e-6,
+    )
     assert pooled < monai_hd95
 
 
@@ -72,8 +78,10 @@ def test_spacing_from_the_metatensor_affine():
     pred, label = _cases(3)["shifted"]
     affine = torch.diag(torch.tensor([0.8, 0.8, 2.5, 1.0], dtype=torch.float64))
     metric = PooledHausdorffDistanceMetric(include_background=True)
-    metric([MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
-           [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)])
+    metric(
+        [MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
+        [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)],
+    )
     expected = binary.hd95(pred, label, voxelspacing=[0.8, 0.8, 2.5], connectivity=1)
     assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5)
 
@@ -138,7 +146,9 @@ def test_crosslinknet_hd_mm_equals_medpy_hd(ndim, case):
     affine = torch.eye(4, dtype=torch.float64)
     affine[range(ndim), range(ndim)] = torch.tensor(spacing, dtype=torch.float64)
     metric = HausdorffDistanceMMMetric(include_background=True)
-    metric([MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
-           [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)])
+    metric(
+        [MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
+        [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)],
+    )
     expected = binary.hd(pred, label, voxelspacing=spacing, connectivity=1)
     assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5, abs=1e-6)

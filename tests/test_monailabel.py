@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
 from common.bundle.monailabel import WeightsMismatch, build_app
-from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -140,7 +140,9 @@ def server(tmp_path_factory, sample_root):
                 break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"MONAI Label did not answer in {START_TIMEOUT}s:\n{(root / 'server.log').read_text()[-5000:]}")
+                    pytest.fail(
+                        f"MONAI Label did not answer in {START_TIMEOUT}s:\n{(root / 'server.log').read_text()[-5000:]}"
+                    )
                 time.sleep(1)
         yield url, study_of, root / "server.log", app
     finally:
@@ -185,7 +187,9 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
     if study.suffix in (".png", ".jpg"):
         from PIL import Image
 
-        assert body[:8] == b"\x89PNG\r\n\x1a\n", f"{name}: the label of a {study.suffix} study is not a PNG: {body[:8]!r}"
+        assert body[:8] == b"\x89PNG\r\n\x1a\n", (
+            f"{name}: the label of a {study.suffix} study is not a PNG: {body[:8]!r}"
+        )
         with Image.open(study) as a, Image.open(result) as b:
             assert b.size == a.size and b.mode == "L", f"{name}: label {b.size} {b.mode} for study {a.size}"
     else:
@@ -212,6 +216,10 @@ def test_weights_of_other_sizes_are_refused_with_the_keys(tmp_path) -> None:
     with pytest.raises(WeightsMismatch) as caught:
         build_app([BUNDLES[name]], [_sample_weights(name, tmp_path)], tmp_path / "app", app=fake_app)
     message = str(caught.value)
-    assert "context_residual_x1.res_conv.0.weight: network (32,), weights (8,)" in message and "96 keys differ" in message, message
+    assert (
+        "context_residual_x1.res_conv.0.weight: network (32,), weights (8,)" in message and "96 keys differ" in message
+    ), message
     assert "add --config sample_data.json" in message, message
-    assert not (tmp_path / "app").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["sample_app", f"{name}.pt"])
+    assert not (tmp_path / "app").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["sample_app", f"{name}.pt"]
+    )

@@ -11,9 +11,9 @@ import shutil
 
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.contract import bundle_dirs
-from conftest import REFERENCE_BUNDLE
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -62,7 +62,9 @@ def test_onnx_unexportable_network_names_it(tmp_path) -> None:
     bundle = _bundle_copy("reference_bundle", tmp_path)
     out, ckpt = tmp_path / "out" / "model.onnx", tmp_path / "empty.pt"
     torch.save({}, ckpt)
-    with pytest.raises(OnnxExportError, match="EigenvaluesNet of reference_bundle cannot be exported to ONNX.*linalg_eigh"):
+    with pytest.raises(
+        OnnxExportError, match="EigenvaluesNet of reference_bundle cannot be exported to ONNX.*linalg_eigh"
+    ):
         export_onnx(bundle, out, ckpt, CONFIGS, network_def={"_target_": "test_onnx.EigenvaluesNet"})
     assert list(out.parent.iterdir()) == [], "a failed export leaves nothing behind"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.workflows.inference import AtomicITKWriter, AtomicNibabelWriter, AtomicPILWriter
-from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE

@@ -14,12 +14,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import REFERENCE_BUNDLE
 from PIL import Image
 
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.data.datalist_checks import DatalistError, find_images, load_datalist
 from common.transforms.checks import CheckGeometryd, CheckLabelValuesd, InputError
-from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -53,8 +53,9 @@ def bundle_inputs(tmp_path_factory, sample_root):
                 "kind": contract.sample_kind,
                 "case": case,
                 "labelled": labelled.get_parsed_content("validate#preprocessing"),
-                "images": contract.parser("inference.json", "sample_data.json",
-                                          **contract.overrides()).get_parsed_content("preprocessing"),
+                "images": contract.parser(
+                    "inference.json", "sample_data.json", **contract.overrides()
+                ).get_parsed_content("preprocessing"),
             }
         return made[name]
 
@@ -95,8 +96,11 @@ def _defect(name: str, case: dict, kind: str, out: Path) -> tuple[dict, str] | N
         path.write_bytes(data[: len(data) // 2])
         return {"image": str(path), "label": label}, str(path)
     if name == "label_shape_mismatch":
-        path = _nifti(out / "small_label.nii.gz", label_array[2:], affine) if volume else _png(
-            out / "small_mask.png", label_array[4:])
+        path = (
+            _nifti(out / "small_label.nii.gz", label_array[2:], affine)
+            if volume
+            else _png(out / "small_mask.png", label_array[4:])
+        )
         return {"image": image, "label": path}, path
     if name == "label_geometry_mismatch":
         if not volume:
@@ -160,7 +164,8 @@ def test_bad_case_is_named_with_its_fix(bundle, defect, bundle_inputs, tmp_path)
     if made is None:
         pytest.skip(f"{defect} does not apply to {inputs['kind']} data")
     if defect == "label_values_outside_classes" and not any(
-            isinstance(c, CheckLabelValuesd) for c in inputs["input_checks"]):
+        isinstance(c, CheckLabelValuesd) for c in inputs["input_checks"]
+    ):
         pytest.skip(f"{bundle} thresholds its masks: every stored value is a class (input_checks#label_values null)")
     item, culprit = made
     pipelines = [("validate#preprocessing", inputs["labelled"], item)]
@@ -219,7 +224,9 @@ def test_find_images_and_load_datalist(tmp_path):
     assert find_images(str(tmp_path / "*.png")) == [{"image": str(tmp_path / n)} for n in ("a.png", "b.png")]
     (tmp_path / "d.json").write_text(json.dumps({"test": [{"image": "a.png"}, {"image": ["a.png", "b.png"]}]}))
     assert load_datalist(tmp_path / "d.json", "test", keys=("image",)) == [
-        {"image": str(tmp_path / "a.png")}, {"image": [str(tmp_path / "a.png"), str(tmp_path / "b.png")]}]
+        {"image": str(tmp_path / "a.png")},
+        {"image": [str(tmp_path / "a.png"), str(tmp_path / "b.png")]},
+    ]
     with pytest.raises(DatalistError, match=r"has no 'training' list \(it has \['test'\]\)"):
         load_datalist(tmp_path / "d.json")
     with pytest.raises(DatalistError, match=r"line 1, column \d+"):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REFERENCE_BUNDLE
 from ignite.engine import Events
 from monai.handlers import from_engine
 
@@ -29,7 +30,6 @@ from common.workflows.training import (
     latest_checkpoint,
     resume_checkpoint,
 )
-from conftest import REFERENCE_BUNDLE
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -77,8 +77,9 @@ def _train(contract: BundleContract, probe=None, **override):
         if probe is not None:
             probe(workflow.parser, trainer)
 
-    workflow = contract.workflow("train.json", "sample_data.json", before_run=before_run, **contract.overrides(),
-                                 **override)
+    workflow = contract.workflow(
+        "train.json", "sample_data.json", before_run=before_run, **contract.overrides(), **override
+    )
     return losses, workflow.parser.get_parsed_content("train#trainer"), workflow.parser.get_parsed_content("network")
 
 
@@ -88,11 +89,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, sample_root):
 
     def keep_optimizer(parser, trainer):
         optimizer = parser.get_parsed_content("optimizer")
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2),
-                                  lambda e: saved_state.update(torch.load(_roundtrip(optimizer.state_dict()))))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED(once=2),
+            lambda e: saved_state.update(torch.load(_roundtrip(optimizer.state_dict()))),
+        )
 
-    full_losses, _, full_net = _train(_contract("reference_bundle", tmp_path, sample_root, "full"),
-                                      probe=keep_optimizer, **RUN)
+    full_losses, _, full_net = _train(
+        _contract("reference_bundle", tmp_path, sample_root, "full"), probe=keep_optimizer, **RUN
+    )
     assert sorted(full_losses) == [1, 2, 3, 4]
 
     # the same run in a subprocess, killed with SIGKILL in the middle of the epoch (after iteration 3,
@@ -100,11 +104,19 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, sample_root):
     crashed = _contract("reference_bundle", tmp_path, sample_root, "crashed")
     crashed.dataset_dir()
     marker = tmp_path / "held"
-    args = {"bundle": str(REFERENCE_BUNDLE), "work": str(crashed.work_dir), "samples": str(sample_root),
-            "run": RUN, "hold_at": 3, "marker": str(marker), "threads": torch.get_num_threads()}
+    args = {
+        "bundle": str(REFERENCE_BUNDLE),
+        "work": str(crashed.work_dir),
+        "samples": str(sample_root),
+        "run": RUN,
+        "hold_at": 3,
+        "marker": str(marker),
+        "threads": torch.get_num_threads(),
+    }
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(args)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 300
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
@@ -132,8 +144,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, sample_root):
 
     def keep_loaded_optimizer(parser, trainer):
         optimizer = parser.get_parsed_content("optimizer")
-        trainer.add_event_handler(Events.ITERATION_STARTED(once=3),
-                                  lambda e: loaded.update(torch.load(_roundtrip(optimizer.state_dict()))))
+        trainer.add_event_handler(
+            Events.ITERATION_STARTED(once=3), lambda e: loaded.update(torch.load(_roundtrip(optimizer.state_dict())))
+        )
 
     resumed_losses, trainer, resumed_net = _train(crashed, probe=keep_loaded_optimizer, resume=True, **RUN)
     assert sorted(resumed_losses) == [3, 4], "training must continue from the saved iteration 2"
@@ -178,8 +191,8 @@ def test_nan_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path, sample
 
     def poison_iteration_3(parser, trainer):
         loss = trainer.loss_function
-        trainer.loss_function = lambda pred, label: loss(pred, label) * (
-            float("nan") if trainer.state.iteration == 3 else 1.0
+        trainer.loss_function = lambda pred, label: (
+            loss(pred, label) * (float("nan") if trainer.state.iteration == 3 else 1.0)
         )
 
     with pytest.raises(Exception) as error:  # ConfigWorkflow wraps it in "Failed to evaluate ConfigExpression"
@@ -221,9 +234,16 @@ def test_monai_checkpoint_saver_is_not_atomic_but_ours_is(tmp_path):
 
     net = torch.nn.Linear(2, 2)
     monai_saver = CheckpointSaver(str(tmp_path), {"model": net}, save_interval=1, epoch_level=False)
-    ours = AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_interval=1, epoch_level=False, save_final=True,
-                                 final_filename="checkpoint_final.pt",
-                                 save_key_metric=True, key_metric_filename="model.pt")
+    ours = AtomicCheckpointSaver(
+        str(tmp_path),
+        {"model": net},
+        save_interval=1,
+        epoch_level=False,
+        save_final=True,
+        final_filename="checkpoint_final.pt",
+        save_key_metric=True,
+        key_metric_filename="model.pt",
+    )
     assert monai_saver._interval_checkpoint.save_handler._atomic is False  # MONAI has no public name for it
     handlers = [ours.interval, ours.final, ours.key_metric]
     assert all(isinstance(c.save_handler, AtomicDiskSaver) for c in handlers)

@@ -20,16 +20,15 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 from common.bundle.contract import BundleContract, bundle_dirs
-from conftest import REFERENCE_BUNDLE, tensorboard_scalars
 
 mlflow = pytest.importorskip("mlflow")
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
 ITERATIONS = 2
-
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))

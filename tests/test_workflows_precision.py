@@ -6,17 +6,20 @@ import json
 
 import pytest
 import torch
+from conftest import bundle_parser
 from monai.inferers import SimpleInferer
 
 from common.bundle.contract import REPO_ROOT
 from common.workflows.precision import AutocastInferer, compiled
-from conftest import bundle_parser
 
 
 def _with_key(key: str) -> list[str]:
     """The bundles whose train.json has the top-level switch ``key`` (only where it measured faster)."""
-    return sorted(p.parent.parent.name for p in (REPO_ROOT / "bundles").glob("*/configs/train.json")
-                  if f'\n    "{key}": false,' in p.read_text())
+    return sorted(
+        p.parent.parent.name
+        for p in (REPO_ROOT / "bundles").glob("*/configs/train.json")
+        if f'\n    "{key}": false,' in p.read_text()
+    )
 
 
 BF16, COMPILE = _with_key("amp_bf16"), _with_key("compile")
@@ -50,8 +53,12 @@ def test_autocast_inferer_matches_autocast_by_hand():
 def test_switches_where_measured_faster():
     """benchmarks/README.md: bf16 is faster everywhere but changes ConResNet's gradients (cosine 0.24 to fp32);
     torch.compile gains nothing for Crosslink-Net, slows IFE's forward and fails on IFE's training step."""
-    assert BF16 == ["chnet_polyp_segmentation", "crosslinknet_covid_ct_segmentation", "eaanet_brats_mri_segmentation",
-                    "ife_dichotomous_segmentation"]
+    assert BF16 == [
+        "chnet_polyp_segmentation",
+        "crosslinknet_covid_ct_segmentation",
+        "eaanet_brats_mri_segmentation",
+        "ife_dichotomous_segmentation",
+    ]
     assert COMPILE == ["chnet_polyp_segmentation", "conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"]
 
 
@@ -80,7 +87,9 @@ def test_switches_are_off_by_default_and_wire_every_engine(bundle):
             assert inferer["enabled"] == "@amp_bf16" and "amp" not in train[engine]  # one mechanism
         if "compile" in keys:
             assert train[f"{engine}#network"] == {
-                "_target_": "common.workflows.precision.compiled", "network": "@network", "enabled": "@compile"
+                "_target_": "common.workflows.precision.compiled",
+                "network": "@network",
+                "enabled": "@compile",
             }
     inference = bundle_parser(bundle, "inference.json", **dict.fromkeys(keys, "true"))  # as from the command line
     network = inference.get_parsed_content("evaluator#network")
@@ -100,9 +109,15 @@ def test_bf16_training_runs_end_to_end_on_sample_data(tmp_path, sample_root):
     dataset_dir = make_sample_data("brain_mri", sample_root / "brain_mri").parent
     workflow = ConfigWorkflow(
         config_file=[str(configs / "train.json"), str(configs / "sample_data.json")],
-        meta_file=str(configs / "metadata.json"), logging_file=str(configs / "logging.conf"), workflow_type=None,
-        bundle_root=str(bundle), dataset_dir=str(dataset_dir), ckpt_dir=str(tmp_path / "models"),
-        output_dir=str(tmp_path / "eval"), max_epochs=1, amp_bf16="true",
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        workflow_type=None,
+        bundle_root=str(bundle),
+        dataset_dir=str(dataset_dir),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"),
+        max_epochs=1,
+        amp_bf16="true",
     )
     workflow.initialize()
     network = workflow.parser.get_parsed_content("network")

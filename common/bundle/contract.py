@@ -179,8 +179,9 @@ class BundleContract:
             parser[k] = v
         return parser
 
-    def workflow(self, *names: str, before_run: Callable | None = None, logging_file: str | None = None,
-                 **override: Any):
+    def workflow(
+        self, *names: str, before_run: Callable | None = None, logging_file: str | None = None, **override: Any
+    ):
         """Run initialize/run/finalize of the merged configs and return the workflow (for its parser).
 
         ``before_run(workflow)`` is called after ``initialize``, to attach probes to the engines;
@@ -249,7 +250,9 @@ class BundleContract:
                 if isinstance(value, str) and (value.startswith("$") or value.startswith("@")):
                     for ref in ReferenceResolver.match_refs_pattern(value):
                         if ref.replace("::", "#") not in ids:
-                            raise ContractError(f"{self.name}: {label}: {cid} refers to missing id @{ref.replace('::', '#')}")
+                            raise ContractError(
+                                f"{self.name}: {label}: {cid} refers to missing id @{ref.replace('::', '#')}"
+                            )
             for key in ("network_def", "dataset_dir", "ckpt_dir", "output_dir", "bundle_root"):
                 if key not in ids:
                     raise ContractError(f"{self.name}: {label} has no '{key}' key")
@@ -269,8 +272,12 @@ class BundleContract:
         names = [self.config("train.json"), self.config("sample_data.json")]
         try:
             verify_net_in_out(
-                net_id="network_def", meta_file=self.meta_file, config_file=names, device="cpu",
-                bundle_root=str(self.bundle_dir), **SHAPE_ARGS,
+                net_id="network_def",
+                meta_file=self.meta_file,
+                config_file=names,
+                device="cpu",
+                bundle_root=str(self.bundle_dir),
+                **SHAPE_ARGS,
             )
         except Exception as e:
             raise ContractError(f"{self.name}: verify_net_in_out failed: {e}") from e
@@ -282,7 +289,9 @@ class BundleContract:
             out = net.eval()(torch.rand(shape))
         if not isinstance(out, torch.Tensor) or tuple(out.shape[2:]) != shape[2:]:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ContractError(f"{self.name}: eval() output {got} must be one tensor with the input's spatial shape {shape}")
+            raise ContractError(
+                f"{self.name}: eval() output {got} must be one tensor with the input's spatial shape {shape}"
+            )
         return f"{tuple(shape)} -> {tuple(out.shape)}"
 
     def check_properties(self) -> str:
@@ -299,10 +308,17 @@ class BundleContract:
         no_cache = {f"{part}#dataset#cache_rate": 0.0 for part in ("train", "validate")}
         for workflow_type, names in sets:
             # nor load weights that only a trained bundle has (CHNet's decoupling override starts from model.pt)
-            no_weights = {"network_def#pretrained_path": ""} if "network_def#pretrained_path" in self.parser(*names) else {}
+            no_weights = (
+                {"network_def#pretrained_path": ""} if "network_def#pretrained_path" in self.parser(*names) else {}
+            )
             workflow = ConfigWorkflow(
-                config_file=[self.config(n) for n in names], meta_file=self.meta_file,
-                logging_file=self.config("logging.conf"), workflow_type=workflow_type, **self.overrides(), **(no_cache if workflow_type == "train" else {}), **no_weights,
+                config_file=[self.config(n) for n in names],
+                meta_file=self.meta_file,
+                logging_file=self.config("logging.conf"),
+                workflow_type=workflow_type,
+                **self.overrides(),
+                **(no_cache if workflow_type == "train" else {}),
+                **no_weights,
             )
             # the inference workflow loads ckpt_dir/model.pt when it is built: give it the untrained network's
             # weights when no training has written them yet (and take them away again afterwards)
@@ -328,7 +344,11 @@ class BundleContract:
 
     def check_train(self) -> str:
         train = self.workflow(
-            "train.json", "sample_data.json", **self.overrides(), max_epochs=1, val_interval=1,
+            "train.json",
+            "sample_data.json",
+            **self.overrides(),
+            max_epochs=1,
+            val_interval=1,
             **{"train#trainer#epoch_length": self.iterations},
         )
         state = train.parser.get_parsed_content("train#trainer").state
@@ -355,8 +375,13 @@ class BundleContract:
             trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: ran.append(engine.state.iteration))
 
         resumed = self.workflow(
-            "train.json", "sample_data.json", before_run=count_iterations, **self.overrides(), max_epochs=2,
-            val_interval=1, resume_from=str(self.work_dir / "models" / "checkpoint_final.pt"),
+            "train.json",
+            "sample_data.json",
+            before_run=count_iterations,
+            **self.overrides(),
+            max_epochs=2,
+            val_interval=1,
+            resume_from=str(self.work_dir / "models" / "checkpoint_final.pt"),
             **{"train#trainer#epoch_length": self.iterations},
         )
         state = resumed.parser.get_parsed_content("train#trainer").state
@@ -442,8 +467,13 @@ class BundleContract:
             ts_file = self.work_dir / f"model_{how}.ts"
             try:
                 ckpt_export(
-                    net_id="network_def", filepath=str(ts_file), ckpt_file=ckpt, meta_file=self.meta_file,
-                    config_file=names, use_trace=trace, input_shape=list(shape) if trace else None,
+                    net_id="network_def",
+                    filepath=str(ts_file),
+                    ckpt_file=ckpt,
+                    meta_file=self.meta_file,
+                    config_file=names,
+                    use_trace=trace,
+                    input_shape=list(shape) if trace else None,
                     bundle_root=str(self.bundle_dir),
                 )
             except Exception as e:
@@ -472,4 +502,3 @@ CHECKS: dict[str, tuple[str, Callable[[BundleContract], str]]] = {
     "inference": ("predictions overlay their inputs", BundleContract.check_inference),
     "export": ("traced and scripted TorchScript exports match eager output", BundleContract.check_export),
 }
-

@@ -105,7 +105,13 @@ def _export(net, x, path: Path, opset: int, dynamo: bool) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            net, (x,), str(path), input_names=["image"], output_names=["pred"], opset_version=opset, dynamo=dynamo,
+            net,
+            (x,),
+            str(path),
+            input_names=["image"],
+            output_names=["pred"],
+            opset_version=opset,
+            dynamo=dynamo,
             **({"verbose": False, "external_data": False} if dynamo else {}),
         )
 

@@ -79,7 +79,11 @@ def _differences(config: dict, bundle: Path, state: dict) -> list[str]:
     return (
         [f"{k}: missing from the weights" for k in expected.keys() - given.keys()]
         + [f"{k}: in the weights, not in the network" for k in given.keys() - expected.keys()]
-        + [f"{k}: network {expected[k]}, weights {given[k]}" for k in expected.keys() & given.keys() if expected[k] != given[k]]
+        + [
+            f"{k}: network {expected[k]}, weights {given[k]}"
+            for k in expected.keys() & given.keys()
+            if expected[k] != given[k]
+        ]
     )
 
 
@@ -104,7 +108,9 @@ def _model_folder(bundle: Path, weights: Path, configs: Sequence[str], settings:
     config = _served_config(bundle, configs, settings)
     differences = _differences(config, bundle, state)
     if differences:
-        shown = "; ".join(sorted(differences)[:5]) + (f"; ... {len(differences) - 5} more" if len(differences) > 5 else "")
+        shown = "; ".join(sorted(differences)[:5]) + (
+            f"; ... {len(differences) - 5} more" if len(differences) > 5 else ""
+        )
         matching = _matching_configs(bundle, state)
         fix = (
             f"these configs of the bundle fit them: {', '.join(matching)}; add --config {matching[0]}"

@@ -33,9 +33,13 @@ def _files(value: object) -> list[str]:
     return []
 
 
-def load_datalist(datalist: str | os.PathLike, data_list_key: str = "training",
-                  keys: Sequence[str] = ("image", "label"), base_dir: str | os.PathLike | None = None,
-                  allow_missing: bool = False) -> list[dict]:
+def load_datalist(
+    datalist: str | os.PathLike,
+    data_list_key: str = "training",
+    keys: Sequence[str] = ("image", "label"),
+    base_dir: str | os.PathLike | None = None,
+    allow_missing: bool = False,
+) -> list[dict]:
     """The ``data_list_key`` list of the datalist JSON ``datalist``, with paths joined to ``base_dir`` (default:
     the JSON's folder), after checking it; raises :class:`~common.data.errors.DatalistError` naming the file,
     the item and the fix.

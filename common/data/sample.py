@@ -174,7 +174,11 @@ def _write_cases(
 
 def _write_brain_mri(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> dict:
     cases = _write_cases(
-        out, splits, ("imagesTr", "labelsTr", "imagesTs"), "BRATS_{:03d}.nii.gz", lambda: _brain_case(rng),
+        out,
+        splits,
+        ("imagesTr", "labelsTr", "imagesTs"),
+        "BRATS_{:03d}.nii.gz",
+        lambda: _brain_case(rng),
         lambda path, array, index: _write_nifti(path, array, _brain_affine(index)),
     )
     return {
@@ -189,7 +193,11 @@ def _write_brain_mri(out: Path, rng: np.random.Generator, splits: dict[str, int]
 
 def _write_ct(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> dict:
     cases = _write_cases(
-        out, splits, ("imagesTr", "labelsTr", "imagesTs"), "CT_{:03d}.nii.gz", lambda: _ct_case(rng),
+        out,
+        splits,
+        ("imagesTr", "labelsTr", "imagesTs"),
+        "CT_{:03d}.nii.gz",
+        lambda: _ct_case(rng),
         lambda path, array, index: _write_itk(path, array, (0.8, 0.8, 2.5), (-25.6 + index, -25.6, -40.0)),
     )
     return {
@@ -204,7 +212,11 @@ def _write_ct(out: Path, rng: np.random.Generator, splits: dict[str, int]) -> di
 
 def _write_2d(out: Path, rng: np.random.Generator, splits: dict[str, int], rgb: bool) -> dict:
     cases = _write_cases(
-        out, splits, ("images", "masks", "imagesTs"), "case_{:03d}.png", lambda: _image_2d_case(rng, rgb),
+        out,
+        splits,
+        ("images", "masks", "imagesTs"),
+        "case_{:03d}.png",
+        lambda: _image_2d_case(rng, rgb),
         lambda path, array, index: _write_png(path, array),
     )
     return {
@@ -217,13 +229,22 @@ def _write_2d(out: Path, rng: np.random.Generator, splits: dict[str, int], rgb: 
 
 
 SAMPLE_KINDS: dict[str, tuple[str, dict[str, int], Callable[..., dict]]] = {
-    "brain_mri": ("3D multi-modal brain MRI, BraTS labels {0, 1, 2, 4}", {"training": 4, "validation": 2, "test": 2},
-                  _write_brain_mri),
+    "brain_mri": (
+        "3D multi-modal brain MRI, BraTS labels {0, 1, 2, 4}",
+        {"training": 4, "validation": 2, "test": 2},
+        _write_brain_mri,
+    ),
     "ct": ("3D CT in Hounsfield units, one organ label", {"training": 4, "validation": 2, "test": 2}, _write_ct),
-    "gray2d": ("2D grey-level PNG image/mask pairs", {"training": 12, "validation": 4, "test": 3},
-               lambda out, rng, splits: _write_2d(out, rng, splits, rgb=False)),
-    "rgb2d": ("2D RGB PNG image/mask pairs", {"training": 12, "validation": 4, "test": 3},
-              lambda out, rng, splits: _write_2d(out, rng, splits, rgb=True)),
+    "gray2d": (
+        "2D grey-level PNG image/mask pairs",
+        {"training": 12, "validation": 4, "test": 3},
+        lambda out, rng, splits: _write_2d(out, rng, splits, rgb=False),
+    ),
+    "rgb2d": (
+        "2D RGB PNG image/mask pairs",
+        {"training": 12, "validation": 4, "test": 3},
+        lambda out, rng, splits: _write_2d(out, rng, splits, rgb=True),
+    ),
 }
 
 

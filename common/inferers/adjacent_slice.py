@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 

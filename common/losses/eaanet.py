@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from monai.losses import DiceCELoss
 
 __all__ = ["EAANetLoss"]

@@ -58,8 +58,10 @@ class _ForegroundMapMetric(ReducedCumulativeMetric):
         if pred.ndim == 4:
             pred, gt = pred[..., None], gt[..., None]
         scores = [
-            [np.mean([self._score(pred[b, c, ..., d], gt[b, c, ..., d]) for d in range(pred.shape[-1])], axis=0)
-             for c in range(pred.shape[1])]
+            [
+                np.mean([self._score(pred[b, c, ..., d], gt[b, c, ..., d]) for d in range(pred.shape[-1])], axis=0)
+                for c in range(pred.shape[1])
+            ]
             for b in range(pred.shape[0])
         ]
         return torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32)

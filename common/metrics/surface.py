@@ -29,7 +29,12 @@ from monai.utils import MetricReduction
 
 from .cumulative import ReducedCumulativeMetric
 
-__all__ = ["BRATS_HD95_EMPTY_PENALTY", "PooledHausdorffDistanceMetric", "compute_pooled_hausdorff_distance", "spacing_of"]
+__all__ = [
+    "BRATS_HD95_EMPTY_PENALTY",
+    "PooledHausdorffDistanceMetric",
+    "compute_pooled_hausdorff_distance",
+    "spacing_of",
+]
 
 BRATS_HD95_EMPTY_PENALTY = 373.13
 """HD95 (mm) of a case whose prediction or label (not both) is empty, in the BraTS evaluation."""

@@ -19,8 +19,15 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Dropout
 from torch import nn
 
-__all__ = ["ConResNet", "ConResNetEnsemble", "ContextResidualModule", "PreActivationResidualBlock", "WeightStandardizedConv",
-           "inter_slice_residual", "resolve_residual_axis"]
+__all__ = [
+    "ConResNet",
+    "ConResNetEnsemble",
+    "ContextResidualModule",
+    "PreActivationResidualBlock",
+    "WeightStandardizedConv",
+    "inter_slice_residual",
+    "resolve_residual_axis",
+]
 
 #: Spatial axis of each view in MONAI's channel-first RAS layout (C, X, Y, Z): axial slices are
 #: stacked along Z, coronal along Y, sagittal along X (Section V-C of the paper).
@@ -159,11 +166,15 @@ class WeightStandardizedConv(nn.Module):
 
     def extra_repr(self) -> str:
         out_c, in_c, *k = self.weight.shape
-        return (f"{in_c}, {out_c}, kernel_size={tuple(k)}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, eps={self.eps}")
+        return (
+            f"{in_c}, {out_c}, kernel_size={tuple(k)}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, eps={self.eps}"
+        )
 
 
-def _norm_act_conv(spatial_dims: int, in_channels: int, out_channels: int, norm_groups: int, **conv_args) -> nn.Sequential:
+def _norm_act_conv(
+    spatial_dims: int, in_channels: int, out_channels: int, norm_groups: int, **conv_args
+) -> nn.Sequential:
     """GroupNorm -> ReLU -> weight-standardized convolution (the pre-activation unit of the paper)."""
     return nn.Sequential(
         nn.GroupNorm(norm_groups, in_channels),

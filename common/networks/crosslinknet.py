@@ -123,7 +123,9 @@ class ConvResidualBlock(nn.Module):
             else:
                 paths.append(RConv2d(in_channels, out_channels, tuple(k)))
         self.paths = nn.ModuleList(paths)
-        self.fusion = fusion if fusion is not None else ConvBNAct(len(kernels) * out_channels, out_channels, (1, 1), act=False)
+        self.fusion = (
+            fusion if fusion is not None else ConvBNAct(len(kernels) * out_channels, out_channels, (1, 1), act=False)
+        )
         self.residual = residual if residual is not None else ConvBNAct(in_channels, out_channels, (1, 1), act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

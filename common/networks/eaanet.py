@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-
 from monai.networks.blocks import ChannelSELayer, SimpleASPP
 from monai.networks.layers.factories import Act, Conv, Norm, Pool
 
@@ -257,7 +256,9 @@ class DeepLabV3PlusBackbone(_Backbone):
             raise ValueError(f"the DeepLabV3+ backbone needs 5 encoder widths (strides 1-16), got channels={channels}.")
         aspp_branches = 4
         if aspp_channels % aspp_branches:
-            raise ValueError(f"aspp_channels must be a multiple of {aspp_branches} (ASPP branches), got {aspp_channels}.")
+            raise ValueError(
+                f"aspp_channels must be a multiple of {aspp_branches} (ASPP branches), got {aspp_channels}."
+            )
         channels = tuple(channels)
         self.encoders = nn.ModuleList(
             EncoBlock(spatial_dims, c_in, c_out, downsample=k > 0, se_reduction=se_reduction)
@@ -420,9 +421,7 @@ class EAANet(nn.Module):
             )
         else:
             raise ValueError(f"EAANet backbone must be 'unet', 'segnet' or 'deeplabv3plus', got {backbone!r}.")
-        self.reconstruction = ReconstructionNetwork(
-            spatial_dims, 2 * modalities, modalities, reconstruction_channels
-        )
+        self.reconstruction = ReconstructionNetwork(spatial_dims, 2 * modalities, modalities, reconstruction_channels)
         strides = self.basic.feature_strides
         recon_strides = self.reconstruction.feature_strides
         missing = [s for s in strides if s not in recon_strides]
@@ -450,9 +449,7 @@ class EAANet(nn.Module):
         self.in_channels = in_channels
         self.divisible_by = max(strides[0], recon_strides[0])
 
-    def forward(
-        self, x: torch.Tensor
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if not torch.jit.is_tracing():
             if x.shape[1] != self.in_channels:
                 raise ValueError(

@@ -128,7 +128,9 @@ def _pair_codes(x: torch.Tensor, bins: int) -> torch.Tensor:
     flat = _as_single_channel_batch(x, "entropy_score").float()
     flat_rows = flat.reshape(flat.shape[0], -1)
     low = flat_rows.amin(dim=1)
-    span = (flat_rows.amax(dim=1) - low).clamp_min(1.1754943508222875e-38)  # torch.finfo(torch.float32).tiny (TorchScript has no finfo)
+    span = (flat_rows.amax(dim=1) - low).clamp_min(
+        1.1754943508222875e-38
+    )  # torch.finfo(torch.float32).tiny (TorchScript has no finfo)
     view = [-1, 1] + [1] * spatial_dims
     u = (flat - low.reshape(view)) / span.reshape(view)
     box = u
@@ -300,8 +302,7 @@ class IFE(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"mode={self.mode!r}, ratio={self.ratio}, in_channels={self.in_channels}, "
-            f"out_channels={self.out_channels}"
+            f"mode={self.mode!r}, ratio={self.ratio}, in_channels={self.in_channels}, out_channels={self.out_channels}"
         )
 
 

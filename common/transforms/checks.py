@@ -154,8 +154,13 @@ class CheckChannelsd(MapTransform):
         channel_names: what the channels are (e.g. "FLAIR, T1, T1ce, T2"), for the message.
     """
 
-    def __init__(self, keys: KeysCollection, channels: int | Sequence[int], channel_names: str = "",
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        channels: int | Sequence[int],
+        channel_names: str = "",
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.channels = (channels,) if isinstance(channels, int) else tuple(channels)
         self.channel_names = channel_names
@@ -290,9 +295,16 @@ class CheckInputd(MapTransform):
         atol: affine tolerance of the grid check, mm.
     """
 
-    def __init__(self, keys: KeysCollection, spatial_dims: int, channels: int | Sequence[int],
-                 label_key: str | None = "label", label_values: Sequence[float] | None = None,
-                 channel_names: str = "", atol: float = 1e-3) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_dims: int,
+        channels: int | Sequence[int],
+        label_key: str | None = "label",
+        label_values: Sequence[float] | None = None,
+        channel_names: str = "",
+        atol: float = 1e-3,
+    ) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.label_key = label_key
         self.checks: list[MapTransform] = [
@@ -303,8 +315,10 @@ class CheckInputd(MapTransform):
         if label_key is not None:
             if label_values is not None:
                 self.checks.append(CheckLabelValuesd(label_key, label_values, allow_missing_keys=True))
-            self.checks += [CheckSpatialDimsd(label_key, spatial_dims, allow_missing_keys=True),
-                            CheckGeometryd([self.keys[0], label_key], atol=atol)]
+            self.checks += [
+                CheckSpatialDimsd(label_key, spatial_dims, allow_missing_keys=True),
+                CheckGeometryd([self.keys[0], label_key], atol=atol),
+            ]
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)

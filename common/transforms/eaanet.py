@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import torch
-
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 

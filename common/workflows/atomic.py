@@ -31,7 +31,7 @@ _COMPOUND_SUFFIXES = (".nii.gz", ".nrrd.gz", ".mha.gz")
 def _suffix(name: str) -> str:
     """The file type suffix writers choose their format by (``.nii.gz`` kept whole)."""
     lower = name.lower()
-    return next((name[-len(s):] for s in _COMPOUND_SUFFIXES if lower.endswith(s)), Path(name).suffix)
+    return next((name[-len(s) :] for s in _COMPOUND_SUFFIXES if lower.endswith(s)), Path(name).suffix)
 
 
 @contextmanager
@@ -40,8 +40,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     made 0644 and renamed to ``target``; otherwise it is removed. The folder is created if missing."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_MARK + _suffix(target.name),
-                                dir=target.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=PARTIAL_MARK + _suffix(target.name), dir=target.parent
+    )
     os.close(fd)
     tmp = Path(name)
     try:

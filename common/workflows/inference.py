@@ -128,8 +128,9 @@ class InferenceFailures:
             all cases ran).
     """
 
-    def __init__(self, output_dir: str | Path, summary_name: str = "inference_summary.json",
-                 raise_at_end: bool = True) -> None:
+    def __init__(
+        self, output_dir: str | Path, summary_name: str = "inference_summary.json", raise_at_end: bool = True
+    ) -> None:
         self.output_dir = check_writable_folder(output_dir, "output_dir")
         self.summary_name = summary_name
         self.raise_at_end = raise_at_end
@@ -241,8 +242,11 @@ class CheckedCheckpointLoader(CheckpointLoader):
             want = obj.state_dict()
             missing = [k for k in want if k not in saved]
             unexpected = [k for k in saved if k not in want]
-            shapes = [f"{k}: {tuple(saved[k].shape)} in the checkpoint, {tuple(want[k].shape)} here" for k in want
-                      if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(want[k].shape)]
+            shapes = [
+                f"{k}: {tuple(saved[k].shape)} in the checkpoint, {tuple(want[k].shape)} here"
+                for k in want
+                if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(want[k].shape)
+            ]
             parts.append(
                 f"'{name}' ({type(obj).__name__}, {len(want)} tensors) vs the checkpoint's {len(saved)} tensors:"
                 f" {len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}),"

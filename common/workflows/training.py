@@ -118,26 +118,46 @@ class AtomicCheckpointSaver:
     owns its ``Checkpoint`` objects (:attr:`interval`, :attr:`final`, :attr:`key_metric`).
     """
 
-    def __init__(self, save_dir: str | Path, save_dict: dict, file_prefix: str = "", save_final: bool = False,
-                 final_filename: str | None = None, save_key_metric: bool = False,
-                 key_metric_filename: str | None = None, epoch_level: bool = True, save_interval: int = 0,
-                 n_saved: int | None = None) -> None:
+    def __init__(
+        self,
+        save_dir: str | Path,
+        save_dict: dict,
+        file_prefix: str = "",
+        save_final: bool = False,
+        final_filename: str | None = None,
+        save_key_metric: bool = False,
+        key_metric_filename: str | None = None,
+        epoch_level: bool = True,
+        save_interval: int = 0,
+        n_saved: int | None = None,
+    ) -> None:
         self.save_dir = Path(save_dir)
         self.epoch_level = epoch_level
         self.save_interval = int(save_interval)
         self.file_prefix = file_prefix
         self.final = self.key_metric = self.interval = None
         if save_final:
-            self.final = Checkpoint(save_dict, AtomicDiskSaver(save_dir, final_filename),
-                                    filename_prefix=file_prefix, score_function=lambda e: e.state.iteration,
-                                    score_name="final_iteration")
+            self.final = Checkpoint(
+                save_dict,
+                AtomicDiskSaver(save_dir, final_filename),
+                filename_prefix=file_prefix,
+                score_function=lambda e: e.state.iteration,
+                score_name="final_iteration",
+            )
         if save_key_metric:
-            self.key_metric = Checkpoint(save_dict, AtomicDiskSaver(save_dir, key_metric_filename),
-                                         filename_prefix=file_prefix, score_function=lambda e: e.state.epoch,
-                                         score_name="epoch")
+            self.key_metric = Checkpoint(
+                save_dict,
+                AtomicDiskSaver(save_dir, key_metric_filename),
+                filename_prefix=file_prefix,
+                score_function=lambda e: e.state.epoch,
+                score_name="epoch",
+            )
         if self.save_interval > 0:
             self.interval = Checkpoint(
-                save_dict, AtomicDiskSaver(save_dir), filename_prefix=file_prefix, n_saved=n_saved,
+                save_dict,
+                AtomicDiskSaver(save_dir),
+                filename_prefix=file_prefix,
+                n_saved=n_saved,
                 score_function=(lambda e: e.state.epoch) if epoch_level else (lambda e: e.state.iteration),
                 score_name="epoch" if epoch_level else "iteration",
             )
@@ -250,8 +270,11 @@ def latest_checkpoint(ckpt_dir: str | Path, prefix: str = "checkpoint") -> str:
         try:
             iteration = int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["trainer"]["iteration"])
         except Exception as e:  # any unreadable file is skipped, never resumed from
-            warnings.warn(f"checkpoint {path} does not load ({type(e).__name__}: {e}); it is skipped, resuming"
-                          " from the newest checkpoint that loads", stacklevel=2)
+            warnings.warn(
+                f"checkpoint {path} does not load ({type(e).__name__}: {e}); it is skipped, resuming"
+                " from the newest checkpoint that loads",
+                stacklevel=2,
+            )
             continue
         if best is None or iteration > best[0]:
             best = (iteration, str(path))
@@ -392,8 +415,15 @@ def _available_memory(device: torch.device) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def check_training_memory(network: torch.nn.Module, image_size: Any, batch_size: int, in_channels: int,
-                          device: torch.device | str = "cpu", probe: int = 64, size_key: str = "image_size") -> int:
+def check_training_memory(
+    network: torch.nn.Module,
+    image_size: Any,
+    batch_size: int,
+    in_channels: int,
+    device: torch.device | str = "cpu",
+    probe: int = 64,
+    size_key: str = "image_size",
+) -> int:
     """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
     taken. The estimate: every module output of one forward pass on a ``probe``-sized input (no gradients),
     scaled by the voxel count of ``image_size`` and by ``batch_size``, times 2 (activations kept for the

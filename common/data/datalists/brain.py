@@ -17,8 +17,12 @@ from .listing import Case, Listing
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 _BRATS_FILE = re.compile(r"_(flair|t1|t1ce|t2|seg)\.nii(\.gz)?$", re.IGNORECASE)
-BRATS_LABELS = {"0": "background", "1": "necrotic and non-enhancing tumour core", "2": "peritumoral oedema",
-                "4": "enhancing tumour"}
+BRATS_LABELS = {
+    "0": "background",
+    "1": "necrotic and non-enhancing tumour core",
+    "2": "peritumoral oedema",
+    "4": "enhancing tumour",
+}
 BRATS_MODALITY = {"0": "FLAIR", "1": "T1", "2": "T1ce", "3": "T2"}
 
 

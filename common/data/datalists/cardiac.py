@@ -18,8 +18,11 @@ _CARDIAC_CONVERSION = (
     "epicardial contours), then run: medseg-bundles datalist png_pairs FOLDER OUT_JSON --folds 3 "
     "--group_by '[^_]+' (the subject prefix keeps a subject's slices in one fold)"
 )
-CARDIAC_LABELS = {"0": "background", "1": "left-ventricle cavity (inside the endocardium)",
-                  "2": "myocardium (between endocardium and epicardium)"}
+CARDIAC_LABELS = {
+    "0": "background",
+    "1": "left-ventricle cavity (inside the endocardium)",
+    "2": "myocardium (between endocardium and epicardium)",
+}
 _YORK_IMAGES = re.compile(r"^sol_yxzt_pat(\d+)\.mat$", re.IGNORECASE)
 _YORK_CONTOURS = re.compile(r"^manual_seg_32points_pat(\d+)\.mat$", re.IGNORECASE)
 YORK_NO_CONTOUR = -99999
@@ -37,8 +40,7 @@ def _load_mat(path: Path, variable: str) -> np.ndarray:
     if variable not in content:
         found = sorted(k for k in content if not k.startswith("__"))
         raise DatalistError(
-            f"york_cardiac: {path} holds {found}, not the variable {variable!r}; "
-            "this is not the York release's file"
+            f"york_cardiac: {path} holds {found}, not the variable {variable!r}; this is not the York release's file"
         )
     return content[variable]
 
@@ -57,14 +59,19 @@ def _york_contours(cell: np.ndarray, where: str, shape: tuple[int, int]) -> tupl
         )
     points = points - 1.0  # MATLAB pixel coordinates start at 1
     height, width = shape
-    outside = ~np.isfinite(points).all(1) | (points[:, 0] < -0.5) | (points[:, 0] > width - 0.5) \
-        | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5)
+    outside = (
+        ~np.isfinite(points).all(1)
+        | (points[:, 0] < -0.5)
+        | (points[:, 0] > width - 0.5)
+        | (points[:, 1] < -0.5)
+        | (points[:, 1] > height - 0.5)
+    )
     outside[n] = False
     if outside.any():
         raise DatalistError(
             f"york_cardiac: {where} has contour points outside the {width}x{height} image; download the file again"
         )
-    return points[:n], points[n + 1:]
+    return points[:n], points[n + 1 :]
 
 
 def read_york_cardiac(source: Path, derived: Path) -> Listing:
@@ -136,9 +143,14 @@ def read_york_cardiac(source: Path, derived: Path) -> Listing:
             _write_png(derived / "images" / name, _window(volume[:, :, z, t], low, max(high, low + 1.0)))
             _write_png(derived / "masks" / name, mask)
             cases.append(Case(str(derived / "images" / name), str(derived / "masks" / name), f"pat{n}"))
-    return Listing("York cardiac MRI", f"York cardiac MRI segmented slices read from {source}", CARDIAC_LABELS, cases,
-                   modality={"0": "MR (cine short axis)"},
-                   notes=[f"{skipped} slice(s) without manual segmentation left out"])
+    return Listing(
+        "York cardiac MRI",
+        f"York cardiac MRI segmented slices read from {source}",
+        CARDIAC_LABELS,
+        cases,
+        modality={"0": "MR (cine short axis)"},
+        notes=[f"{skipped} slice(s) without manual segmentation left out"],
+    )
 
 
 def read_sunnybrook(source: Path, derived: Path) -> Listing:

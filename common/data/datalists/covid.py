@@ -55,14 +55,12 @@ def read_covid19_20(source: Path, derived: Path) -> Listing:
             a, b = _nifti_shape(cts[key]), _nifti_shape(segs[key])
             if a != b:
                 raise DatalistError(
-                    f"COVID-19-20: {cts[key]} is {a} voxels but its mask is {b}; "
-                    "download the pair again"
+                    f"COVID-19-20: {cts[key]} is {a} voxels but its mask is {b}; download the pair again"
                 )
             cases.append(Case(str(cts[key]), str(segs[key]), case))
         elif _under_folder_named(folder, source, "train"):
             raise DatalistError(
-                f"COVID-19-20: training volume {cts[key]} has no {case}_seg.nii.gz; "
-                "restore it or remove the volume"
+                f"COVID-19-20: training volume {cts[key]} has no {case}_seg.nii.gz; restore it or remove the volume"
             )
         else:
             cases.append(Case(str(cts[key]), None, case, split="test"))
@@ -95,8 +93,11 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     import nibabel as nib
 
     _require_dir(source, "COVID19-I (tr_im.nii.gz, tr_mask.nii.gz, val_im.nii.gz)")
-    labels = ({"0": "background", "255": "infection (ground-glass, consolidation, pleural effusion)"} if merge_classes
-              else {"0": "background", "1": "ground-glass", "2": "consolidation", "3": "pleural effusion"})
+    labels = (
+        {"0": "background", "255": "infection (ground-glass, consolidation, pleural effusion)"}
+        if merge_classes
+        else {"0": "background", "1": "ground-glass", "2": "consolidation", "3": "pleural effusion"}
+    )
     found = {_strip_nifti(p.name).lower(): p for p in _nifti_files(source)}
     if "tr_im" not in found:
         if _find_child(source, _IMAGE_DIRS) is not None:
@@ -104,19 +105,16 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
             cases = [Case(str(i), str(m), i.stem) for i, m in _pairs(images, masks, "COVID19-I")]
             return Listing("COVID19-I", f"COVID19-I image/mask pairs read from {source}", _BINARY_LABELS, cases)
         raise DatalistError(
-            f"COVID19-I: no tr_im.nii.gz in {source}; "
-            "download tr_im.nii.gz, tr_mask.nii.gz and val_im.nii.gz into it"
+            f"COVID19-I: no tr_im.nii.gz in {source}; download tr_im.nii.gz, tr_mask.nii.gz and val_im.nii.gz into it"
         )
     if "tr_mask" not in found:
         raise DatalistError(
-            f"COVID19-I: {found['tr_im']} has no tr_mask.nii.gz next to it; "
-            "download the training masks"
+            f"COVID19-I: {found['tr_im']} has no tr_mask.nii.gz next to it; download the training masks"
         )
     image_nii, mask_nii = nib.load(str(found["tr_im"])), nib.load(str(found["tr_mask"]))
     if image_nii.shape != mask_nii.shape:
         raise DatalistError(
-            f"COVID19-I: tr_im is {image_nii.shape} but tr_mask is {mask_nii.shape}; "
-            "download both again"
+            f"COVID19-I: tr_im is {image_nii.shape} but tr_mask is {mask_nii.shape}; download both again"
         )
 
     def window_of(volume: np.ndarray) -> tuple[float, float]:
@@ -127,8 +125,10 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     if merge_classes:
         mask = np.where(mask > 0, 255, 0).astype(np.uint8)
     axis = _axial_axis(image_nii.affine)
-    cases = [Case(str(i), str(m), i.stem)
-             for i, m in _slices_to_png(image, mask, axis, window_of(image), derived / "training", "tr", False)]
+    cases = [
+        Case(str(i), str(m), i.stem)
+        for i, m in _slices_to_png(image, mask, axis, window_of(image), derived / "training", "tr", False)
+    ]
     if "val_im" in found:
         test_nii = nib.load(str(found["val_im"]))
         test = np.asanyarray(test_nii.dataobj)
@@ -138,8 +138,9 @@ def read_covid19_i(source: Path, derived: Path, merge_classes: bool = True) -> L
     return Listing("COVID19-I", f"COVID19-I slices from {source}", labels, cases, modality={"0": "CT (lung window)"})
 
 
-def _nifti_pairs(images_dir: Path, labels_dir: Path, dataset: str,
-                 image_name: Callable[[str], str] = str) -> list[Case]:
+def _nifti_pairs(
+    images_dir: Path, labels_dir: Path, dataset: str, image_name: Callable[[str], str] = str
+) -> list[Case]:
     """Cases of the NIfTI volumes of ``images_dir`` with the label of the same name in ``labels_dir`` (a volume's
     name mapped by ``image_name`` first); an unpaired file or a label of another size raises."""
     images = {image_name(_strip_nifti(p.name)): p for p in _nifti_files(images_dir)}
@@ -181,18 +182,25 @@ def read_covid19_ct_seg(source: Path, derived: Path) -> Listing:
     ``configs/covid19_ct.json`` (lung window, axial slices); 30% of the volumes are held out, the test share
     of the paper's merged slices (383 of 1,277), whose own split is not published.
     """
-    _require_dir(source, "the COVID-19 CT Lung and Infection Segmentation set (COVID-19-CT-Seg_20cases/, "
-                         "Infection_Mask/)")
+    _require_dir(
+        source, "the COVID-19 CT Lung and Infection Segmentation set (COVID-19-CT-Seg_20cases/, Infection_Mask/)"
+    )
     images_dir, masks_dir = _find_child(source, _COVID_CT_SEG_IMAGES), _find_child(source, _COVID_CT_SEG_MASKS)
     if images_dir is None or masks_dir is None:
         raise DatalistError(
             f"COVID-19 CT Lung and Infection: {source} needs COVID-19-CT-Seg_20cases/ and Infection_Mask/; "
             "unpack both archives of the Zenodo record into it"
         )
-    cases = _nifti_pairs(images_dir, masks_dir, "COVID-19 CT Lung and Infection",
-                         lambda name: name.replace("_org_", "_"))
-    return Listing("COVID-19 CT Lung and Infection", f"COVID-19-CT-Seg 20 cases read from {source}",
-                   {"0": "background", "1": "COVID-19 infection"}, cases, modality={"0": "CT"})
+    cases = _nifti_pairs(
+        images_dir, masks_dir, "COVID-19 CT Lung and Infection", lambda name: name.replace("_org_", "_")
+    )
+    return Listing(
+        "COVID-19 CT Lung and Infection",
+        f"COVID-19-CT-Seg 20 cases read from {source}",
+        {"0": "background", "1": "COVID-19 infection"},
+        cases,
+        modality={"0": "CT"},
+    )
 
 
 COVID19_II_LABELS = {"0": "background", "1": "ground-glass opacity", "2": "consolidation"}
@@ -222,5 +230,6 @@ def read_covid19_ii(source: Path, derived: Path) -> Listing:
                 f"COVID19-II: {case.image} has shape {shape}; each case must be one 3D CT volume with 2 or more "
                 "slices (stack a case's slices into one volume)"
             )
-    return Listing("COVID19-II", f"COVID19-II CT volumes read from {source}", COVID19_II_LABELS, cases,
-                   modality={"0": "CT"})
+    return Listing(
+        "COVID19-II", f"COVID19-II CT volumes read from {source}", COVID19_II_LABELS, cases, modality={"0": "CT"}
+    )

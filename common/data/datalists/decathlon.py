@@ -27,8 +27,7 @@ def _read_msd(source: Path, task: str, channels: int) -> tuple[list[Case], dict]
     labels = {p.name: p for p in _nifti_files(labels_tr)}
     for name in sorted(set(labels) - set(images)):
         raise DatalistError(
-            f"{task}: label {labels[name]} has no image imagesTr/{name}; "
-            "restore the image or remove the label"
+            f"{task}: label {labels[name]} has no image imagesTr/{name}; restore the image or remove the label"
         )
     for name in sorted(set(images) - set(labels)):
         raise DatalistError(

@@ -57,8 +57,9 @@ def read_cosmos55k(source: Path, derived: Path) -> Listing:
     """
     _require_dir(source, "Cosmos55k (train/, val/, test/ or train.lst, val.lst, test.lst)")
     records = [(p, _SPLITS[p.stem.lower()]) for p in _files(source, _RECORD_SUFFIXES) if p.stem.lower() in _SPLITS]
-    folders = [(p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir())
-               if p.is_dir() and p.name.lower() in _SPLITS]
+    folders = [
+        (p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir()) if p.is_dir() and p.name.lower() in _SPLITS
+    ]
     if not records and not folders:
         raise DatalistError(
             f"Cosmos55k: {source} has neither split folders (train/, val/, test/) nor record files "

@@ -22,8 +22,7 @@ def _kits_cases(source: Path) -> list[Case]:
     folders = sorted(p for p in source.rglob("case_*") if p.is_dir() and _KITS_CASE.match(p.name))
     if not folders:
         raise DatalistError(
-            f"KiTS19: no case_XXXXX folders under {source}; "
-            "point at kits19/data after running get_imaging.py"
+            f"KiTS19: no case_XXXXX folders under {source}; point at kits19/data after running get_imaging.py"
         )
     cases = []
     for folder in folders:
@@ -31,15 +30,13 @@ def _kits_cases(source: Path) -> list[Case]:
         number = int(_KITS_CASE.match(folder.name).group(1))
         if not image.is_file():
             raise DatalistError(
-                f"KiTS19 case {folder}: no imaging.nii.gz; "
-                "download it with the kits19 repository's get_imaging.py"
+                f"KiTS19 case {folder}: no imaging.nii.gz; download it with the kits19 repository's get_imaging.py"
             )
         if seg.is_file():
             a, b = _nifti_shape(image), _nifti_shape(seg)
             if a != b:
                 raise DatalistError(
-                    f"KiTS19 case {folder}: imaging is {a} voxels, segmentation {b}; "
-                    "download the case again"
+                    f"KiTS19 case {folder}: imaging is {a} voxels, segmentation {b}; download the case again"
                 )
             cases.append(Case(str(image), str(seg), folder.name))
         elif number < KITS_LABELLED_CASES:

@@ -70,8 +70,15 @@ def _image_mask_dirs(folder: Path, dataset: str) -> tuple[Path, Path]:
 _BINARY_LABELS = {"0": "background", "255": "foreground (any value > 127)"}
 
 
-_SPLITS = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
-           "validation": "validation", "test": "test", "testing": "test"}
+_SPLITS = {
+    "train": "training",
+    "training": "training",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "", group_by: str = "") -> Listing:
@@ -95,29 +102,37 @@ def read_png_pairs(source: Path, derived: Path, mask_suffix: str = "", group_by:
             return stem
         m = pattern.match(stem)
         if m is None or not m.group(0):
-            raise DatalistError(f"{source}: file {stem!r} does not start with a match of group_by {group_by!r}; "
-                                "fix the pattern or the file name")
+            raise DatalistError(
+                f"{source}: file {stem!r} does not start with a match of group_by {group_by!r}; "
+                "fix the pattern or the file name"
+            )
         return m.group(0)
 
-    split_dirs = [(p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir())
-                  if p.is_dir() and p.name.lower() in _SPLITS]
+    split_dirs = [
+        (p, _SPLITS[p.name.lower()]) for p in sorted(source.iterdir()) if p.is_dir() and p.name.lower() in _SPLITS
+    ]
     cases = []
     if not split_dirs:
         images, masks = _image_mask_dirs(source, source.name)
         found = _pairs(images, masks, source.name, mask_suffix)
-        return Listing(source.name, f"image/mask pairs read from {source}", _BINARY_LABELS,
-                       [Case(str(i), str(m), group(i.stem)) for i, m in found])
+        return Listing(
+            source.name,
+            f"image/mask pairs read from {source}",
+            _BINARY_LABELS,
+            [Case(str(i), str(m), group(i.stem)) for i, m in found],
+        )
     for folder, split in split_dirs:
         if split == "test" and _find_child(folder, _MASK_DIRS) is None:
             images = _find_child(folder, _IMAGE_DIRS) or folder
             cases += [Case(str(p), None, p.stem, split="test") for p in _files(images, _IMAGE_2D)]
             continue
         images, masks = _image_mask_dirs(folder, f"{source.name}/{folder.name}")
-        cases += [Case(str(i), str(m), f"{folder.name}/{group(i.stem)}", split=split)
-                  for i, m in _pairs(images, masks, f"{source.name}/{folder.name}", mask_suffix)]
+        cases += [
+            Case(str(i), str(m), f"{folder.name}/{group(i.stem)}", split=split)
+            for i, m in _pairs(images, masks, f"{source.name}/{folder.name}", mask_suffix)
+        ]
     if not any(c.split == "training" for c in cases):
         raise DatalistError(
-            f"{source}: split folders {[p.name for p, _ in split_dirs]} but no train/; "
-            "add the training split"
+            f"{source}: split folders {[p.name for p, _ in split_dirs]} but no train/; add the training split"
         )
     return Listing(source.name, f"image/mask pairs read from {source}", _BINARY_LABELS, cases)

@@ -50,8 +50,7 @@ def read_pancreas_ct(source: Path, derived: Path) -> Listing:
         )
     for n in sorted(set(patients) - set(labels)):
         raise DatalistError(
-            f"Pancreas-CT: PANCREAS_{n:04d} has no label{n:04d}.nii.gz under {source}; "
-            "add the TCIA label folder"
+            f"Pancreas-CT: PANCREAS_{n:04d} has no label{n:04d}.nii.gz under {source}; add the TCIA label folder"
         )
     cases = []
     for n in sorted(patients):

@@ -22,11 +22,12 @@ def read_pranet_polyp(source: Path, derived: Path) -> Listing:
     train, test = _find_child(source, ("TrainDataset",)), _find_child(source, ("TestDataset",))
     if train is None or test is None:
         raise DatalistError(
-            f"PraNet polyp split: {source} needs TrainDataset/ and TestDataset/; "
-            "point at PraNet's data/ folder"
+            f"PraNet polyp split: {source} needs TrainDataset/ and TestDataset/; point at PraNet's data/ folder"
         )
-    cases = [Case(str(i), str(m), i.stem, split="training")
-             for i, m in _pairs(*_image_mask_dirs(train, "PraNet TrainDataset"), "PraNet TrainDataset")]
+    cases = [
+        Case(str(i), str(m), i.stem, split="training")
+        for i, m in _pairs(*_image_mask_dirs(train, "PraNet TrainDataset"), "PraNet TrainDataset")
+    ]
     extra: dict[str, list[Case]] = {}
     for folder in sorted(p for p in test.iterdir() if p.is_dir() and _visible(p)):
         where = f"PraNet TestDataset/{folder.name}"
@@ -35,13 +36,18 @@ def read_pranet_polyp(source: Path, derived: Path) -> Listing:
     missing = [s for s in PRANET_TEST_SETS if f"validation_{s}" not in extra]
     if missing:
         raise DatalistError(
-            f"PraNet polyp split: no TestDataset/{missing[0]}/ in {test}; "
-            "download PraNet's TestDataset completely"
+            f"PraNet polyp split: no TestDataset/{missing[0]}/ in {test}; download PraNet's TestDataset completely"
         )
     for s in PRANET_TEST_SETS:
         cases += extra[f"validation_{s}"]
-    return Listing("PraNet polyp split", f"Kvasir-SEG + CVC-ClinicDB, PraNet split, read from {source}",
-                   _BINARY_LABELS, cases, modality={"0": "RGB"}, extra_lists=extra)
+    return Listing(
+        "PraNet polyp split",
+        f"Kvasir-SEG + CVC-ClinicDB, PraNet split, read from {source}",
+        _BINARY_LABELS,
+        cases,
+        modality={"0": "RGB"},
+        extra_lists=extra,
+    )
 
 
 def read_kvasir_seg(source: Path, derived: Path) -> Listing:
@@ -76,8 +82,7 @@ def read_kvasir_clinicdb(source: Path, derived: Path, seed: int = 0) -> Listing:
     kvasir, clinic = _find_child(source, ("Kvasir-SEG", "kvasir")), _find_child(source, ("CVC-ClinicDB", "CVC-612"))
     if kvasir is None or clinic is None:
         raise DatalistError(
-            f"Kvasir-SEG + CVC-ClinicDB: {source} needs Kvasir-SEG/ and CVC-ClinicDB/; "
-            "unpack both into it"
+            f"Kvasir-SEG + CVC-ClinicDB: {source} needs Kvasir-SEG/ and CVC-ClinicDB/; unpack both into it"
         )
     cases = []
     for listing, held_out in ((read_kvasir_seg(kvasir, derived), 100), (read_cvc_clinicdb(clinic, derived), 62)):
@@ -85,5 +90,10 @@ def read_kvasir_clinicdb(source: Path, derived: Path, seed: int = 0) -> Listing:
         for c in listing.cases:
             split = "validation" if c.group in validation else "training"
             cases.append(Case(c.image, c.label, f"{listing.name}/{c.group}", split))
-    return Listing("Kvasir-SEG + CVC-ClinicDB", f"polyp images read from {source}, PraNet's split sizes",
-                   _BINARY_LABELS, cases, modality={"0": "RGB"})
+    return Listing(
+        "Kvasir-SEG + CVC-ClinicDB",
+        f"polyp images read from {source}, PraNet's split sizes",
+        _BINARY_LABELS,
+        cases,
+        modality={"0": "RGB"},
+    )

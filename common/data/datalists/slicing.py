@@ -24,7 +24,12 @@ def _axial_axis(affine: np.ndarray) -> int:
 
 
 def _slices_to_png(
-    image: np.ndarray, label: np.ndarray | None, axis: int, window: tuple[float, float], out_dir: Path, prefix: str,
+    image: np.ndarray,
+    label: np.ndarray | None,
+    axis: int,
+    window: tuple[float, float],
+    out_dir: Path,
+    prefix: str,
     foreground_only: bool,
 ) -> list[tuple[Path, Path | None]]:
     """Write the slices of a volume along ``axis`` as windowed uint8 PNGs (``images/``) and uint8 masks

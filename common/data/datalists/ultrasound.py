@@ -54,13 +54,11 @@ def read_busi(source: Path, derived: Path, include_normal: bool = True) -> Listi
                 images[p.stem] = p
         for stem in sorted(set(masks) - set(images)):
             raise DatalistError(
-                f"BUSI: mask {masks[stem][0]} has no image {stem}.png in {folder}; "
-                "restore the image or remove the mask"
+                f"BUSI: mask {masks[stem][0]} has no image {stem}.png in {folder}; restore the image or remove the mask"
             )
         for stem in sorted(set(images) - set(masks)):
             raise DatalistError(
-                f"BUSI: image {images[stem]} has no mask {stem}_mask.png; "
-                "restore the mask or remove the image"
+                f"BUSI: image {images[stem]} has no mask {stem}_mask.png; restore the mask or remove the image"
             )
         for stem in sorted(images, key=_natural_key):
             for mask in masks[stem]:
@@ -74,5 +72,6 @@ def read_busi(source: Path, derived: Path, include_normal: bool = True) -> Listi
                 label = derived / cls / f"{stem}_mask.png"
                 _write_png(label, union.astype(np.uint8) * 255)
             cases.append(Case(str(images[stem]), str(label), f"{cls}/{stem}", stratum=cls))
-    return Listing("BUSI", f"Breast ultrasound images (BUSI) read from {root}", _BINARY_LABELS, cases,
-                   modality={"0": "ultrasound"})
+    return Listing(
+        "BUSI", f"Breast ultrasound images (BUSI) read from {root}", _BINARY_LABELS, cases, modality={"0": "ultrasound"}
+    )

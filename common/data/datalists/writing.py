@@ -122,8 +122,7 @@ def write_datalist(
     pool = [c for c in listing.cases if c.split in (None, "training") and c.label is not None]
     if not pool:
         raise DatalistError(
-            f"{dataset}: no labelled cases found under {source}; "
-            "point at the folder with the labelled (training) cases"
+            f"{dataset}: no labelled cases found under {source}; point at the folder with the labelled (training) cases"
         )
     content = {
         "name": listing.name,
@@ -172,11 +171,14 @@ def write_datalist(
         held = set(_holdout(sorted({c.group for c in pool}), size, seed)) if size else set()
         training = [c for c in pool if c.group not in held]
         validation_cases = [c for c in pool if c.group in held]
-    _write_json(out, {
-        **content,
-        "seed": seed,
-        "training": [_item(c, base) for c in training],
-        "validation": [_item(c, base) for c in validation_cases],
-        **tail,
-    })
+    _write_json(
+        out,
+        {
+            **content,
+            "seed": seed,
+            "training": [_item(c, base) for c in training],
+            "validation": [_item(c, base) for c in validation_cases],
+            **tail,
+        },
+    )
     return out
