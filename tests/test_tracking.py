@@ -5,10 +5,12 @@ one validation), as a user types it, checks both trackers:
 - TensorBoard (the bundle's own ``TensorBoardStatsHandler``s): event files in ``output_dir`` with ``train_loss``
   at iterations 1 and 2 and the validation key metric at epoch 1;
 - MLflow (MONAI's ``DEFAULT_MLFLOW_SETTINGS`` patched over the bundle's ``train#handlers`` and
-  ``validate#handlers``), to a local file store under ``output_dir/mlruns``: one finished run in
+  ``validate#handlers``), to MONAI 1.6's default local store, ``output_dir/mlruns.db`` (SQLite; artifacts in
+  ``output_dir/mlruns``): one finished run in
   ``monai_experiment`` with ``train_loss`` at steps 1 and 2, the key metric at epoch 1, the learning rate, ``max_epochs``
   and ``epoch_length``, and the executed config as an artifact.
-MLflow 3 refuses its file store unless ``MLFLOW_ALLOW_FILE_STORE=true`` (its message says so); the run sets it.
+MONAI 1.6 refuses MLflow's file store; the SQLite store needs SQLAlchemy and Alembic, which the ``mlflow`` extra
+installs beside ``mlflow-skinny`` (without them MLflow has no ``sqlite`` scheme and the run fails).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 
 import pytest
 from conftest import REFERENCE_BUNDLE, tensorboard_scalars
+from monai.utils import path_to_sqlite_uri
 
 from common.bundle.contract import BundleContract, bundle_dirs
 
@@ -32,7 +35,7 @@ ITERATIONS = 2
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))
-def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root, monkeypatch) -> None:
+def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root) -> None:
     bundle = tmp_path / name
     shutil.copytree(BUNDLES[name], bundle, ignore=shutil.ignore_patterns("models", "eval", "sample_data"))
     contract = BundleContract(bundle, tmp_path / "work", sample_root)
@@ -51,7 +54,7 @@ def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root, monke
         "--num_workers", "0", "--max_epochs", "1", "--val_interval", "1",
         "--train#trainer#epoch_length", str(ITERATIONS),
     ]  # fmt: skip
-    env = dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -63,10 +66,9 @@ def test_tensorboard_and_mlflow_tracking(name: str, tmp_path, sample_root, monke
     assert tb.get(key_metric) == [1], f"{key_metric} not logged at epoch 1: {tb}"
 
     # MLflow, with --tracking mlflow
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    client = mlflow.MlflowClient(tracking_uri=(out / "mlruns").as_uri())
+    client = mlflow.MlflowClient(tracking_uri=path_to_sqlite_uri(str(out / "mlruns.db")))
     experiment = client.get_experiment_by_name("monai_experiment")
-    assert experiment is not None, f"no MLflow experiment in {out / 'mlruns'}"
+    assert experiment is not None, f"no MLflow experiment in {out / 'mlruns.db'}"
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     losses = client.get_metric_history(run.info.run_id, "train_loss")
