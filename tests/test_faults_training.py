@@ -185,7 +185,9 @@ def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channe
     while cause is not None and not isinstance(cause, StepTooLargeError):
         cause = cause.__cause__ or cause.__context__
     assert cause is not None, repr(error.value)
-    assert f"{key} {size} with batch_size {parser['batch_size']} needs about" in str(cause)
+    assert f"{key} {size} with batch_size {parser['batch_size']} needs " in str(
+        cause
+    ) and "GiB for a training step" in str(cause)
     assert f"--{key} {[s // 2 for s in size]}" in str(cause)
     assert parser.get_parsed_content("network_def#in_channels") == channels
     assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()

@@ -425,11 +425,13 @@ def check_training_memory(
     size_key: str = "image_size",
 ) -> int:
     """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
-    taken. The estimate: every module output of one forward pass on a ``probe``-sized input (no gradients),
-    scaled by the voxel count of ``image_size`` and by ``batch_size``, times 2 (activations kept for the
-    backward pass and their gradients), plus the weights with Adam's two moments and the gradient (x4).
-    Raises ``MemoryError`` naming the estimate, the free memory and the keys to lower (``size_key``: the config
-    key that holds ``image_size``); returns the estimate."""
+    taken. Every module output of one forward pass on a ``probe``-sized input (no gradients), scaled by the
+    voxel count of ``image_size`` and by ``batch_size``, is the activation memory; the weights with Adam's two
+    moments and the gradient count 4 times. The step needs at least the activations once (kept for the backward
+    pass) and at most about twice (their gradients too): only a size whose lower bound exceeds the free memory is
+    refused (``MemoryError`` naming both bounds, the free memory and the keys to lower; ``size_key``: the config
+    key that holds ``image_size``), since the upper bound over-counts in-place and freed outputs (ConResNet at
+    the paper's patch: 24 GiB estimated for a step measured at 8.6 GB). Returns the upper bound."""
     size = [int(s) for s in image_size]
     device = torch.device(device)
     probe_shape = [min(probe, s) for s in size]
@@ -452,12 +454,13 @@ def check_training_memory(
             h.remove()
     scale = float(np.prod(size)) / float(np.prod(probe_shape))
     weights = sum(p.numel() * p.element_size() for p in network.parameters())
-    estimate = int(2 * outputs[0] * scale * int(batch_size) + 4 * weights)
+    activations = outputs[0] * scale * int(batch_size)
+    lower, estimate = int(activations + 4 * weights), int(2 * activations + 4 * weights)
     free = _available_memory(device)
-    if estimate > free:
+    if lower > free:
         raise StepTooLargeError(
-            f"{size_key} {size} with batch_size {batch_size} needs about {estimate / 2**30:.1f} GiB for a training"
-            f" step on {device}, {free / 2**30:.1f} GiB are free; lower {size_key} (e.g. --{size_key}"
+            f"{size_key} {size} with batch_size {batch_size} needs {lower / 2**30:.1f} to {estimate / 2**30:.1f} GiB"
+            f" for a training step on {device}, {free / 2**30:.1f} GiB are free; lower {size_key} (e.g. --{size_key}"
             f" {[max(16, s // 2) for s in size]}) or batch_size"
         )
     return estimate
