@@ -125,15 +125,20 @@ def _run(contract: BundleContract, variant: dict, label: str, epochs: int | None
     models.mkdir(parents=True, exist_ok=True)
     net = contract.parser("train.json", "sample_data.json", **overrides).get_parsed_content("network_def")
     torch.save(net.state_dict(), models / "model.pt")
-    contract.workflow(
-        "train.json",
-        "evaluate.json",
-        "sample_data.json",
-        before_run=_Progress(label),
-        logging_file=logging_file,
-        **overrides,
-    )
-    before = _read_metrics(work / "eval" / "metrics.csv")
+
+    def evaluate() -> dict[str, float]:
+        """Evaluate the weights in ``models/model.pt`` on the validation cases; their metrics."""
+        contract.workflow(
+            "train.json",
+            "evaluate.json",
+            "sample_data.json",
+            before_run=_Progress(label),
+            logging_file=logging_file,
+            **overrides,
+        )
+        return _read_metrics(work / "eval" / "metrics.csv")
+
+    before = evaluate()
     training = _Progress(label)
     contract.workflow(
         "train.json",
@@ -143,15 +148,7 @@ def _run(contract: BundleContract, variant: dict, label: str, epochs: int | None
         **overrides,
         **({"max_epochs": epochs} if epochs else {}),
     )
-    contract.workflow(
-        "train.json",
-        "evaluate.json",
-        "sample_data.json",
-        before_run=_Progress(label),
-        logging_file=logging_file,
-        **overrides,
-    )
-    after = _read_metrics(work / "eval" / "metrics.csv")
+    after = evaluate()
 
     dataset = contract.dataset_dir()
     content = json.loads((dataset / "dataset.json").read_text())
