@@ -265,6 +265,14 @@ def test_covid19_20_validation_volumes_to_test(tmp_path):
     nifti(root / "Train" / "volume-covid19-A-0200_seg.nii.gz", np.zeros(SHAPE, np.uint8))
     with pytest.raises(DatalistError, match=r"volume-covid19-A-0200_seg.nii.gz has no volume volume-covid19-A-0200_ct"):
         write_datalist("covid19_20", root, root / "dataset.json")
+    (root / "Train" / "volume-covid19-A-0200_seg.nii.gz").unlink()
+    nifti(root / "Train" / "volume-covid19-A-0003_seg.nii.gz", np.zeros((6, 5, 3), np.uint8))
+    with pytest.raises(
+        DatalistError,
+        match=r"COVID-19-20: volume .*A-0003_ct.nii.gz is \(6, 5, 4\) voxels but its label .*A-0003_seg.nii.gz "
+        r"is \(6, 5, 3\)",
+    ):
+        write_datalist("covid19_20", root, root / "dataset.json")
 
 
 def kits(root: Path, labelled: int, unlabelled: list[int]) -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import DatalistError
 from .files import _require_dir, _visible, _write_png
 from .listing import Case, Listing
+from .pairs import _raise_unpaired
 from .slicing import _window
 
 _CARDIAC_CONVERSION = (
@@ -108,13 +109,15 @@ def read_york_cardiac(source: Path, derived: Path) -> Listing:
         raise DatalistError(
             f"york_cardiac: no sol_yxzt_patN.mat under {source}; unpack the image archive (mrimages) into it"
         )
-    for n in sorted(set(contours) - set(images)):
-        raise DatalistError(f"york_cardiac: {contours[n]} has no images sol_yxzt_pat{n}.mat; download them")
-    for n in sorted(set(images) - set(contours)):
-        raise DatalistError(
+    _raise_unpaired(
+        images,
+        contours,
+        lambda n: f"york_cardiac: {contours[n]} has no images sol_yxzt_pat{n}.mat; download them",
+        lambda n: (
             f"york_cardiac: {images[n]} has no contours manual_seg_32points_pat{n}.mat; "
             "unpack the manual segmentation archive (manual_seg) next to the images"
-        )
+        ),
+    )
     cases, skipped = [], 0
     for n in sorted(images):
         volume = _load_mat(images[n], "sol_yxzt")

@@ -21,7 +21,7 @@ from .files import (
     _visible,
 )
 from .listing import Case, Listing
-from .pairs import _BINARY_LABELS, _IMAGE_DIRS, _image_mask_dirs, _pairs
+from .pairs import _BINARY_LABELS, _IMAGE_DIRS, _image_mask_dirs, _nifti_case, _pairs, _raise_unpaired
 from .slicing import _axial_axis, _slices_to_png
 
 _COVID_CT = re.compile(r"^(?P<case>.+)_ct\.nii(\.gz)?$", re.IGNORECASE)
@@ -43,21 +43,19 @@ def read_covid19_20(source: Path, derived: Path) -> Listing:
             segs[(p.parent, m.group("case"))] = p
     if not cts:
         raise DatalistError(f"COVID-19-20: no *_ct.nii.gz volumes under {source}; point at COVID-19-20_v2 as unpacked")
-    for key in sorted(set(segs) - set(cts)):
-        raise DatalistError(
+    _raise_unpaired(
+        cts,
+        segs,
+        lambda key: (
             f"COVID-19-20: mask {segs[key]} has no volume {key[1]}_ct.nii.gz next to it; "
             "restore the volume or remove the mask"
-        )
+        ),
+    )
     cases = []
     for key in sorted(cts):
         folder, case = key
         if key in segs:
-            a, b = _nifti_shape(cts[key]), _nifti_shape(segs[key])
-            if a != b:
-                raise DatalistError(
-                    f"COVID-19-20: {cts[key]} is {a} voxels but its mask is {b}; download the pair again"
-                )
-            cases.append(Case(str(cts[key]), str(segs[key]), case))
+            cases.append(_nifti_case("COVID-19-20", cts[key], segs[key], case))
         elif _under_folder_named(folder, source, "train"):
             raise DatalistError(
                 f"COVID-19-20: training volume {cts[key]} has no {case}_seg.nii.gz; restore it or remove the volume"
@@ -147,26 +145,19 @@ def _nifti_pairs(
     labels = {_strip_nifti(p.name): p for p in _nifti_files(labels_dir)}
     if not images:
         raise DatalistError(f"{dataset}: no .nii/.nii.gz volumes in {images_dir}; unpack or put the volumes there")
-    for name in sorted(set(labels) - set(images)):
-        raise DatalistError(
+    _raise_unpaired(
+        images,
+        labels,
+        lambda name: (
             f"{dataset}: label {labels[name]} has no volume of that name in {images_dir}; "
             "restore the volume or remove the label"
-        )
-    for name in sorted(set(images) - set(labels)):
-        raise DatalistError(
+        ),
+        lambda name: (
             f"{dataset}: volume {images[name]} has no label {name}.nii.gz in {labels_dir}; "
             "restore the label or move the volume out"
-        )
-    cases = []
-    for name in sorted(images, key=_natural_key):
-        a, b = _nifti_shape(images[name]), _nifti_shape(labels[name])
-        if a != b:
-            raise DatalistError(
-                f"{dataset}: volume {images[name]} is {a} voxels but its label {labels[name]} is {b}; "
-                "download or export the pair again on one grid"
-            )
-        cases.append(Case(str(images[name]), str(labels[name]), name))
-    return cases
+        ),
+    )
+    return [_nifti_case(dataset, images[name], labels[name], name) for name in sorted(images, key=_natural_key)]
 
 
 _COVID_CT_SEG_IMAGES = ("COVID-19-CT-Seg_20cases",)

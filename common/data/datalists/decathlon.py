@@ -10,6 +10,7 @@ from ..errors import DatalistError
 from .brain import BRATS_LABELS, BRATS_MODALITY
 from .files import _nifti_files, _nifti_shape, _require_dir, _strip_nifti
 from .listing import Case, Listing
+from .pairs import _raise_unpaired
 from .pancreas import PANCREAS_LABELS
 
 
@@ -25,15 +26,17 @@ def _read_msd(source: Path, task: str, channels: int) -> tuple[list[Case], dict]
         meta = json.loads((source / "dataset.json").read_text())
     images = {p.name: p for p in _nifti_files(images_tr)}
     labels = {p.name: p for p in _nifti_files(labels_tr)}
-    for name in sorted(set(labels) - set(images)):
-        raise DatalistError(
+    _raise_unpaired(
+        images,
+        labels,
+        lambda name: (
             f"{task}: label {labels[name]} has no image imagesTr/{name}; restore the image or remove the label"
-        )
-    for name in sorted(set(images) - set(labels)):
-        raise DatalistError(
+        ),
+        lambda name: (
             f"{task}: image {images[name]} has no label labelsTr/{name}; "
             "restore the label or move the image to imagesTs/"
-        )
+        ),
+    )
     if not images:
         raise DatalistError(f"{task}: no .nii.gz images in {images_tr}; unpack the archive completely")
     cases = []

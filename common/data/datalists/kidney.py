@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatalistError
-from .files import _nifti_shape, _require_dir
+from .files import _require_dir
 from .listing import Case, Listing
+from .pairs import _nifti_case
 from .slicing import _axial_axis, _slices_to_png
 
 _KITS_CASE = re.compile(r"^case_(\d{5})$")
@@ -33,12 +34,7 @@ def _kits_cases(source: Path) -> list[Case]:
                 f"KiTS19 case {folder}: no imaging.nii.gz; download it with the kits19 repository's get_imaging.py"
             )
         if seg.is_file():
-            a, b = _nifti_shape(image), _nifti_shape(seg)
-            if a != b:
-                raise DatalistError(
-                    f"KiTS19 case {folder}: imaging is {a} voxels, segmentation {b}; download the case again"
-                )
-            cases.append(Case(str(image), str(seg), folder.name))
+            cases.append(_nifti_case("KiTS19", image, seg, folder.name))
         elif number < KITS_LABELLED_CASES:
             raise DatalistError(
                 f"KiTS19 case {folder}: no segmentation.nii.gz (cases 0-209 have one); "

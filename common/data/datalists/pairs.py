@@ -1,16 +1,45 @@
-"""2D image / mask pairs: two folders paired by file stem, and the generic ``png_pairs`` reader."""
+"""Images paired with their labels: the checks every reader's pairing goes through (nothing unpaired, one grid),
+2D image / mask folders paired by file stem, and the generic ``png_pairs`` reader."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import DatalistError
-from .files import _IMAGE_2D, _files, _find_child, _image_size_2d, _require_dir
+from .files import _IMAGE_2D, _files, _find_child, _image_size_2d, _nifti_shape, _require_dir
 from .listing import Case, Listing
 
 _IMAGE_DIRS = ("images", "image", "imgs", "img", "Original")
 _MASK_DIRS = ("masks", "mask", "gt", "gts", "labels", "label", "Ground Truth", "GroundTruth")
+
+
+def _raise_unpaired(
+    images: Mapping[Any, Any],
+    labels: Mapping[Any, Any],
+    label_alone: Callable[[Any], str],
+    image_alone: Callable[[Any], str] | None = None,
+) -> None:
+    """Raises :class:`DatalistError` for the first label (mask, contour file; by sorted key) whose key has no
+    image, with the message ``label_alone(key)``, then for the first image without a label with
+    ``image_alone(key)``; with ``image_alone`` None an image without a label passes (its reader lists it)."""
+    for key in sorted(set(labels) - set(images)):
+        raise DatalistError(label_alone(key))
+    for key in sorted(set(images) - set(labels)) if image_alone is not None else ():
+        raise DatalistError(image_alone(key))
+
+
+def _nifti_case(dataset: str, image: Path, label: Path, name: str) -> Case:
+    """The case of a NIfTI volume and its label; a label on another grid (shape from the headers) raises."""
+    a, b = _nifti_shape(image), _nifti_shape(label)
+    if a != b:
+        raise DatalistError(
+            f"{dataset}: volume {image} is {a} voxels but its label {label} is {b}; "
+            "download or export the pair again on one grid"
+        )
+    return Case(str(image), str(label), name)
 
 
 def _pairs(image_dir: Path, mask_dir: Path, dataset: str, mask_suffix: str = "") -> list[tuple[Path, Path]]:

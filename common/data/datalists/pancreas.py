@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import DatalistError
 from .files import _files, _nifti_shape, _require_dir, _visible
 from .listing import Case, Listing
+from .pairs import _raise_unpaired
 
 PANCREAS_LABELS = {"0": "background", "1": "pancreas"}
 _PANCREAS_PATIENT = re.compile(r"^PANCREAS_(\d{4})$", re.IGNORECASE)
@@ -39,19 +40,17 @@ def read_pancreas_ct(source: Path, derived: Path) -> Listing:
             f"Pancreas-CT: no PANCREAS_XXXX DICOM folders under {source}; "
             "point at the folder holding the TCIA download and the labels"
         )
-    notes = []
-    for n in sorted(set(labels) - set(patients)):
-        if n in PANCREAS_REMOVED:
-            notes.append(f"label{n:04d}: scan removed by TCIA (duplicate), skipped")
-            continue
-        raise DatalistError(
+    removed = sorted(n for n in set(labels) - set(patients) if n in PANCREAS_REMOVED)
+    notes = [f"label{n:04d}: scan removed by TCIA (duplicate), skipped" for n in removed]
+    _raise_unpaired(
+        patients,
+        {n: p for n, p in labels.items() if n not in removed},
+        lambda n: (
             f"Pancreas-CT: label {labels[n]} has no DICOM folder PANCREAS_{n:04d}; "
             "download that patient or remove the label"
-        )
-    for n in sorted(set(patients) - set(labels)):
-        raise DatalistError(
-            f"Pancreas-CT: PANCREAS_{n:04d} has no label{n:04d}.nii.gz under {source}; add the TCIA label folder"
-        )
+        ),
+        lambda n: f"Pancreas-CT: PANCREAS_{n:04d} has no label{n:04d}.nii.gz under {source}; add the TCIA label folder",
+    )
     cases = []
     for n in sorted(patients):
         series = sorted({p.parent for p in patients[n].rglob("*.dcm") if _visible(p)})

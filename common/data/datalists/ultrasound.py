@@ -18,7 +18,7 @@ from .files import (
     _write_png,
 )
 from .listing import Case, Listing
-from .pairs import _BINARY_LABELS, _check_same_size_2d
+from .pairs import _BINARY_LABELS, _check_same_size_2d, _raise_unpaired
 
 _BUSI_MASK = re.compile(r"^(?P<image>.+)_mask(_\d+)?$")
 BUSI_CLASSES = ("benign", "malignant", "normal")
@@ -52,14 +52,16 @@ def read_busi(source: Path, derived: Path, include_normal: bool = True) -> Listi
                 masks.setdefault(m.group("image"), []).append(p)
             else:
                 images[p.stem] = p
-        for stem in sorted(set(masks) - set(images)):
-            raise DatalistError(
+        _raise_unpaired(
+            images,
+            masks,
+            lambda stem: (
                 f"BUSI: mask {masks[stem][0]} has no image {stem}.png in {folder}; restore the image or remove the mask"
-            )
-        for stem in sorted(set(images) - set(masks)):
-            raise DatalistError(
+            ),
+            lambda stem: (
                 f"BUSI: image {images[stem]} has no mask {stem}_mask.png; restore the mask or remove the image"
-            )
+            ),
+        )
         for stem in sorted(images, key=_natural_key):
             for mask in masks[stem]:
                 _check_same_size_2d(images[stem], mask, "BUSI")
