@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,44 @@ import torch
 from common.bundle.contract import REPO_ROOT
 
 REFERENCE_BUNDLE = REPO_ROOT / "tests" / "fixtures" / "reference_bundle"
+
+
+def checkout_env() -> dict[str, str]:
+    """This process's environment with the checkout first on ``PYTHONPATH``: a subprocess imports this
+    checkout's ``common``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_driver(driver: str, args: dict, kill_at: Path | None = None) -> None:
+    """Runs the Python source ``driver`` in a subprocess, with ``json.dumps(args)`` as its one argument.
+
+    Without ``kill_at`` the run must end with status 0. With it, the driver writes the file ``kill_at`` at the
+    moment to kill it (and then waits): the run is SIGKILLed once the file exists and reaped; it fails the test
+    when the driver ends, or 300 s pass, before it writes the file."""
+    if kill_at is not None:
+        kill_at.unlink(missing_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", driver, json.dumps(args)],
+        env=checkout_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        if kill_at is None:
+            _, err = child.communicate(timeout=600)
+            assert child.returncode == 0, err.decode()[-3000:]
+            return
+        deadline = time.monotonic() + 300
+        while not kill_at.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert kill_at.exists(), f"the run did not reach its kill moment: {child.stderr.read().decode()[-3000:]}"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stderr.close()
 
 
 def bundle_parser(bundle: str, *names: str, **override):

@@ -11,16 +11,11 @@ validation every epoch), the inference on the 2D Crosslink-Net bundle's sample d
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
-from conftest import REFERENCE_BUNDLE
+from conftest import REFERENCE_BUNDLE, run_driver
 
 from common.bundle.contract import REPO_ROOT, BundleContract
 
@@ -80,9 +75,8 @@ contract.workflow(*configs, before_run=before_run, **contract.overrides(args["ou
 
 
 def _run(contract: BundleContract, config: str, output: str, run: dict, hold: dict | None, tmp_path: Path) -> None:
-    """Runs the driver; with ``hold``, waits until it stops at the moment and SIGKILLs it."""
+    """Runs the driver; with ``hold``, until it stops at the moment, where it is SIGKILLed."""
     marker = tmp_path / "held"
-    marker.unlink(missing_ok=True)
     args = {
         "bundle": str(contract.bundle_dir),
         "work": str(contract.work_dir),
@@ -93,26 +87,7 @@ def _run(contract: BundleContract, config: str, output: str, run: dict, hold: di
         "hold": hold,
         "marker": str(marker),
     }
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, json.dumps(args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        if hold is None:
-            _, err = child.communicate(timeout=600)
-            assert child.returncode == 0, err.decode()[-3000:]
-            return
-        deadline = time.monotonic() + 300
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert marker.exists(), f"the run did not reach {hold}: {child.stderr.read().decode()[-3000:]}"
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
+    run_driver(DRIVER, args, kill_at=None if hold is None else marker)
 
 
 def _same_checkpoint(a: Path, b: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import checkout_env
 from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
@@ -124,8 +125,7 @@ HOLDER = (
 
 
 def test_second_training_in_one_ckpt_dir_stops_and_a_stale_lock_is_taken_over(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=env, stdout=subprocess.PIPE)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], env=checkout_env(), stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"held"
         with pytest.raises(RuntimeError) as error:

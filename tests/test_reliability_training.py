@@ -8,21 +8,15 @@ reproducibility runs on every bundle.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REFERENCE_BUNDLE
+from conftest import REFERENCE_BUNDLE, run_driver
 from ignite.engine import Events
 from monai.handlers import from_engine
 
-from common.bundle.contract import REPO_ROOT, BundleContract, bundle_dirs
+from common.bundle.contract import BundleContract, bundle_dirs
 from common.workflows.training import (
     AtomicCheckpointSaver,
     AtomicDiskSaver,
@@ -113,22 +107,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, sample_root):
         "marker": str(marker),
         "threads": torch.get_num_threads(),
     }
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, json.dumps(args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert marker.exists(), f"the training subprocess did not reach iteration 3: {child.stderr.read()[-3000:]!r}"
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
+    run_driver(DRIVER, args, kill_at=marker)
 
     models = crashed.work_dir / "models"
     # no partial file; the lock of the killed run stays until the next start takes it over
