@@ -226,3 +226,23 @@ def test_descending_order_is_a_stable_sort():
     g = torch.Generator().manual_seed(5)
     for scores in (torch.randint(0, 4, (6, 19), generator=g).double(), torch.randn(3, 256, generator=g)):
         assert torch.equal(descending_order(scores), scores.sort(dim=1, descending=True, stable=True).indices)
+
+
+def test_entropy_table_is_built_once_a_map_size_eager_and_scripted():
+    """IFE keeps the entropy's ``L(n)`` table of each map size it scores (an attribute, not in the state_dict): a
+    second forward of a size reuses the tensor, eager and scripted alike, and the scores equal the ones of a call
+    that builds the table for itself."""
+    torch.manual_seed(0)
+    x, wide = torch.randn(2, 4, 9, 9), torch.randn(2, 4, 9, 12)  # 7 x 7 = 49 and 7 x 10 = 70 windows
+    levels = torch.arange(50, dtype=torch.float64).clamp_min(1)
+    selected = top(entropy_score(x), 2)[:, :, None, None].expand(-1, -1, 9, 9)
+    expected = torch.cat([x, torch.gather(x, 1, selected)], dim=1)
+    eager = IFE(2, 4, mode="entropy")
+    assert eager.state_dict() == {} and eager.log2_tables == {}
+    for ife in (eager, torch.jit.script(IFE(2, 4, mode="entropy"))):
+        first = ife(x)
+        table = ife.log2_tables[49]
+        assert torch.equal(table, (torch.log2(levels) * 2**30).round().long())
+        assert torch.equal(first, expected)
+        assert torch.equal(ife(x), first) and ife.log2_tables[49].data_ptr() == table.data_ptr()
+        assert torch.equal(ife.score(wide), entropy_score(wide)) and sorted(ife.log2_tables) == [49, 70]

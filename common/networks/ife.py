@@ -24,9 +24,6 @@ would invent values at the border and give a constant channel a non-zero score. 
 be at least 3 elements along every spatial axis.
 """
 
-from __future__ import annotations
-
-import functools
 from collections.abc import Sequence
 
 import timm
@@ -168,17 +165,28 @@ def _log2_count_sums_by_sort(codes: torch.Tensor, table: torch.Tensor, bins: int
     return sums.index_add_(0, runs // num_codes, counts * table[counts])
 
 
-def _log2_levels(windows: int) -> torch.Tensor:
-    """``round(2**30 log2 n)`` for ``n = 0..windows`` (``n = 0`` as 1), int64 on the CPU."""
+def _log2_levels(windows: int, device: torch.device) -> torch.Tensor:
+    """``round(2**30 log2 n)`` for ``n = 0..windows`` (``n = 0`` as 1), int64, computed on the CPU (the same
+    integers on every device) and moved to ``device``."""
     levels = torch.arange(windows + 1, dtype=torch.float64)
-    return (torch.log2(levels.clamp_min(1)) * 2**30).round().long()  # fixed point: units of 2**-30 bits
+    return (torch.log2(levels.clamp_min(1)) * 2**30).round().long().to(device)  # fixed point: 2**-30 bits
 
 
-#: :func:`_log2_levels` built once a map size in eager mode (TorchScript has no cache: it builds it every call).
-_log2_table = functools.lru_cache(maxsize=16)(_log2_levels)
+def _log2_table(windows: int, device: torch.device, tables: dict[int, torch.Tensor] | None) -> torch.Tensor:
+    """:func:`_log2_levels` of a map of ``windows`` windows, kept in ``tables`` (the caller's cache, by map size:
+    each :class:`IFE` keeps one, eager and scripted alike) and rebuilt only for another device. Without
+    ``tables``, or while tracing (the map size is traced then, so the table is part of the trace), it is built
+    for the call."""
+    if tables is None or torch.jit.is_tracing():
+        return _log2_levels(windows, device)
+    table = tables.get(windows)
+    if table is None or table.device != device:
+        table = _log2_levels(windows, device)
+        tables[windows] = table
+    return table
 
 
-def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
+def entropy_score(x: torch.Tensor, bins: int = 256, tables: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """2D information entropy of every channel (Eq. 2, Algorithm 1), in bits.
 
     Quantisation of float features (the paper defines Eq. 2 for 0..255 grey values only): each channel of
@@ -200,6 +208,8 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
     Args:
         x: feature map ``(B, C, H, W)`` or ``(B, C, D, H, W)``, any float dtype (quantised in float32).
         bins: number of quantisation levels of ``i`` and of ``j`` (256 in the paper), 1..4096.
+        tables: a dict the caller keeps between calls, where the ``L(n)`` table of each map size is kept
+            (``IFE`` passes its own); without it the table is built for the call.
 
     Returns:
         ``(B, C)`` entropies in float64.
@@ -213,10 +223,7 @@ def entropy_score(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
             f"entropy_score: {windows} windows per channel exceed the 2**28 that the int64 fixed-point sums hold; "
             "place IFE at a lower resolution or score the channels of smaller crops."
         )
-    if torch.jit.is_scripting():
-        table = _log2_levels(windows).to(codes.device)
-    else:
-        table = _log2_table(windows).to(codes.device)
+    table = _log2_table(windows, codes.device, tables)
     if torch.jit.is_tracing():
         sums = _log2_count_sums(codes, table, bins)  # one pass: a loop over chunks would freeze the batch size
     # the literals below are TorchScript's (it reads no module constants): dense histograms once a channel has at
@@ -263,6 +270,10 @@ class IFE(nn.Module):
         bins: quantisation levels of the entropy score (256 in the paper).
     """
 
+    #: the entropy's ``L(n)`` table of each map size (number of windows) this layer has scored, on the device of
+    #: its last use: built once a size, not every forward (an attribute, not a buffer: state_dict unchanged)
+    log2_tables: dict[int, torch.Tensor]
+
     def __init__(
         self, spatial_dims: int, in_channels: int, mode: str = "curvature", ratio: float = 0.5, bins: int = 256
     ) -> None:
@@ -280,12 +291,13 @@ class IFE(nn.Module):
         self.bins = bins
         self.num_selected = 0 if mode == "none" else int(ratio * in_channels)
         self.out_channels = in_channels + self.num_selected
+        self.log2_tables = {}
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C)`` channel scores of the configured mode."""
         if self.mode == "curvature":
             return curvature_score(x)
-        return entropy_score(x, self.bins)
+        return entropy_score(x, self.bins, self.log2_tables)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and (x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels):
