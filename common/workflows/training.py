@@ -135,32 +135,23 @@ class AtomicCheckpointSaver:
         self.epoch_level = epoch_level
         self.save_interval = int(save_interval)
         self.file_prefix = file_prefix
-        self.final = self.key_metric = self.interval = None
-        if save_final:
-            self.final = Checkpoint(
+
+        def checkpoint(filename: str | None, count: str, score_name: str, n_saved: int | None = 1) -> Checkpoint:
+            """Ignite's ``Checkpoint`` of ``save_dict`` into ``save_dir/filename`` (Ignite's file name when None),
+            each save scored by the engine's ``state.<count>``."""
+            return Checkpoint(
                 save_dict,
-                AtomicDiskSaver(save_dir, final_filename),
-                filename_prefix=file_prefix,
-                score_function=lambda e: e.state.iteration,
-                score_name="final_iteration",
-            )
-        if save_key_metric:
-            self.key_metric = Checkpoint(
-                save_dict,
-                AtomicDiskSaver(save_dir, key_metric_filename),
-                filename_prefix=file_prefix,
-                score_function=lambda e: e.state.epoch,
-                score_name="epoch",
-            )
-        if self.save_interval > 0:
-            self.interval = Checkpoint(
-                save_dict,
-                AtomicDiskSaver(save_dir),
+                AtomicDiskSaver(save_dir, filename),
                 filename_prefix=file_prefix,
                 n_saved=n_saved,
-                score_function=(lambda e: e.state.epoch) if epoch_level else (lambda e: e.state.iteration),
-                score_name="epoch" if epoch_level else "iteration",
+                score_function=lambda e: getattr(e.state, count),
+                score_name=score_name,
             )
+
+        unit = "epoch" if epoch_level else "iteration"
+        self.final = checkpoint(final_filename, "iteration", "final_iteration") if save_final else None
+        self.key_metric = checkpoint(key_metric_filename, "epoch", "epoch") if save_key_metric else None
+        self.interval = checkpoint(None, unit, unit, n_saved) if self.save_interval > 0 else None
 
     def attach(self, engine: Engine) -> None:
         if self.final is not None:
