@@ -533,28 +533,26 @@ def run(
                 f"IFE {mode} {dims}D",
                 lambda mode=mode, dims=dims: ife_selection(mode, dims, device, tiny),
             )
+
+    def on_case(measure: Callable[..., Any], bundle: str, case: str, name: str, **options: Any) -> Any:
+        """``measure`` (``infer`` or ``cpu_agreement``) of ``bundle`` on its ``case`` ("case" or "compare")
+        with its weights, writing under ``out/<bundle>/<name>``."""
+        paths = cases[bundle]
+        return measure(bundle, device, tiny, paths[case], paths["weights"], work / "out" / bundle / name, **options)
+
     for bundle in bundles:
         rec.measure(
             report["bundles"][bundle]["inference"],
             "eager",
             f"{bundle} inference",
-            lambda bundle=bundle: infer(
-                bundle, device, tiny, cases[bundle]["case"], cases[bundle]["weights"], work / "out" / bundle / "eager"
-            )[0],
+            lambda bundle=bundle: on_case(infer, bundle, "case", "eager")[0],
         )
     for bundle in bundles:
         rec.measure(
             report["bundles"][bundle],
             "cpu_agreement",
             f"{bundle} CPU agreement",
-            lambda bundle=bundle: cpu_agreement(
-                bundle,
-                device,
-                tiny,
-                cases[bundle]["compare"],
-                cases[bundle]["weights"],
-                work / "out" / bundle / "agree",
-            ),
+            lambda bundle=bundle: on_case(cpu_agreement, bundle, "compare", "agree"),
         )
     for bundle in bundles:
         has_switch = "channels_last" in bundle_parser(bundle, "inference.json", device, tiny).config
@@ -562,15 +560,8 @@ def run(
             report["bundles"][bundle]["inference"],
             "compile",
             f"{bundle} inference compile",
-            lambda bundle=bundle: infer(
-                bundle,
-                device,
-                tiny,
-                cases[bundle]["case"],
-                cases[bundle]["weights"],
-                work / "out" / bundle / "compile",
-                compile=True,
-                compile_backend=compile_backend,
+            lambda bundle=bundle: on_case(
+                infer, bundle, "case", "compile", compile=True, compile_backend=compile_backend
             )[0],
         )
         if not has_switch and "channels_last" not in skip:
@@ -579,15 +570,7 @@ def run(
 
         def flipped(bundle=bundle) -> dict[str, Any]:
             default = bool(bundle_parser(bundle, "inference.json", device, tiny).get_parsed_content("channels_last"))
-            return infer(
-                bundle,
-                device,
-                tiny,
-                cases[bundle]["case"],
-                cases[bundle]["weights"],
-                work / "out" / bundle / "channels_last",
-                channels_last=not default,
-            )[0]
+            return on_case(infer, bundle, "case", "channels_last", channels_last=not default)[0]
 
         rec.measure(
             report["bundles"][bundle]["inference"], "channels_last", f"{bundle} inference channels_last", flipped
