@@ -21,25 +21,15 @@ INFERENCE_FIELDS = {"seconds_per_case", "peak_memory_mb", "channels_last", "comp
 AGREEMENT_FIELDS = {"max_abs_diff", "max_abs_logit", "dice", "mean_dice", "voxel_agreement", "logits_shape"}
 
 
+def run_tiny(out, *options: str) -> int:
+    """``benchmarks/gpu.py --device cpu --tiny --out out *options``; its exit status."""
+    return gpu.main(["--device", "cpu", "--tiny", "--out", str(out), *options])
+
+
 def test_every_bundle_on_cpu_tiny(tmp_path):
     """Every bundle, every field; the slow CPU parts (bf16 training, torch.compile) in the next test."""
-    assert (
-        gpu.main(
-            [
-                "--device",
-                "cpu",
-                "--tiny",
-                "--out",
-                str(tmp_path),
-                "--iterations",
-                str(gpu.WARMUP_ITERATIONS + 1),
-                "--skip",
-                "bf16",
-                "compile",
-            ]
-        )
-        == 0
-    )
+    iterations = str(gpu.WARMUP_ITERATIONS + 1)
+    assert run_tiny(tmp_path, "--iterations", iterations, "--skip", "bf16", "compile") == 0
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["failures"] == []
     assert {"device", "torch", "cuda", "cudnn", "monai"} <= set(report["environment"])
@@ -76,27 +66,9 @@ def test_every_bundle_on_cpu_tiny(tmp_path):
 def test_bf16_and_compile_on_cpu_tiny(tmp_path):
     """bf16 training through AutocastInferer and inference through ``compiled`` (dynamo, eager backend)."""
     bundle = "eaanet_brats_mri_segmentation"
-    assert (
-        gpu.main(
-            [
-                "--device",
-                "cpu",
-                "--tiny",
-                "--out",
-                str(tmp_path),
-                "--bundles",
-                bundle,
-                "--iterations",
-                "2",
-                "--compile-backend",
-                "eager",
-                "--skip",
-                "amp_fp16",
-                "channels_last",
-            ]
-        )
-        == 0
-    )
+    skip = ("amp_fp16", "channels_last")
+    options = ("--bundles", bundle, "--iterations", "2", "--compile-backend", "eager", "--skip", *skip)
+    assert run_tiny(tmp_path, *options) == 0
     entry = json.loads((tmp_path / "gpu.json").read_text())["bundles"][bundle]
     assert entry["train"]["bf16"]["loss_finite"] and entry["train"]["bf16"]["iterations"] == 2
     assert entry["inference"]["compile"]["compile"] is True
@@ -111,10 +83,7 @@ def test_a_failing_measurement_is_recorded_and_the_run_goes_on(tmp_path, monkeyp
 
     monkeypatch.setattr(gpu, "train", broken)
     bundle = "crosslinknet_covid_ct_segmentation"
-    assert (
-        gpu.main(["--device", "cpu", "--tiny", "--out", str(tmp_path), "--bundles", bundle, "--skip", *gpu.SKIPPABLE])
-        == 1
-    )
+    assert run_tiny(tmp_path, "--bundles", bundle, "--skip", *gpu.SKIPPABLE) == 1
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["bundles"][bundle]["train"]["fp32"]["error"] == "RuntimeError: planted failure"
     assert "seconds_per_case" in report["bundles"][bundle]["inference"]["eager"]
