@@ -15,24 +15,15 @@ from benchmarks.harness import CASES, count_macs, main, markdown, synthetic_labe
 EAANET = "eaanet_brats_mri_segmentation"
 
 
+def _tiny(command: str, size_option: str, out, *options: str) -> int:
+    """``python -m benchmarks.harness command`` on EAA-Net at the tiny size, one repeat, in this process, into
+    ``out``; its exit status."""
+    argv = [command, size_option, "tiny", "--bundles", EAANET, "--out", str(out), "--repeats", "1", "--in-process"]
+    return main([*argv, *options])
+
+
 def test_tiny_run_writes_json_and_markdown(tmp_path):
-    argv = [
-        "run",
-        "--sizes",
-        "tiny",
-        "--bundles",
-        EAANET,
-        "--out",
-        str(tmp_path),
-        "--repeats",
-        "1",
-        "--budget-s",
-        "1",
-        "--in-process",
-        "--name",
-        "tiny",
-    ]
-    assert main(argv) == 0
+    assert _tiny("run", "--sizes", tmp_path, "--budget-s", "1", "--name", "tiny") == 0
     results = json.loads((tmp_path / "tiny.json").read_text())
     machine = results["machine"]
     for key in ("cpu_model", "logical_cores", "torch", "monai", "date_utc", "load_average_1_5_15"):
@@ -162,20 +153,7 @@ def test_precision_agreement_hand_worked():
 
 
 def test_precision_runs_on_tiny_size(tmp_path):
-    argv = [
-        "precision",
-        "--size",
-        "tiny",
-        "--bundles",
-        EAANET,
-        "--out",
-        str(tmp_path),
-        "--repeats",
-        "1",
-        "--no-compile",
-        "--in-process",
-    ]
-    assert main(argv) == 0
+    assert _tiny("precision", "--size", tmp_path, "--no-compile") == 0
     report = json.loads((tmp_path / "precision_tiny.json").read_text())
     (entry,) = report["networks"]
     assert entry["input_shape"] == [2, 12, 64, 64] and "compile_forward" not in entry
