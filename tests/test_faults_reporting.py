@@ -3,7 +3,10 @@ with our message alone, the full traceback in a log file, or printed with ``MEDS
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import REFERENCE_BUNDLE
 
+from common.bundle.contract import bundle_dirs
 from common.workflows.errors import DEBUG_VARIABLE, LOG_NAME, UserError, report_errors
 
 
@@ -112,3 +116,51 @@ def test_failed_inference_cases_end_as_our_message(tmp_path, hook, capsys):
         "CasesFailedError: inference: 1 of 1 cases failed (the others were written): case_3: InputError:"
         f" case_3.nii.gz has NaN. Summary in {tmp_path / 'inference_summary.json'}"
     )
+
+
+def _module_of(name: str) -> str:
+    """The longest leading part of the dotted ``name`` that is a module (``common.workflows.errors`` of
+    ``common.workflows.errors.report_errors``)."""
+    parts, module = name.split("."), name.split(".")[0]
+    for end in range(2, len(parts) + 1):
+        try:
+            if importlib.util.find_spec(".".join(parts[:end])) is None:
+                break
+        except ModuleNotFoundError:  # parts[:end - 1] is a module, not a package
+            break
+        module = ".".join(parts[:end])
+    return module
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (dict, list)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
+
+
+@pytest.mark.parametrize("bundle", [*bundle_dirs(), REFERENCE_BUNDLE], ids=lambda p: p.name)
+def test_every_module_an_expression_names_is_imported_by_its_config(bundle):
+    """``$common.workflows.errors.report_errors(@output_dir)`` in ``initialize`` (and every other ``$common...``
+    expression) works because the config imports that module itself, not because another import happened to load
+    it. Each config is read as it runs: inference.json alone, the others merged over train.json."""
+    configs = bundle / "configs"
+    runs = [["inference.json"], ["train.json"]] + [
+        ["train.json", p.name]
+        for p in sorted(configs.glob("*.json"))
+        if p.name not in ("inference.json", "train.json", "metadata.json")
+    ]
+    for names in runs:
+        merged: dict = {}
+        for name in names:
+            merged.update(json.loads((configs / name).read_text()))
+        imported = {line.split()[1] for line in merged.get("imports", []) if line.startswith("$import ")}
+        named = {
+            _module_of(reference)
+            for text in _strings(merged)
+            if text.startswith("$") and not text.startswith("$import ")
+            for reference in re.findall(r"\bcommon(?:\.\w+)+", text)
+        }
+        assert named <= imported, (names, sorted(named - imported))
+    assert _module_of("common.workflows.errors.report_errors") == "common.workflows.errors"
