@@ -12,7 +12,7 @@ from monai.inferers import SlidingWindowInferer
 from common.inferers.conresnet import WholeVolumeResidualInferer
 from common.networks.conresnet import ConResNet, ConResNetEnsemble, inter_slice_residual
 
-TINY = dict(in_channels=2, out_channels=3, init_filters=8, blocks=(1, 1, 1, 1, 1))
+TINY = {"in_channels": 2, "out_channels": 3, "init_filters": 8, "blocks": (1, 1, 1, 1, 1)}
 
 
 def _seen_residual(window: torch.Tensor, image_residual: torch.Tensor | None = None) -> torch.Tensor:
@@ -36,9 +36,7 @@ def test_every_window_sees_the_whole_volume_residual():
 
 def test_residual_axis_follows_the_view():
     image = torch.randn(1, 2, 20, 6, 6)
-    out = WholeVolumeResidualInferer([8, 6, 6], residual_axis="sagittal", overlap=0.5)(
-        image, lambda w, r: r
-    )
+    out = WholeVolumeResidualInferer([8, 6, 6], residual_axis="sagittal", overlap=0.5)(image, lambda w, r: r)
     torch.testing.assert_close(out, inter_slice_residual(image, 0))
 
 
