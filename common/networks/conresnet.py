@@ -269,7 +269,8 @@ class ConResNet(nn.Module):
     Bridge: GN -> ReLU -> Dropout(``dropout_prob``) -> 3x3x3 conv to ``4 * init_filters``.
     Decoders: three :class:`ContextResidualModule` at 1/4, 1/2 and 1/1 resolution, each after trilinear
     upsampling (align_corners) of both paths and the skip addition on the segmentation path. The first
-    module's residual path starts from the image's inter-slice residual, computed here from the input.
+    module's residual path starts from the image's inter-slice residual, computed here from the input unless
+    given (``image_residual``).
     Heads: 1x1x1 convs on the segmentation path and on the residual paths at 1/1, 1/2 and 1/4 (deep
     supervision, upsampled to the input size).
 
