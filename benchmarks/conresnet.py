@@ -22,6 +22,11 @@ Every comparison interleaves its variants (A B A B ...), reports the median proc
     writes ``M`` = ``<out>/conresnet_brats_mri_segmentation/models/model.pt`` and ``D`` = ``<out>/sample_data``):
     Dice and time on the validation volumes for several overlaps, blending modes and ``sw_batch_size``;
     and the window count on a BraTS-size 240x240x155 volume with the paper's 160x160x80 ROI.
+``python -m benchmarks.conresnet residual --checkpoint M --dataset-dir D``
+    the image's inter-slice residual recomputed in every window (MONAI's ``SlidingWindowInferer``: each
+    window's first slice zero) against taken once on the whole volume (``WholeVolumeResidualInferer``, the
+    release's inference), at inference.json's overlap: Dice of each against the label and of the two
+    predictions against each other, on the sample training and validation volumes (no timing).
 
 Results are printed as Markdown and, with ``--out``, written as JSON.
 """
@@ -468,6 +473,52 @@ def sliding_window_ab(
     return out
 
 
+def residual_ab(checkpoint: str | Path, dataset_dir: str | Path) -> dict[str, Any]:
+    """Per-window against whole-volume image residual at inference.json's window size and overlap: Dice per
+    channel (TC, WT, ET; sigmoid > 0.5) of each against the label, Dice of the two predictions against each
+    other, the share of voxels whose label differs and the largest probability difference, per volume."""
+    from monai.inferers import SlidingWindowInferer
+    from monai.metrics import compute_dice
+
+    from common.inferers.conresnet import WholeVolumeResidualInferer
+
+    parser = bundle_parser(BUNDLE, sample_data=True, dataset_dir=str(dataset_dir))
+    window = bundle_parser(BUNDLE, "inference.json", sample_data=True, dataset_dir=str(dataset_dir))["inferer"]
+    settings = {k: window[k] for k in ("sw_batch_size", "overlap")}
+    roi = parser.get_parsed_content("patch_size")
+    net = parser.get_parsed_content("network")
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    net.load_state_dict(state.get("model", state) if isinstance(state.get("model"), dict) else state)
+    net.eval()
+    inferers = {
+        "per window": SlidingWindowInferer(roi, **settings),
+        "whole volume": WholeVolumeResidualInferer(roi, residual_axis=parser["residual_axis"], **settings),
+    }
+    cases = [("training", d) for d in parser.get_parsed_content("train#dataset#data")]
+    cases += [("validation", d) for d in parser.get_parsed_content("validate#dataset#data")]
+    transform = parser.get_parsed_content("validate#preprocessing")
+    out: dict[str, Any] = {"roi": list(roi), **settings, "cases": []}
+    for split, item in cases:
+        data = transform(item)
+        image, label = data["image"].unsqueeze(0).as_tensor(), data["label"].unsqueeze(0).as_tensor()
+        with torch.inference_mode():
+            probs = {k: torch.sigmoid(inf(image, net)) for k, inf in inferers.items()}
+        preds = {k: (p > 0.5).float() for k, p in probs.items()}
+        a, b = preds["per window"], preds["whole volume"]
+        out["cases"].append(
+            {
+                "split": split,
+                "shape": list(image.shape[2:]),
+                "dice_per_window": compute_dice(a, label, ignore_empty=False)[0].tolist(),
+                "dice_whole_volume": compute_dice(b, label, ignore_empty=False)[0].tolist(),
+                "dice_between": compute_dice(a, b, ignore_empty=False)[0].tolist(),
+                "voxels_differing": float((a != b).float().mean()),
+                "max_prob_diff": float((probs["per window"] - probs["whole volume"]).abs().max()),
+            }
+        )
+    return out
+
+
 def _markdown(kind: str, r: dict[str, Any]) -> str:
     lines = []
     if kind == "forward":
@@ -533,6 +584,31 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
                     f"{c['wall_s']:.2f} | {c['ratio_wall']:.3f} | {c['peak_rss_mb']:.0f} | {c['n']} |"
                 )
         lines.append(f"load average {r['load_avg']['start'][0]:.1f} -> {r['load_avg']['end'][0]:.1f}")
+    elif kind == "residual":
+        lines.append(
+            f"image residual per window vs on the whole volume: ROI {'x'.join(map(str, r['roi']))}, overlap "
+            f"{r['overlap']}, sw_batch_size {r['sw_batch_size']}; Dice TC, WT, ET (sigmoid > 0.5)"
+        )
+        lines.append(
+            "| volume | shape | per window vs label | whole volume vs label | per window vs whole volume |"
+            " voxels differing | max prob diff |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        for i, c in enumerate(r["cases"]):
+            row = [
+                ", ".join(f"{v:.4f}" for v in c[k]) for k in ("dice_per_window", "dice_whole_volume", "dice_between")
+            ]
+            lines.append(
+                f"| {c['split']} {i} | {'x'.join(map(str, c['shape']))} | {' | '.join(row)} | "
+                f"{100 * c['voxels_differing']:.3f} % | {c['max_prob_diff']:.4f} |"
+            )
+        for split in ("training", "validation"):
+            rows = [c for c in r["cases"] if c["split"] == split]
+            means = [
+                ", ".join(f"{sum(c[k][j] for c in rows) / len(rows):.4f}" for j in range(3))
+                for k in ("dice_per_window", "dice_whole_volume", "dice_between")
+            ]
+            lines.append(f"| {split} mean | | {' | '.join(means)} | | |")
     else:
         lines.append(f"validation volumes {r['volumes']}")
         lines.append("| setting | windows / volume | Dice TC, WT, ET | mean Dice | cpu s | wall s |")
@@ -578,6 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--modes", nargs="+", default=["constant", "gaussian"])
     w.add_argument("--sw-batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     w.add_argument("--repeats", type=int, default=3)
+    r = sub.add_parser("residual", help="image residual per window vs on the whole volume: Dice on the sample data")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--dataset-dir", required=True)
     v = sub.add_parser(
         "volume",
         help="whole-volume inference (inference.json's inferer), without and with keep_freed_memory, fresh processes",
@@ -598,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s, size in ((f, [96, 96, 48]), (q, [96, 96, 48]), (a, [96, 96, 48]), (v, [240, 240, 155])):
         s.add_argument("--size", type=_size, default=size)
         s.add_argument("--widths", choices=("paper", "sample"), default="paper")
-    for s in (f, q, a, w, v):
+    for s in (f, q, a, w, r, v):
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--out", help="write the result as JSON here")
     args = p.parse_args(argv)
@@ -615,6 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = profile_forward(args.size, args.widths, args.top)
     elif args.command == "volume":
         result = whole_volume(args.size, args.widths, args.roi, args.volume_threads)
+    elif args.command == "residual":
+        result = residual_ab(args.checkpoint, args.dataset_dir)
     elif args.command == "allocator":
         result = allocator_ab(args.size, args.widths, args.repeats, args.runs, train=args.train)
     else:

@@ -22,6 +22,24 @@ def test_centre_pixel_hand_worked():
     assert loss.item() == pytest.approx(math.log(2) + 161 / 228, rel=1e-6)
 
 
+@pytest.mark.parametrize("weighted_bce", [True, False])
+def test_bce_weighted_by_pixel_or_plain_mean(weighted_bce):
+    # the centre-pixel mask above (weights 49/9 centre, 14/9 the 8 others), centre logit ln 3 (s = 3/4,
+    # BCE ln 4/3), the others 0 (s = 1/2, BCE ln 2). Weighted BCE (49 ln 4/3 + 8 * 14 ln 2) / (49 + 8 * 14);
+    # plain mean (the IFE release) (ln 4/3 + 8 ln 2) / 9. IoU: I = 49/9 * 3/4, U = 49/9 * 7/4 + 8 * 14/9 * 1/2,
+    # 1 - (I + 1) / (U - I + 1) = 1 - 45.75 / 114 = 91/152.
+    target = torch.zeros(1, 1, 3, 3)
+    target[0, 0, 1, 1] = 1
+    logits = torch.zeros(1, 1, 3, 3)
+    logits[0, 0, 1, 1] = math.log(3)
+    loss = WeightedIoUBCELoss(kernel_size=3, weighted_bce=weighted_bce)(logits, target)
+    if weighted_bce:
+        bce = (49 * math.log(4 / 3) + 112 * math.log(2)) / 161
+    else:
+        bce = (math.log(4 / 3) + 8 * math.log(2)) / 9
+    assert loss.item() == pytest.approx(bce + 91 / 152, rel=1e-6)
+
+
 def test_empty_mask_default_kernel():
     # weights all 1; IoU term 1 - 1 / (16 * 1/2 + 1) = 8/9
     loss = WeightedIoUBCELoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))

@@ -25,19 +25,30 @@ class WeightedIoUBCELoss(_Loss):
 
     and the loss is their sum averaged over images and channels.
 
+    The smoothing 1 is not in F3Net's equations; its code and PraNet's add it, and it keeps an empty mask
+    with an empty prediction at 0 instead of 0/0. With ``weighted_bce=False`` the BCE term is the plain
+    mean BCE over the pixels, which is what the IFE release's ``structure_loss`` computes (it takes the BCE
+    with ``reduction='mean'`` before weighting, so the pixel weights cancel) and what PraNet's code computes
+    (its ``reduce='none'`` is read by PyTorch as the legacy ``reduce=True``).
+
     Args:
         kernel_size: side of the mean filter (odd). Defaults to 31.
         weight_scale: factor of the boundary term of the weight. Defaults to 5.
         smooth: constant added to numerator and denominator of the IoU term. Defaults to 1.
+        weighted_bce: weigh the BCE by the pixel weights (F3Net's ``L^w_BCE``, the default), or take its
+            plain mean (the IFE release).
     """
 
-    def __init__(self, kernel_size: int = 31, weight_scale: float = 5.0, smooth: float = 1.0) -> None:
+    def __init__(
+        self, kernel_size: int = 31, weight_scale: float = 5.0, smooth: float = 1.0, weighted_bce: bool = True
+    ) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd so the weight map keeps the mask's size, got {kernel_size}.")
         self.kernel_size = kernel_size
         self.weight_scale = weight_scale
         self.smooth = smooth
+        self.weighted_bce = weighted_bce
 
     def box_mean(self, target: torch.Tensor) -> torch.Tensor:
         """``avgpool_k(target)``: the k x k mean (stride 1, zero padding counted) of F3Net Eq. 8, computed
@@ -64,9 +75,12 @@ class WeightedIoUBCELoss(_Loss):
         target = target.to(input.dtype)
         weight = 1 + self.weight_scale * torch.abs(self.box_mean(target) - target)
         bce = F.binary_cross_entropy_with_logits(input, target, reduction="none")
-        weighted_bce = (weight * bce).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
+        if self.weighted_bce:
+            bce = (weight * bce).sum(dim=(2, 3)) / weight.sum(dim=(2, 3))
+        else:
+            bce = bce.mean(dim=(2, 3))
         prob = torch.sigmoid(input)
         intersection = (weight * prob * target).sum(dim=(2, 3))
         union = (weight * (prob + target)).sum(dim=(2, 3))
         weighted_iou = 1 - (intersection + self.smooth) / (union - intersection + self.smooth)
-        return (weighted_bce + weighted_iou).mean()
+        return (bce + weighted_iou).mean()

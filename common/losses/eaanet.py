@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.losses import DiceCELoss
+from monai.losses import DiceLoss
 
 __all__ = ["EAANetLoss"]
 
@@ -18,13 +18,16 @@ class EAANetLoss(nn.Module):
 
     * ``Loss_A`` (Eq. 8) and ``Loss_S`` (Eq. 9): mean absolute and mean squared error between the
       reconstruction of the centre slices and the centre slices themselves;
-    * ``Loss_B = Loss_C = weights * Loss_CE + Loss_dice`` (Eq. 10-12) with ``weights = 0.4`` on the
-      softmax outputs of the basic and the complete segmentation sub-networks: MONAI
-      :class:`~monai.losses.DiceCELoss` (soft Dice averaged over classes and batch, ``smooth`` 1e-5).
+    * ``Loss_B = Loss_C = weights * Loss_CE + Loss_dice`` (Eq. 10-12) with ``weights = 0.4``, on the
+      softmax outputs of the basic and the complete segmentation sub-networks: ``Loss_CE`` the mean
+      cross-entropy over the pixels (Eq. 11); ``Loss_dice = n - sum_i Dice_i`` (Eq. 12), i.e. ``1 - Dice``
+      *summed* over the n class masks of an image (soft Dice, ``|y| + |p|`` in the denominator, MONAI's
+      ``smooth`` 1e-5 so that a class absent from label and prediction scores 1, not 0/0), then averaged
+      over the batch as every other term.
 
     Args:
         ce_weight: the cross-entropy weight of Eq. 10 (0.4 in the paper).
-        include_background: whether the Dice term includes the background class.
+        include_background: whether the Dice sum includes the background class.
 
     ``forward(y_pred, target)``: ``y_pred`` is the train-mode output of
     :class:`common.networks.eaanet.EAANet`, ``(complete, basic, reconstruction, centre)``; ``target``
@@ -35,9 +38,14 @@ class EAANetLoss(nn.Module):
 
     def __init__(self, ce_weight: float = 0.4, include_background: bool = True) -> None:
         super().__init__()
-        self.segmentation = DiceCELoss(
-            include_background=include_background, to_onehot_y=True, softmax=True, lambda_dice=1.0, lambda_ce=ce_weight
-        )
+        self.ce_weight = ce_weight
+        self.dice = DiceLoss(include_background=include_background, to_onehot_y=True, softmax=True, reduction="none")
+
+    def segmentation(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``Loss_B`` or ``Loss_C`` of Eq. 10: ``ce_weight * Loss_CE + Loss_dice``."""
+        ce = F.cross_entropy(logits, target[:, 0].long())
+        dice = self.dice(logits, target).flatten(1).sum(1).mean()
+        return self.ce_weight * ce + dice
 
     def forward(self, y_pred: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if isinstance(y_pred, torch.Tensor):

@@ -269,9 +269,15 @@ class ConResNet(nn.Module):
     Bridge: GN -> ReLU -> Dropout(``dropout_prob``) -> 3x3x3 conv to ``4 * init_filters``.
     Decoders: three :class:`ContextResidualModule` at 1/4, 1/2 and 1/1 resolution, each after trilinear
     upsampling (align_corners) of both paths and the skip addition on the segmentation path. The first
-    module's residual path starts from the image's inter-slice residual, computed here from the input.
+    module's residual path starts from the image's inter-slice residual, computed here from the input unless
+    given (``image_residual``).
     Heads: 1x1x1 convs on the segmentation path and on the residual paths at 1/1, 1/2 and 1/4 (deep
     supervision, upsampled to the input size).
+
+    ``forward(x, image_residual=None)``: ``image_residual`` is the image's inter-slice residual, shaped like
+    ``x``; by default it is computed from ``x`` (the first slice zero), as the release does for its training
+    patches. At inference the release computes it once on the whole volume and crops it with each window;
+    :class:`common.inferers.conresnet.WholeVolumeResidualInferer` passes it so.
 
     ``eval()`` returns the segmentation logits (B, out_channels, *spatial). ``train()`` returns the tuple
     ``(segmentation, residual at 1/1, residual at 1/2, residual at 1/4)``, all at the input size, which
@@ -361,13 +367,21 @@ class ConResNet(nn.Module):
     def _upsample(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=like.shape[2:], mode=self.upsample_mode, align_corners=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, image_residual: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if not torch.jit.is_tracing() and x.shape[1] != self.in_channels:
             raise ValueError(
                 f"ConResNet expects {self.in_channels} input channels, got {x.shape[1]} (input shape "
                 f"{list(x.shape)}); set in_channels to the number of image channels/modalities."
             )
-        image_residual = inter_slice_residual(x, self.residual_axis)
+        if image_residual is None:
+            image_residual = inter_slice_residual(x, self.residual_axis)
+        elif image_residual.shape != x.shape:
+            raise ValueError(
+                f"image_residual has shape {list(image_residual.shape)}, the image {list(x.shape)}; give the "
+                "image's inter-slice residual cropped like the image."
+            )
         skip1 = self.stage1(self.conv_init(x))
         skip2 = self.stage2(self.down2(skip1))
         skip3 = self.stage3(self.down3(skip2))
@@ -439,11 +453,12 @@ class ConResNetEnsemble(nn.Module):
             multiclass = bool(getattr(network, "multiclass", False))
         return cls(members, multiclass=multiclass)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, image_residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``image_residual`` as for :class:`ConResNet`, passed to every member."""
         if self.training:
             raise RuntimeError("ConResNetEnsemble is for inference only; call .eval() first.")
         if self.multiclass:
-            probs = torch.stack([torch.softmax(n(x), dim=1) for n in self.networks]).mean(0)
+            probs = torch.stack([torch.softmax(n(x, image_residual), dim=1) for n in self.networks]).mean(0)
             return torch.log(probs.clamp_min(self.eps))
-        probs = torch.stack([torch.sigmoid(n(x)) for n in self.networks]).mean(0)
+        probs = torch.stack([torch.sigmoid(n(x, image_residual)) for n in self.networks]).mean(0)
         return torch.logit(probs, eps=self.eps)
