@@ -64,3 +64,21 @@ def cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "thin_missed": (gt.astype(np.float64), thin),
         "hole": (gt.astype(np.float64), holed),
     }
+
+
+def hce_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (binary prediction, binary label) of irregular shapes for HCE, each 64 x 72."""
+    rows, cols = np.mgrid[0:64, 0:72].astype(np.float64)
+
+    def field(a: float, b: float, c: float) -> np.ndarray:
+        return np.sin(rows / a + c) * np.cos(cols / b - c) + 0.6 * np.sin((rows + cols) / (a + b) + 2 * c)
+
+    out = {}
+    for k, (a, b, c, level, shift) in enumerate(
+        [(5.0, 7.0, 0.3, 0.2, 0.15), (3.0, 4.0, 1.1, 0.0, 0.3), (9.0, 6.0, 2.0, 0.4, 0.1), (4.0, 9.0, 0.7, -0.2, 0.5)]
+    ):
+        gt = field(a, b, c) > level
+        pred = field(a * 1.05, b * 0.97, c + 0.05) + shift * np.sin(rows / 2.3) * np.cos(cols / 1.7) > level
+        out[f"irregular_{k}"] = (pred, gt)
+    out["irregular_frame"] = (out["irregular_1"][0] | (np.minimum(rows, cols) < 2), out["irregular_1"][1])
+    return out

@@ -9,7 +9,8 @@ run this script in a separate environment, from the repository root:
 "protocol" gives pysodmetrics the 8-bit image the PraNet / Inf-Net test scripts save (the map stretched by
 ``(p - min) / (max - min + 1e-8)`` and rounded to 0..255) with ``normalize=True`` (its MATLAB-style
 ``mapminmax(im2double(...))``); "raw" gives it the probabilities with ``normalize=False``. HCE gets the
-prediction binarised at 0.5 as a 0/255 image.
+prediction binarised at 0.5 as a 0/255 image; for the irregular HCE cases the file also keeps OpenCV's borders of
+the error map (``findContours``, RETR_TREE, CHAIN_APPROX_NONE) and their ``approxPolyDP`` vertex counts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import scipy
 import skimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import cases
+from cases import cases, hce_cases
 
 
 def saved_8bit(prob: np.ndarray) -> np.ndarray:
@@ -71,6 +72,18 @@ def main() -> None:
         hce.step((prob > 0.5).astype(np.uint8) * 255, gt8, normalize=True)
         entry["hce"] = float(hce.get_results()["hce"])
         values["cases"][name] = entry
+    values["hce_cases"] = {}
+    for name, (pred, gt) in hce_cases().items():
+        hce = sod.HumanCorrectionEffortMeasure(relax=5, epsilon=2.0)
+        hce.step(pred.astype(np.uint8) * 255, gt.astype(np.uint8) * 255, normalize=True)
+        mask = (pred ^ gt).astype(np.uint8)  # the error map: borders and their simplification, for the unit tests
+        borders, _ = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+        values["hce_cases"][name] = {
+            "hce": float(hce.get_results()["hce"]),
+            # each border as "row col row col ..."
+            "error_borders": [" ".join(map(str, b[:, 0, ::-1].ravel().tolist())) for b in borders],
+            "error_border_vertices": [len(cv2.approxPolyDP(b, 2.0, False)) for b in borders],
+        }
     # max E-measure of the whole set: the maximum of the mean curve over all cases
     values["dataset_max_e_measure"] = {mode: float(np.mean(c, axis=0).max()) for mode, c in curves.items()}
     out = Path(__file__).with_name("pysodmetrics.json")
