@@ -92,3 +92,10 @@ def test_volume_is_the_mean_of_its_slices_weighted_f_over_slices_with_foreground
     assert ours(WeightedFMeasure(), perfect, perfect) == pytest.approx(1.0)
     # a volume without any foreground scores 0, like an empty image in the reference
     assert ours(WeightedFMeasure(), np.zeros((8, 8, 2)), np.zeros((8, 8, 2))) == 0.0
+
+
+def test_centroid_on_the_last_row_is_a_documented_difference():
+    # pysodmetrics 1.6.2 gives NaN here (its lower quadrants are empty, np.mean of nothing); ours leaves them out
+    gt = np.zeros((8, 8))
+    gt[7, 3] = 1
+    assert ours(SMeasure(raw_probabilities=True), gt, gt) == pytest.approx(1.0)
