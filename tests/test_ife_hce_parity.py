@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reference_values.cases import cases, hce_cases
+from reference_values.cases import cases, hce_cases, polyline_cases
 
 from common.metrics.ife import HumanCorrectionEffortsMetric, polyline_vertex_count, trace_borders
 
@@ -58,3 +58,8 @@ def test_borders_and_vertex_counts_equal_opencv(case):
 def test_reference_cases_are_not_trivial():
     values = [v["hce"] for v in REFERENCE["hce_cases"].values()] + [v["hce"] for v in REFERENCE["cases"].values()]
     assert len(set(values)) >= 8 and max(values) >= 20
+
+
+def test_vertex_counts_equal_opencv_on_ties_and_points_beyond_the_ends():
+    counts = [polyline_vertex_count(np.array(points), eps) for points, eps in polyline_cases()]
+    assert counts == REFERENCE["approx_poly_dp_vertices"]

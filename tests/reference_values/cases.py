@@ -82,3 +82,16 @@ def hce_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         out[f"irregular_{k}"] = (pred, gt)
     out["irregular_frame"] = (out["irregular_1"][0] | (np.minimum(rows, cols) < 2), out["irregular_1"][1])
     return out
+
+
+def polyline_cases() -> list[tuple[list[list[int]], float]]:
+    """(points (row, col), epsilon) for Douglas-Peucker counts: equally far points (ties) and points beyond a
+    segment's ends, where the distance to the segment and to its line differ."""
+    return [
+        ([[-1, -1], [-1, 0], [-2, 0], [-3, -1], [-2, -2], [-3, -3], [-4, -4], [-4, -3], [-4, -2], [-5, -3]], 1.0),
+        ([[-1, -1], [-2, -2], [-2, -3], [-1, -3], [-1, -4], [-2, -5], [-2, -4]], 0.5),
+        ([[0, -1], [-1, -2], [0, -3], [-1, -2], [-1, -1], [-2, 0], [-1, 0], [0, 1], [1, 1], [1, 0], [2, 1]], 2.0),
+        ([[0, 0], [3, 1], [0, 1]], 2.0),
+        ([[0, 0], [2, 1], [0, 1]], 2.0),
+        ([[0, 0], [1, 1], [2, 2], [3, 2], [4, 3], [5, 5], [5, 6], [4, 8], [3, 9]], 1.0),
+    ]

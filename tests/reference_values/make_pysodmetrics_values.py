@@ -27,7 +27,7 @@ import scipy
 import skimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import cases, hce_cases
+from cases import cases, hce_cases, polyline_cases
 
 
 def saved_8bit(prob: np.ndarray) -> np.ndarray:
@@ -84,6 +84,10 @@ def main() -> None:
             "error_borders": [" ".join(map(str, b[:, 0, ::-1].ravel().tolist())) for b in borders],
             "error_border_vertices": [len(cv2.approxPolyDP(b, 2.0, False)) for b in borders],
         }
+    values["approx_poly_dp_vertices"] = [
+        len(cv2.approxPolyDP(np.array(points)[:, None, ::-1].astype(np.int32), eps, False))
+        for points, eps in polyline_cases()
+    ]
     # max E-measure of the whole set: the maximum of the mean curve over all cases
     values["dataset_max_e_measure"] = {mode: float(np.mean(c, axis=0).max()) for mode, c in curves.items()}
     out = Path(__file__).with_name("pysodmetrics.json")
