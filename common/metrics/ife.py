@@ -190,7 +190,8 @@ def trace_borders(mask: np.ndarray) -> list[np.ndarray]:
     Border Following", 1985), the algorithm of OpenCV's ``findContours``; the borders are returned in the order,
     and each from the start pixel and in the direction, of ``cv2.findContours(mask, cv2.RETR_TREE,
     cv2.CHAIN_APPROX_NONE)`` (the border tree walked depth first, later-found siblings first; checked against
-    OpenCV 4.14 on 400 random masks, ``tests/test_ife_hce_parity.py`` keeps a few).
+    OpenCV 4.14 on 400 random masks by ``tests/reference_values/check_hce_random.py``;
+    ``tests/test_ife_hce_parity.py`` keeps five).
     """
     h, w = mask.shape
     f = np.zeros((h + 2, w + 2), dtype=np.int64)
@@ -242,8 +243,8 @@ def polyline_vertex_count(points: np.ndarray, epsilon: float) -> int:
     them, and those neighbours differ in both coordinates. Distances are compared exactly, in integers scaled by
     the squared segment length, so equally far points tie as in OpenCV. OpenCV 4.14 (which produced the reference
     values) splits by the distance to the segment: with the distance to the infinite line 235 of 1,920 random
-    8-connected walks get other counts, with floating-point distances (ties broken by rounding) 24; with this
-    rule none of 11,765 (checked once outside the suite).
+    8-connected walks got other counts (an ad-hoc check), with floating-point distances (ties broken by rounding)
+    24 of 2,948; with this rule none of 11,738 (``tests/reference_values/check_hce_random.py``).
     """
     n = len(points)
     if n <= 2:
@@ -384,8 +385,8 @@ class HumanCorrectionEffortsMetric(_OverlapMetric):
 
     Parity: equal to pysodmetrics 1.6.2's ``HumanCorrectionEffortMeasure`` (its port of the DIS script) with
     opencv-python-headless 4.14 on the generated cases of ``tests/test_ife_hce_parity.py`` (reference values in
-    ``tests/reference_values/pysodmetrics.json``) and, checked once outside the suite, on 600 random smooth mask
-    pairs (20-160 pixels a side): no count differed. Known difference: the counts depend on the OpenCV version: the
+    ``tests/reference_values/pysodmetrics.json``) and on 600 random smooth mask pairs (20-160 pixels a side;
+    ``tests/reference_values/check_hce_random.py``, run outside the suite): no count differed. Known difference: the counts depend on the OpenCV version: the
     OpenCV source we read splits by the distance to the line, the installed 4.14 counts as if by the distance to
     the segment (:func:`polyline_vertex_count`; the DIS paper's own runs may have used either). The script binarises 8-bit images with ``> 128``, this metric float masks with
     ``> 0.5`` (the same for 0/255 masks). The IFE paper does not state its ``gamma`` or at which image size it
