@@ -65,3 +65,15 @@ def test_decoupling_freezes_the_trained_encoder(tmp_path):
     assert isinstance(net.decoder, torch.nn.Module) and net.decoder.__class__.__name__ == "FCN32sDecoder"
     torch.testing.assert_close(net.encoder.layer3[0].conv1.weight, trained.encoder.layer3[0].conv1.weight)
     assert not any(p.requires_grad for p in net.encoder.parameters())
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_evaluate_foreground_map_metrics_follow_one_protocol_key(raw):
+    # S-measure, weighted F, max E and MAE score the 8-bit, min-max normalised map (PraNet's protocol) unless
+    # raw_probabilities is set
+    p = parser("train.json", "evaluate.json", raw_probabilities=raw)
+    names = ["val_s_measure", "val_weighted_f_measure", "val_max_e_measure", "val_mae"]
+    metrics = [p.get_parsed_content(f"validate#additional_metrics#{n}#metric_fn") for n in names]
+    assert [type(m).__name__ for m in metrics] == ["SMeasure", "WeightedFMeasure", "MaxEMeasure", "MeanAbsoluteError"]
+    assert [m.raw_probabilities for m in metrics] == [raw] * 4
+    assert p["raw_probabilities"] is raw and parser("train.json", "evaluate.json")["raw_probabilities"] is False

@@ -95,3 +95,12 @@ def test_deeplabv3plus_override():
     net.train()
     out = net(torch.rand(2, 3, 64, 64))
     assert out.shape == (2, 1, 64, 64)
+
+
+def test_evaluate_mae_is_the_mean_over_pixels_per_image():
+    # Ignite's MeanAbsoluteError, fed one image at a time, divides the summed error by the channel count: 6.0 here
+    p = parser("train.json", "evaluate.json")
+    handler = p.get_parsed_content("validate#additional_metrics#mae")
+    metric = handler.metric_fn
+    metric([torch.full((1, 4, 4), 0.5), torch.full((1, 4, 4), 0.25)], [torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)])
+    assert type(metric).__name__ == "MAEMetric" and metric.aggregate().item() == pytest.approx(0.375)

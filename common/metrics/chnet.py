@@ -6,14 +6,24 @@ Sufficient for Medical Image Segmentation", Section 5.2, Tables 1, 3 and 4):
 - :class:`WeightedFMeasure`: weighted F-measure F^w_beta (Margolin, Zelnik-Manor and Tal, "How to
   Evaluate Foreground Maps?", CVPR 2014, Eqs. 5-9).
 - :class:`MaxEMeasure`: maximum enhanced-alignment measure E^max_phi (Fan et al., "Enhanced-alignment
-  Measure for Binary Foreground Map Evaluation", IJCAI 2018, Eqs. 2-6), maximised over binarisation
-  thresholds of the dataset-mean curve as in the PraNet evaluation that CHNet follows.
+  Measure for Binary Foreground Map Evaluation", IJCAI 2018, Eqs. 2-6), maximised over the 256 binarisation
+  levels of the dataset-mean curve as in the PraNet evaluation that CHNet follows.
+- :class:`MeanAbsoluteError`: MAE between the foreground map and the label.
 
-MAE is MONAI's :class:`monai.metrics.MAEMetric`. All three metrics here take foreground probabilities
-``y_pred`` in [0, 1] (apply a sigmoid to the logits first) and a binary ``y`` (values > 0.5 are
-foreground), both (B, C, H, W) or lists of (C, H, W); every image and channel is scored on its own.
-Volumes (B, C, H, W, D) are scored slice by slice along the last axis (the paper evaluates CT slices) and
-the slice scores averaged per volume.
+All four take foreground probabilities ``y_pred`` in [0, 1] (apply a sigmoid to the logits first) and a binary
+``y`` (values > 0.5 are foreground), both (B, C, H, W) or lists of (C, H, W); every image and channel is scored
+on its own. Volumes (B, C, H, W, D) are scored slice by slice along the last axis (the paper evaluates CT slices)
+and the slice scores averaged per volume.
+
+Evaluation protocol (default, ``raw_probabilities=False``): the polyp and COVID-19 literature that CHNet compares
+with (PraNet, Inf-Net) saves each prediction as an 8-bit image after stretching it to [0, 1]
+(``(p - min) / (max - min + 1e-8)``) and its evaluation reads the image back and min-max normalises it again
+(MATLAB's ``mapminmax(im2double(...))``). :func:`polyp_protocol` does both steps per image (slice), batched in
+torch, and the scores then equal pysodmetrics 1.6.2 given the saved 8-bit image (``normalize=True``);
+``raw_probabilities=True`` scores the probabilities as they are (pysodmetrics with ``normalize=False``).
+``tests/test_chnet_metrics_parity.py`` checks both against values computed with pysodmetrics
+(``tests/reference_values/``).
+
 They subclass MONAI's :class:`monai.metrics.CumulativeIterationMetric` (through :mod:`.cumulative`), so MONAI's
 :class:`monai.handlers.IgniteMetricHandler` drives them in a ``SupervisedEvaluator``.
 """
@@ -29,16 +39,50 @@ from scipy import ndimage
 
 from .cumulative import ReducedCumulativeMetric
 
-__all__ = ["SMeasure", "WeightedFMeasure", "MaxEMeasure"]
+__all__ = ["MaxEMeasure", "MeanAbsoluteError", "SMeasure", "WeightedFMeasure", "polyp_protocol"]
 
 EPS = float(np.finfo(np.float64).eps)
+LEVELS = 256  # 8-bit levels of a saved prediction
+
+
+def polyp_protocol(prob: torch.Tensor) -> torch.Tensor:
+    """The PraNet / Inf-Net evaluation protocol on probabilities ``prob`` (N, H, W), float64, one map per image.
+
+    1. Saving (the test scripts): stretch to ``(p - min) / (max - min + 1e-8)`` and round to 8-bit levels.
+    2. Evaluation (the MATLAB toolbox, pysodmetrics ``prepare_data``): ``level / 255``, then min-max normalised
+       when the map is not constant.
+    """
+    low = prob.amin(dim=(1, 2), keepdim=True)
+    high = prob.amax(dim=(1, 2), keepdim=True)
+    saved = torch.round((prob - low) / (high - low + 1e-8) * 255)
+    read = saved / 255
+    low = read.amin(dim=(1, 2), keepdim=True)
+    high = read.amax(dim=(1, 2), keepdim=True)
+    return torch.where(high > low, (read - low) / torch.where(high > low, high - low, 1.0), read)
 
 
 class _ForegroundMapMetric(ReducedCumulativeMetric):
-    """Shared input handling: checks shapes and value ranges, scores every image and channel."""
+    """Shared input handling: checks shapes and value ranges, applies the evaluation protocol and scores every
+    image (slice) and channel.
+
+    Subclasses give per-slice scores through :meth:`_scores` (maps (N, H, W) float64, labels (N, H, W) bool),
+    by default a loop over :meth:`_score` of one slice.
+    """
+
+    def __init__(self, raw_probabilities: bool = False, reduction: MetricReduction | str = MetricReduction.MEAN):
+        super().__init__(reduction)
+        self.raw_probabilities = bool(raw_probabilities)
 
     def _score(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray | float:
         raise NotImplementedError
+
+    def _scores(self, maps: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
+        pred, gt = maps.cpu().numpy(), gts.cpu().numpy()
+        return torch.as_tensor(np.asarray([self._score(p, g) for p, g in zip(pred, gt)], dtype=np.float64))
+
+    def _volume_scores(self, scores: torch.Tensor, has_label: torch.Tensor) -> torch.Tensor:
+        """Per-volume scores from slice scores (B, C, D, ...) and whether each slice's label has foreground."""
+        return scores.mean(dim=2)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         name = type(self).__name__
@@ -49,22 +93,22 @@ class _ForegroundMapMetric(ReducedCumulativeMetric):
                 f"{name}: y_pred {tuple(y_pred.shape)} and y {tuple(y.shape)} must both be (B, C, H, W) or "
                 "(B, C, H, W, D)."
             )
-        pred = y_pred.detach().cpu().double().numpy()
-        if pred.size and (pred.min() < 0 or pred.max() > 1):
+        pred = y_pred.detach().as_subclass(torch.Tensor).double()
+        if pred.numel() and (pred.min() < 0 or pred.max() > 1):
             raise ValueError(
                 f"{name}: y_pred holds values outside [0, 1]; give probabilities (e.g. a sigmoid of the logits)."
             )
-        gt = y.detach().cpu().numpy() > 0.5
+        gt = y.detach().as_subclass(torch.Tensor).to(pred.device) > 0.5
         if pred.ndim == 4:
             pred, gt = pred[..., None], gt[..., None]
-        scores = [
-            [
-                np.mean([self._score(pred[b, c, ..., d], gt[b, c, ..., d]) for d in range(pred.shape[-1])], axis=0)
-                for c in range(pred.shape[1])
-            ]
-            for b in range(pred.shape[0])
-        ]
-        return torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float32)
+        b, c, h, w, d = pred.shape
+        maps = pred.permute(0, 1, 4, 2, 3).reshape(-1, h, w)
+        gts = gt.permute(0, 1, 4, 2, 3).reshape(-1, h, w)
+        if not self.raw_probabilities:
+            maps = polyp_protocol(maps)
+        scores = self._scores(maps, gts).to(pred.device)
+        scores = scores.reshape(b, c, d, *scores.shape[1:])
+        return self._volume_scores(scores, gts.reshape(b, c, d, -1).any(dim=-1)).float()
 
 
 class SMeasure(_ForegroundMapMetric):
@@ -77,11 +121,18 @@ class SMeasure(_ForegroundMapMetric):
 
     Args:
         alpha: balance of the object and region terms. Defaults to 0.5.
+        raw_probabilities: score the probabilities as they are instead of the saved 8-bit, min-max normalised
+            map of :func:`polyp_protocol`. Defaults to False (the protocol).
         reduction: MONAI reduction over images and channels. Defaults to mean.
     """
 
-    def __init__(self, alpha: float = 0.5, reduction: MetricReduction | str = MetricReduction.MEAN) -> None:
-        super().__init__(reduction)
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        raw_probabilities: bool = False,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+    ) -> None:
+        super().__init__(raw_probabilities, reduction)
         self.alpha = alpha
 
     def _score(self, pred: np.ndarray, gt: np.ndarray) -> float:
@@ -137,21 +188,38 @@ class WeightedFMeasure(_ForegroundMapMetric):
     Errors E = |pred - gt| are first smoothed inside the foreground by a 7x7 Gaussian (sigma 5) with
     background errors replaced by the error at their nearest foreground pixel (dependency, Eq. 7), then
     background errors are weighted by ``2 - exp(ln(0.5) / 5 * d)`` with d the distance to the foreground
-    (pixel importance, Eq. 8). Weighted recall and precision give F^w_beta (Eq. 9). An empty label
-    scores 0, as in the reference code.
+    (pixel importance, Eq. 8). Weighted recall and precision give F^w_beta (Eq. 9).
+
+    Empty labels: an image whose label is empty scores 0 whatever is predicted, as in the reference tools
+    (Margolin et al.'s MATLAB code as used by PraNet's evaluation, pysodmetrics' ``WeightedFmeasure``): F^w is
+    undefined without foreground. A volume scores the mean over its slices whose label has foreground (the 2D
+    test sets of the literature hold images with foreground; the slices of a volume without it are no such
+    image), and 0 when no slice has any, like an empty image. False positives on slices without foreground are
+    measured by the S-measure, E-measure and MAE of the same evaluation, not by F^w.
 
     Args:
         beta2: beta squared of the F-measure. Defaults to 1.
+        raw_probabilities: score the probabilities as they are instead of the saved 8-bit, min-max normalised
+            map of :func:`polyp_protocol`. Defaults to False (the protocol).
         reduction: MONAI reduction over images and channels. Defaults to mean.
     """
 
-    def __init__(self, beta2: float = 1.0, reduction: MetricReduction | str = MetricReduction.MEAN) -> None:
-        super().__init__(reduction)
+    def __init__(
+        self,
+        beta2: float = 1.0,
+        raw_probabilities: bool = False,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+    ) -> None:
+        super().__init__(raw_probabilities, reduction)
         self.beta2 = beta2
         # MATLAB fspecial('gaussian', 7, 5)
         grid = np.arange(7) - 3
         kernel = np.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * 5.0**2))
         self.kernel = kernel / kernel.sum()
+
+    def _volume_scores(self, scores: torch.Tensor, has_label: torch.Tensor) -> torch.Tensor:
+        counted = has_label.to(scores.dtype)
+        return (scores * counted).sum(dim=2) / counted.sum(dim=2).clamp_min(1)
 
     def _score(self, pred: np.ndarray, gt: np.ndarray) -> float:
         if not gt.any():
@@ -173,42 +241,67 @@ class WeightedFMeasure(_ForegroundMapMetric):
 class MaxEMeasure(_ForegroundMapMetric):
     """Maximum enhanced-alignment measure E^max_phi (Fan et al., IJCAI 2018, Eqs. 2-6).
 
-    For every threshold t in ``linspace(0, 1, num_thresholds)`` the prediction is binarised as
-    ``pred > t`` (PraNet's evaluation); with both maps centred on their means, the alignment matrix
-    ``2 * a_gt * a_fm / (a_gt^2 + a_fm^2)`` is enhanced by ``(x + 1)^2 / 4`` and averaged over the
-    image. An empty label scores ``1 - mean(fm)``, a full label ``mean(fm)``. ``aggregate`` averages the
-    per-threshold curves over images and returns the maximum over thresholds (mean over channels).
-
-    The reference code divides the sum by ``H * W - 1``, so a perfect map scores slightly above 1; this
-    implementation takes the mean (a relative difference of 1 / (H * W), 8e-6 at 352 x 352).
+    The map's 8-bit levels ``floor(255 * pred)`` are binarised at every level k = 0..255 as ``level >= k``
+    (pysodmetrics' ``Emeasure``, the toolbox PraNet's evaluation was ported to); with both maps centred on their
+    means, the alignment matrix ``2 * a_gt * a_fm / (a_gt^2 + a_fm^2)`` is enhanced by ``(x + 1)^2 / 4`` and
+    summed over the image. An empty label takes ``1 - fm`` as the enhanced matrix and a full label ``fm`` (the
+    original E-measure code's rule): with an empty label a map scores the fraction of pixels below the level, so
+    its best level is the top one and anything predicted at the map's maximum (after the protocol's
+    normalisation: the map's brightest pixels) lowers the score. The sum is divided by ``H * W - 1`` as in the
+    reference code, so a perfect map scores ``H * W / (H * W - 1)``, slightly above 1. ``aggregate`` averages the
+    per-level curves over images and returns the maximum over levels (mean over channels). Counted in torch,
+    batched over images.
 
     Args:
-        num_thresholds: number of thresholds. Defaults to 256.
+        raw_probabilities: score the probabilities as they are instead of the saved 8-bit, min-max normalised
+            map of :func:`polyp_protocol`. Defaults to False (the protocol).
     """
 
-    def __init__(self, num_thresholds: int = 256) -> None:
-        super().__init__(MetricReduction.NONE)
-        self.thresholds = np.linspace(0.0, 1.0, num_thresholds)
+    def __init__(self, raw_probabilities: bool = False) -> None:
+        super().__init__(raw_probabilities, MetricReduction.NONE)
 
-    def _score(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-        n = gt.size
-        # number of pixels above each threshold, inside and outside the label
-        fg_sorted, bg_sorted = np.sort(pred[gt]), np.sort(pred[~gt])
-        tp = fg_sorted.size - np.searchsorted(fg_sorted, self.thresholds, side="right")
-        fp = bg_sorted.size - np.searchsorted(bg_sorted, self.thresholds, side="right")
-        if fg_sorted.size == 0:
-            return (n - fp) / n
-        if bg_sorted.size == 0:
-            return tp / n
-        mu_gt, mu_fm = fg_sorted.size / n, (tp + fp) / n
-        counts = {(1, 1): tp, (1, 0): fp, (0, 1): fg_sorted.size - tp, (0, 0): bg_sorted.size - fp}
-        total = np.zeros_like(self.thresholds)
-        for (fm, g), count in counts.items():
-            a_fm, a_gt = fm - mu_fm, g - mu_gt
+    def _scores(self, maps: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
+        count, n = maps.shape[0], maps.shape[1] * maps.shape[2]
+        levels = torch.floor(maps * 255).long().clamp(0, LEVELS - 1).reshape(count, -1)
+        gt = gts.reshape(count, -1)
+        index = torch.arange(count, device=maps.device)[:, None] * LEVELS + levels
+
+        def at_or_above(mask: torch.Tensor) -> torch.Tensor:  # pixels of mask at each level k or above, (N, 256)
+            hist = torch.bincount(index[mask], minlength=count * LEVELS).reshape(count, LEVELS).double()
+            return hist.flip(1).cumsum(1).flip(1)
+
+        tp, fp = at_or_above(gt), at_or_above(~gt)
+        fg = gt.sum(dim=1, keepdim=True).double()
+        on = tp + fp
+        mu_fm, mu_gt = on / n, fg / n
+        total = torch.zeros_like(tp)
+        for count_part, a_fm, a_gt in (
+            (tp, 1 - mu_fm, 1 - mu_gt),
+            (fp, 1 - mu_fm, -mu_gt),
+            (fg - tp, -mu_fm, 1 - mu_gt),
+            (n - on - (fg - tp), -mu_fm, -mu_gt),
+        ):
             align = 2 * a_gt * a_fm / (a_gt**2 + a_fm**2 + EPS)
-            total += count * (align + 1) ** 2 / 4
-        return total / n
+            total = total + count_part * (align + 1) ** 2 / 4
+        total = torch.where(fg == 0, n - on, torch.where(fg == n, on, total))
+        return total / (n - 1 + EPS)
 
     def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
-        curves = super().aggregate(MetricReduction.NONE)  # (images, channels, thresholds)
+        curves = super().aggregate(MetricReduction.NONE)  # (images, channels, levels)
         return curves.mean(dim=0).max(dim=-1).values.mean()
+
+
+class MeanAbsoluteError(_ForegroundMapMetric):
+    """Mean absolute error between the foreground map and the binary label (Perazzi et al., CVPR 2012), in torch.
+
+    On the protocol's map by default, as in the polyp and COVID-19 literature's evaluation (pysodmetrics'
+    ``MAE``); ``raw_probabilities=True`` gives MONAI's ``MAEMetric`` on the probabilities.
+
+    Args:
+        raw_probabilities: score the probabilities as they are instead of the saved 8-bit, min-max normalised
+            map of :func:`polyp_protocol`. Defaults to False (the protocol).
+        reduction: MONAI reduction over images and channels. Defaults to mean.
+    """
+
+    def _scores(self, maps: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
+        return (maps - gts.double()).abs().mean(dim=(1, 2))
