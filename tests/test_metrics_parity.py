@@ -16,6 +16,7 @@ from monai.data import MetaTensor
 from monai.metrics import compute_hausdorff_distance
 
 from common.metrics.crosslinknet import HausdorffDistanceMMMetric
+from common.metrics.eaanet import VolumeSimilarity
 from common.metrics.surface import BRATS_HD95_EMPTY_PENALTY, PooledHausdorffDistanceMetric
 
 binary = pytest.importorskip("medpy.metric.binary")
@@ -152,3 +153,54 @@ def test_crosslinknet_hd_mm_equals_medpy_hd(ndim, case):
     )
     expected = binary.hd(pred, label, voxelspacing=spacing, connectivity=1)
     assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+# EAA-Net's volume similarity (Eq. 16 with its parentheses) against SimpleITK 2.5.7's
+# LabelOverlapMeasuresImageFilter().Execute(label, prediction).GetVolumeSimilarity(), recorded on these cases
+# (voxel counts predicted / true: 2D 149/149, 149/149, 135/149, 165/149; 3D 1419/1419, 1419/1419, 1219/1419,
+# 1483/1419). Volume similarity compares voxel counts, so the spacing does not change it.
+SIMPLEITK_VOLUME_SIMILARITY = {
+    (2, "perfect"): 0.0,
+    (2, "shifted"): 0.0,
+    (2, "noisy"): 0.09859154929577464,
+    (2, "far_fp"): -0.10191082802547771,
+    (3, "perfect"): 0.0,
+    (3, "shifted"): 0.0,
+    (3, "noisy"): 0.1516300227445034,
+    (3, "far_fp"): -0.04410751206064783,
+}
+
+
+def _volume_similarity(pred, label):
+    batch = lambda mask: torch.as_tensor(mask)[None, None].float()  # noqa: E731
+    return VolumeSimilarity()(batch(pred), batch(label)).item()
+
+
+@pytest.mark.parametrize("ndim, case", list(SIMPLEITK_VOLUME_SIMILARITY))
+def test_volume_similarity_equals_simpleitk(ndim, case):
+    pred, label = _cases(ndim)[case]
+    expected = SIMPLEITK_VOLUME_SIMILARITY[ndim, case]
+    assert _volume_similarity(pred, label) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    sitk = pytest.importorskip("SimpleITK")
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    image = lambda mask: sitk.GetImageFromArray(mask.astype(np.uint8))  # noqa: E731
+    overlap.Execute(image(label), image(pred))
+    assert overlap.GetVolumeSimilarity() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    overlap.Execute(image(pred), image(label))  # the prediction as source: the sign flips
+    assert overlap.GetVolumeSimilarity() == pytest.approx(-expected, rel=1e-12, abs=1e-12)
+
+
+def test_volume_similarity_empty_masks_against_simpleitk():
+    """Empty prediction 2 and empty label -2, as SimpleITK; both empty 0, where SimpleITK returns the largest
+    double (0 / 0), which no mean could hold."""
+    label = _cases(3)["perfect"][1]
+    empty = np.zeros_like(label)
+    assert _volume_similarity(empty, label) == 2.0
+    assert _volume_similarity(label, empty) == -2.0
+    assert _volume_similarity(empty, empty) == 0.0
+    sitk = pytest.importorskip("SimpleITK")
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    image = lambda mask: sitk.GetImageFromArray(mask.astype(np.uint8))  # noqa: E731
+    for pred, truth, expected in ((empty, label, 2.0), (label, empty, -2.0), (empty, empty, np.finfo(float).max)):
+        overlap.Execute(image(truth), image(pred))
+        assert overlap.GetVolumeSimilarity() == expected
