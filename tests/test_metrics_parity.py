@@ -15,7 +15,13 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+from monai.metrics import (
+    ConfusionMatrixMetric,
+    DiceMetric,
+    compute_average_surface_distance,
+    compute_confusion_matrix_metric,
+    compute_hausdorff_distance,
+)
 
 from common.metrics.eaanet import VolumeSimilarity
 from common.metrics.surface import (
@@ -298,3 +304,35 @@ def test_volume_similarity_empty_masks_against_simpleitk():
     for pred, truth, expected in ((empty, label, 2.0), (label, empty, -2.0), (empty, empty, np.finfo(float).max)):
         overlap.Execute(image(truth), image(pred))
         assert overlap.GetVolumeSimilarity() == expected
+
+
+def _overlap_cases():
+    """The generated 2D and 3D cases plus the empty ones: empty prediction, empty label, both empty."""
+    for ndim in (2, 3):
+        cases = _cases(ndim)
+        label = cases["perfect"][1]
+        empty = np.zeros_like(label)
+        cases.update(empty_pred=(empty, label), empty_label=(label, empty), both_empty=(empty, empty))
+        for name, (pred, truth) in cases.items():
+            yield pytest.param(pred, truth, id=f"{ndim}d-{name}")
+
+
+@pytest.mark.parametrize("pred, label", _overlap_cases())
+def test_dice_sensitivity_specificity_equal_medpy(pred, label):
+    """MONAI's Dice with ``ignore_empty=False`` (every evaluate.json's default) equals medpy's ``dc``, one empty
+    mask included (0); both empty score 1 (the BraTS rule), where medpy 0.5.2 means 1.0 (its ZeroDivisionError
+    branch) but gives NaN, as numpy's integer counts divide 0 / 0 without raising. Sensitivity and specificity
+    (MONAI's ``ConfusionMatrixMetric``) equal medpy's, NaN included (an empty label's sensitivity): MONAI's mean
+    leaves it out, and metrics_empty_cases.json counts it."""
+    batch = lambda mask: torch.as_tensor(mask)[None, None].float()  # noqa: E731
+    dice = DiceMetric(include_background=True, ignore_empty=False)(batch(pred), batch(label)).item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # medpy's 0 / 0
+        reference = binary.dc(pred, label), binary.sensitivity(pred, label), binary.specificity(pred, label)
+    if pred.any() or label.any():
+        assert dice == pytest.approx(reference[0], rel=1e-6)
+    else:
+        assert dice == 1.0 and np.isnan(reference[0])
+    counts = ConfusionMatrixMetric(include_background=True)(batch(pred), batch(label))  # the case's, before a mean
+    ours = [compute_confusion_matrix_metric(name, counts).item() for name in ("sensitivity", "specificity")]
+    assert ours == pytest.approx(list(reference[1:]), rel=1e-6, nan_ok=True)
