@@ -20,6 +20,7 @@ from monai.metrics import DiceMetric, MAEMetric
 from PIL import Image
 
 from common.bundle.contract import BundleContract
+from common.metrics.chnet import MaxEMeasure
 from common.metrics.surface import BRATS_HD95_EMPTY_PENALTY, PooledHausdorffDistanceMetric
 from common.workflows.empty_cases import EmptyCasesSaver
 
@@ -100,6 +101,7 @@ def test_empty_cases_saver_counts_and_values(tmp_path: Path) -> None:
         "sensitivity": ConfusionMatrix(False, "sensitivity", compute_sample=True, output_transform=pair),
         "hd95": IgniteMetricHandler(PooledHausdorffDistanceMetric(include_background=False), output_transform=pair),
         "mae": IgniteMetricHandler(MAEMetric(), output_transform=pair),
+        "e_max": IgniteMetricHandler(MaxEMeasure(num_thresholds=5), output_transform=pair, save_details=False),
     }
     for name, handler in metrics.items():
         handler.attach(engine, name)
@@ -124,6 +126,9 @@ def test_empty_cases_saver_counts_and_values(tmp_path: Path) -> None:
     assert hd95["both_empty"]["values"] == {"0": 1} and hd95["undefined"] == 0
     mae = report["mae"]  # one score an image over both channels: no channel of case 1 is empty
     assert mae["scores"] == 4 and mae["both_empty"]["count"] == 0 and mae["label_empty"]["count"] == 0
+    e_max = report["e_max"]  # a curve a case and channel (background included): counts, no values
+    assert e_max["per_case_scores"] is False and e_max["scores"] == 8
+    assert e_max["both_empty"] == {"count": 1} and e_max["label_empty"] == {"count": 1}
 
 
 def test_empty_cases_saver_needs_the_channels_of_a_sliced_metric(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ A mean says nothing of the cases behind it: a case whose label or prediction is 
 :class:`EmptyCasesSaver` handler writes ``metrics_empty_cases.json`` to the output folder with, per metric:
 
 - ``scores``: how many scores (cases times channels) the metric holds, ``in_mean`` how many of them count in
-  its mean (MONAI's reduction leaves NaN out), ``undefined`` how many are NaN and ``infinite`` how many are inf;
+  its mean (MONAI's reduction leaves NaN out), ``undefined`` how many are NaN and ``infinite`` how many are inf
+  (a metric that buffers more than one number a case, such as a curve, has ``per_case_scores: false`` and the
+  counts below only);
 - ``label_empty``, ``prediction_empty``, ``both_empty``: how many scores come from a case and channel whose label
   only, prediction only, or both are empty, and which values they got (``values``: each distinct value with its
   count, NaN written ``"nan"``; the range and mean where more than ten values differ).
@@ -57,29 +59,32 @@ def _values(scores: torch.Tensor) -> dict[str, object]:
     return summary
 
 
-def summarise_empty_cases(scores: torch.Tensor, pred_any: torch.Tensor, label_any: torch.Tensor) -> dict:
+def summarise_empty_cases(scores: torch.Tensor | None, pred_any: torch.Tensor, label_any: torch.Tensor) -> dict:
     """The record of one metric: ``scores``, ``pred_any`` and ``label_any`` of one shape ``(N, C)``, the last two
-    telling whether the prediction and the label of each case and channel have any foreground."""
-    if not scores.shape == pred_any.shape == label_any.shape:
+    telling whether the prediction and the label of each case and channel have any foreground. ``scores`` is
+    ``None`` for a metric without one score a case (a dataset-level curve, such as CHNet's max E-measure): the
+    record then has the counts only."""
+    if pred_any.shape != label_any.shape or (scores is not None and scores.shape != pred_any.shape):
+        got = None if scores is None else tuple(scores.shape)
         raise ValueError(
-            f"scores {tuple(scores.shape)}, pred_any {tuple(pred_any.shape)} and label_any "
-            f"{tuple(label_any.shape)} must have one shape."
+            f"scores {got}, pred_any {tuple(pred_any.shape)} and label_any {tuple(label_any.shape)} must have one "
+            "shape."
         )
-    scores = scores.detach().cpu().double()
     pred_any, label_any = pred_any.cpu().bool(), label_any.cpu().bool()
-    nan = torch.isnan(scores)
-    record: dict[str, object] = {
-        "scores": scores.numel(),
-        "in_mean": int((~nan).sum()),
-        "undefined": int(nan.sum()),
-        "infinite": int(torch.isinf(scores).sum()),
-    }
+    record: dict[str, object] = {"scores": pred_any.numel()}
+    if scores is None:
+        record["per_case_scores"] = False
+    else:
+        scores = scores.detach().cpu().double()
+        nan = torch.isnan(scores)
+        record.update(in_mean=int((~nan).sum()), undefined=int(nan.sum()), infinite=int(torch.isinf(scores).sum()))
     for name, where in (
         ("label_empty", ~label_any & pred_any),
         ("prediction_empty", label_any & ~pred_any),
         ("both_empty", ~label_any & ~pred_any),
     ):
-        record[name] = {"count": int(where.sum()), **(_values(scores[where]) if where.any() else {})}
+        values = _values(scores[where]) if scores is not None and where.any() else {}
+        record[name] = {"count": int(where.sum()), **values}
     return record
 
 
@@ -133,8 +138,8 @@ class EmptyCasesSaver:
         if isinstance(handler.metric_fn, ConfusionMatrixMetric):
             (metric_name,) = handler.metric_fn.metric_name  # a tuple; the handler records the first only
             scores = compute_confusion_matrix_metric(metric_name, scores)
-        if scores.ndim != 2:
-            raise ValueError(f"EmptyCasesSaver: metric {name!r} has per-case scores of shape {tuple(scores.shape)}.")
+        if not isinstance(scores, torch.Tensor) or scores.ndim < 2:
+            raise ValueError(f"EmptyCasesSaver: metric {name!r} holds no (cases, channels, ...) buffer.")
         return scores
 
     def _match(self, name: str, handler: IgniteMetricHandler, flags: torch.Tensor, width: int) -> torch.Tensor:
@@ -173,7 +178,8 @@ class EmptyCasesSaver:
                 raise ValueError(
                     f"EmptyCasesSaver: metric {name!r} holds {scores.shape[0]} cases, {picked.shape[0]} were recorded."
                 )
-            out[name] = summarise_empty_cases(scores, picked[..., 0], picked[..., 1])
+            per_case = scores if scores.ndim == 2 else None  # more dimensions: a curve a case, no score a case
+            out[name] = summarise_empty_cases(per_case, picked[..., 0], picked[..., 1])
         return out
 
     def _save(self, engine: Engine) -> None:
