@@ -6,7 +6,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from common.metrics.crosslinknet import HausdorffDistanceMMMetric, SegmentationRateMetric, segmentation_rates
+from common.metrics.crosslinknet import SegmentationRateMetric, segmentation_rates
+from common.metrics.surface import PooledHausdorffDistanceMetric
 
 
 def masks():
@@ -49,12 +50,19 @@ def test_segmentation_rate_metric_reduces_over_batch_and_drops_background():
 def test_hausdorff_in_mm_from_affine():
     p, g = masks()  # the prediction runs 2 pixels past the reference along the last axis
     affine = torch.diag(torch.tensor([0.5, 2.0, 1.0, 1.0]))
-    metric = HausdorffDistanceMMMetric(include_background=True)
+    hd = lambda **kwargs: PooledHausdorffDistanceMetric(  # noqa: E731
+        include_background=True, percentile=100, empty_penalty="diagonal", **kwargs
+    )
+    metric = hd()
     metric([MetaTensor(p[0], affine=affine)], [MetaTensor(g[0], affine=affine)])
     assert metric.aggregate().item() == pytest.approx(4.0)  # 2 pixels x 2.0 mm
-    metric = HausdorffDistanceMMMetric(include_background=True)
+    metric = hd()
     metric(p, g)  # plain tensors: pixels
     assert metric.aggregate().item() == pytest.approx(2.0)
-    metric = HausdorffDistanceMMMetric(include_background=True, spacing=[1.0, 0.25])
+    metric = hd(spacing=[1.0, 0.25])
     metric(p, g)
     assert metric.aggregate().item() == pytest.approx(0.5)
+    # an empty prediction: the diagonal of the 8 x 8 image of 0.5 x 2.0 mm pixels, sqrt(4^2 + 16^2)
+    metric = hd()
+    metric([MetaTensor(torch.zeros_like(p[0]), affine=affine)], [MetaTensor(g[0], affine=affine)])
+    assert metric.aggregate().item() == pytest.approx(math.sqrt(4**2 + 16**2))

@@ -48,8 +48,9 @@ def test_default_network_is_table_2_size():
 
 
 def test_volume_similarity_by_hand():
-    """VS = 1 - | |P| - |G| | / (|P| + |G|) per image and class: 3 predicted voxels against 1 true -> 1 - 2/4;
-    2 against 2 elsewhere -> 1; both empty -> 1; background channel left out."""
+    """VS = 2 (|G| - |P|) / (|G| + |P|) per image and class (Eq. 16 with its parentheses): 3 predicted voxels
+    against 1 true -> 2 (1 - 3) / 4 = -1; 2 against 2 elsewhere -> 0; both empty -> 0; empty prediction -> 2,
+    empty label -> -2; background channel left out."""
     pred = torch.zeros(2, 2, 2, 2)
     label = torch.zeros(2, 2, 2, 2)
     pred[0, 1, :, 0] = 1
@@ -59,13 +60,15 @@ def test_volume_similarity_by_hand():
     label[1, 1, 1, :] = 1
     pred[:, 0], label[:, 0] = 1 - pred[:, 1], 1 - label[:, 1]
     metric = VolumeSimilarity(include_background=False)
-    assert metric(pred, label).tolist() == [[0.5], [1.0]]
+    assert metric(pred, label).tolist() == [[-1.0], [0.0]]
     empty = torch.zeros(1, 2, 2, 2)
     empty[:, 0] = 1
-    assert metric(empty, empty).tolist() == [[1.0]]
-    assert metric.aggregate().item() == pytest.approx(2.5 / 3)
-    with_background = VolumeSimilarity()(pred[:1], label[:1])  # background: 1 against 3 voxels -> 1 - 2/4
-    assert with_background.tolist() == [[0.5, 0.5]]
+    assert metric(empty, empty).tolist() == [[0.0]]
+    assert metric(empty, label[:1]).tolist() == [[2.0]]
+    assert metric(label[:1], empty).tolist() == [[-2.0]]
+    assert metric.aggregate().item() == pytest.approx(-1.0 / 5)
+    with_background = VolumeSimilarity()(pred[:1], label[:1])  # background: 1 against 3 voxels -> 2 (3 - 1) / 4
+    assert with_background.tolist() == [[1.0, -1.0]]
     with pytest.raises(ValueError, match="same shape"):
         metric(pred, label[:, :1])
 

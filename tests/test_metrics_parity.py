@@ -1,7 +1,9 @@
-"""Parity of the surface-distance metrics (common.metrics.surface) with medpy 0.5.2 on generated 2D/3D masks.
+"""Parity of the surface-distance metrics (common.metrics.surface) with medpy 0.5.2 and of EAA-Net's volume
+similarity with SimpleITK on generated 2D/3D masks.
 
 medpy raises on an empty mask, so the empty cases are checked against the BraTS rules (0 both empty, the
-penalty when one is) and MONAI's convention against ``monai.metrics.compute_hausdorff_distance``.
+penalty when one is; the image diagonal where ``empty_penalty="diagonal"``) and MONAI's convention against
+``monai.metrics.compute_hausdorff_distance`` / ``compute_average_surface_distance``.
 """
 
 import json
@@ -13,10 +15,20 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.metrics import compute_hausdorff_distance
+from monai.metrics import (
+    ConfusionMatrixMetric,
+    DiceMetric,
+    compute_average_surface_distance,
+    compute_confusion_matrix_metric,
+    compute_hausdorff_distance,
+)
 
-from common.metrics.crosslinknet import HausdorffDistanceMMMetric
-from common.metrics.surface import BRATS_HD95_EMPTY_PENALTY, PooledHausdorffDistanceMetric
+from common.metrics.eaanet import VolumeSimilarity
+from common.metrics.surface import (
+    BRATS_HD95_EMPTY_PENALTY,
+    AverageSymmetricSurfaceDistanceMetric,
+    PooledHausdorffDistanceMetric,
+)
 
 binary = pytest.importorskip("medpy.metric.binary")
 
@@ -138,17 +150,189 @@ def test_bundle_hd95_keys(path, monai_convention):
             assert scores == [pytest.approx(config["hd95_empty_penalty"]), 0.0], name
 
 
-@pytest.mark.parametrize("ndim", [2, 3])
-@pytest.mark.parametrize("case", ["perfect", "shifted", "noisy", "far_fp"])
-def test_crosslinknet_hd_mm_equals_medpy_hd(ndim, case):
-    pred, label = _cases(ndim)[case]
-    spacing = [0.8, 0.8, 2.5] if ndim == 3 else [0.8, 2.5]
+def _spacing(ndim, anisotropic):
+    return ([0.8, 0.8, 2.5] if ndim == 3 else [0.8, 2.5]) if anisotropic else [1.0] * ndim
+
+
+def _affine(spacing):
     affine = torch.eye(4, dtype=torch.float64)
-    affine[range(ndim), range(ndim)] = torch.tensor(spacing, dtype=torch.float64)
-    metric = HausdorffDistanceMMMetric(include_background=True)
+    affine[range(len(spacing)), range(len(spacing))] = torch.tensor(spacing, dtype=torch.float64)
+    return affine
+
+
+def _score(metric, pred, label, spacing):
+    """The metric's score of one case given as MetaTensors with the spacing in their affine (as the loaders give)."""
+    affine = _affine(spacing)
     metric(
         [MetaTensor(torch.as_tensor(pred)[None].float(), affine=affine)],
         [MetaTensor(torch.as_tensor(label)[None].float(), affine=affine)],
     )
-    expected = binary.hd(pred, label, voxelspacing=spacing, connectivity=1)
-    assert metric.aggregate().item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    return metric.get_buffer().item()
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("case", ["perfect", "shifted", "noisy", "far_fp"])
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_hd_and_assd_equal_medpy(ndim, case, anisotropic):
+    """HD (Crosslink-Net, IFE: ``percentile=100``) equals medpy's ``hd``, ASD (IFE) medpy's ``assd``."""
+    pred, label = _cases(ndim)[case]
+    spacing = _spacing(ndim, anisotropic)
+    hd = _score(PooledHausdorffDistanceMetric(include_background=True, percentile=100), pred, label, spacing)
+    assert hd == pytest.approx(binary.hd(pred, label, voxelspacing=spacing, connectivity=1), rel=1e-5, abs=1e-6)
+    assd = _score(AverageSymmetricSurfaceDistanceMetric(include_background=True), pred, label, spacing)
+    expected = binary.assd(pred, label, voxelspacing=spacing, connectivity=1)
+    assert assd == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # MONAI's convention gives the same value where no mask is empty
+    monai_assd = compute_average_surface_distance(
+        torch.as_tensor(pred)[None, None], torch.as_tensor(label)[None, None], True, True, spacing=spacing
+    )
+    assert monai_assd.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_one_empty_mask_scores_the_image_diagonal(ndim):
+    """medpy raises on an empty mask; here both empty score 0, one empty the diagonal of the image's extent in
+    mm (2D 40 x 36 pixels of 0.8 x 2.5 mm; 3D 28 x 26 x 22 voxels of 0.8 x 0.8 x 2.5 mm)."""
+    label = _cases(ndim)["perfect"][1]
+    empty = np.zeros_like(label)
+    spacing = _spacing(ndim, True)
+    diagonal = float(np.sqrt(sum((n * d) ** 2 for n, d in zip(label.shape, spacing))))
+    assert diagonal == pytest.approx(np.sqrt(32**2 + 90**2) if ndim == 2 else np.sqrt(22.4**2 + 20.8**2 + 55**2))
+    with pytest.raises(RuntimeError):
+        binary.hd(empty, label, voxelspacing=spacing)
+    with pytest.raises(RuntimeError):
+        binary.assd(label, empty, voxelspacing=spacing)
+    for metric in (
+        lambda: PooledHausdorffDistanceMetric(include_background=True, percentile=100, empty_penalty="diagonal"),
+        lambda: PooledHausdorffDistanceMetric(include_background=True, empty_penalty="diagonal"),
+        lambda: AverageSymmetricSurfaceDistanceMetric(include_background=True),
+    ):
+        assert _score(metric(), empty, label, spacing) == pytest.approx(diagonal)
+        assert _score(metric(), label, empty, spacing) == pytest.approx(diagonal)
+        assert _score(metric(), empty, empty, spacing) == 0.0
+    assert _score(AverageSymmetricSurfaceDistanceMetric(True, empty_penalty=50.0), empty, label, spacing) == 50.0
+    with pytest.raises(ValueError, match="diagonal"):
+        PooledHausdorffDistanceMetric(empty_penalty="max")
+
+
+SURFACE_EVALUATES = {
+    "crosslinknet_covid_ct_segmentation": {"val_hausdorff_mm": PooledHausdorffDistanceMetric},
+    "ife_dichotomous_segmentation": {
+        "hd": PooledHausdorffDistanceMetric,
+        "asd": AverageSymmetricSurfaceDistanceMetric,
+    },
+}
+
+
+@pytest.mark.parametrize("bundle", sorted(SURFACE_EVALUATES))
+@pytest.mark.parametrize("monai_convention", [False, True])
+def test_bundle_hd_and_asd_keys(bundle, monai_convention):
+    """Crosslink-Net's and IFE's evaluate.json: HD (and ASD) as medpy in mm, the image diagonal for one empty mask,
+    ``surface_monai_convention: true`` for MONAI's NaN/inf."""
+    path = Path(__file__).resolve().parents[1] / "bundles" / bundle / "configs" / "evaluate.json"
+    config = json.loads(path.read_text())
+    assert config["surface_empty_penalty"] == "diagonal"
+    pred, label = _cases(2)["shifted"]
+    empty = np.zeros_like(label)
+    spacing = _spacing(2, True)
+    diagonal = float(np.sqrt((40 * 0.8) ** 2 + (36 * 2.5) ** 2))
+    for name, kind in SURFACE_EVALUATES[bundle].items():
+        item = config["validate#additional_metrics"][name]
+        parser = ConfigParser({**config, "include_background": True, "surface_monai_convention": monai_convention})
+        parser["m"] = item["metric_fn"]
+        metric = parser.get_parsed_content("m")
+        assert type(metric) is kind and metric.include_background, name
+        reference = binary.hd if kind is PooledHausdorffDistanceMetric else binary.assd
+        expected = reference(pred, label, voxelspacing=spacing, connectivity=1)
+        assert _score(metric, pred, label, spacing) == pytest.approx(expected, rel=1e-5), name
+        metric.reset()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            empty_score = _score(metric, empty, label, spacing)
+        if monai_convention:
+            assert not np.isfinite(empty_score), name
+        else:
+            assert empty_score == pytest.approx(diagonal), name
+
+
+# EAA-Net's volume similarity (Eq. 16 with its parentheses) against SimpleITK 2.5.7's
+# LabelOverlapMeasuresImageFilter().Execute(label, prediction).GetVolumeSimilarity(), recorded on these cases
+# (voxel counts predicted / true: 2D 149/149, 149/149, 135/149, 165/149; 3D 1419/1419, 1419/1419, 1219/1419,
+# 1483/1419). Volume similarity compares voxel counts, so the spacing does not change it.
+SIMPLEITK_VOLUME_SIMILARITY = {
+    (2, "perfect"): 0.0,
+    (2, "shifted"): 0.0,
+    (2, "noisy"): 0.09859154929577464,
+    (2, "far_fp"): -0.10191082802547771,
+    (3, "perfect"): 0.0,
+    (3, "shifted"): 0.0,
+    (3, "noisy"): 0.1516300227445034,
+    (3, "far_fp"): -0.04410751206064783,
+}
+
+
+def _volume_similarity(pred, label):
+    batch = lambda mask: torch.as_tensor(mask)[None, None].float()  # noqa: E731
+    return VolumeSimilarity()(batch(pred), batch(label)).item()
+
+
+@pytest.mark.parametrize("ndim, case", list(SIMPLEITK_VOLUME_SIMILARITY))
+def test_volume_similarity_equals_simpleitk(ndim, case):
+    pred, label = _cases(ndim)[case]
+    expected = SIMPLEITK_VOLUME_SIMILARITY[ndim, case]
+    assert _volume_similarity(pred, label) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    sitk = pytest.importorskip("SimpleITK")
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    image = lambda mask: sitk.GetImageFromArray(mask.astype(np.uint8))  # noqa: E731
+    overlap.Execute(image(label), image(pred))
+    assert overlap.GetVolumeSimilarity() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    overlap.Execute(image(pred), image(label))  # the prediction as source: the sign flips
+    assert overlap.GetVolumeSimilarity() == pytest.approx(-expected, rel=1e-12, abs=1e-12)
+
+
+def test_volume_similarity_empty_masks_against_simpleitk():
+    """Empty prediction 2 and empty label -2, as SimpleITK; both empty 0, where SimpleITK returns the largest
+    double (0 / 0), which no mean could hold."""
+    label = _cases(3)["perfect"][1]
+    empty = np.zeros_like(label)
+    assert _volume_similarity(empty, label) == 2.0
+    assert _volume_similarity(label, empty) == -2.0
+    assert _volume_similarity(empty, empty) == 0.0
+    sitk = pytest.importorskip("SimpleITK")
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    image = lambda mask: sitk.GetImageFromArray(mask.astype(np.uint8))  # noqa: E731
+    for pred, truth, expected in ((empty, label, 2.0), (label, empty, -2.0), (empty, empty, np.finfo(float).max)):
+        overlap.Execute(image(truth), image(pred))
+        assert overlap.GetVolumeSimilarity() == expected
+
+
+def _overlap_cases():
+    """The generated 2D and 3D cases plus the empty ones: empty prediction, empty label, both empty."""
+    for ndim in (2, 3):
+        cases = _cases(ndim)
+        label = cases["perfect"][1]
+        empty = np.zeros_like(label)
+        cases.update(empty_pred=(empty, label), empty_label=(label, empty), both_empty=(empty, empty))
+        for name, (pred, truth) in cases.items():
+            yield pytest.param(pred, truth, id=f"{ndim}d-{name}")
+
+
+@pytest.mark.parametrize("pred, label", _overlap_cases())
+def test_dice_sensitivity_specificity_equal_medpy(pred, label):
+    """MONAI's Dice with ``ignore_empty=False`` (every evaluate.json's default) equals medpy's ``dc``, one empty
+    mask included (0); both empty score 1 (the BraTS rule), where medpy 0.5.2 means 1.0 (its ZeroDivisionError
+    branch) but gives NaN, as numpy's integer counts divide 0 / 0 without raising. Sensitivity and specificity
+    (MONAI's ``ConfusionMatrixMetric``) equal medpy's, NaN included (an empty label's sensitivity): MONAI's mean
+    leaves it out, and metrics_empty_cases.json counts it."""
+    batch = lambda mask: torch.as_tensor(mask)[None, None].float()  # noqa: E731
+    dice = DiceMetric(include_background=True, ignore_empty=False)(batch(pred), batch(label)).item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # medpy's 0 / 0
+        reference = binary.dc(pred, label), binary.sensitivity(pred, label), binary.specificity(pred, label)
+    if pred.any() or label.any():
+        assert dice == pytest.approx(reference[0], rel=1e-6)
+    else:
+        assert dice == 1.0 and np.isnan(reference[0])
+    counts = ConfusionMatrixMetric(include_background=True)(batch(pred), batch(label))  # the case's, before a mean
+    ours = [compute_confusion_matrix_metric(name, counts).item() for name in ("sensitivity", "specificity")]
+    assert ours == pytest.approx(list(reference[1:]), rel=1e-6, nan_ok=True)

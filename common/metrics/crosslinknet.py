@@ -1,22 +1,21 @@
 """Metrics of Crosslink-Net (Yu et al., arXiv:2107.11517, Section IV-B) that MONAI lacks.
 
 DSC, sensitivity and specificity come from MONAI (``DiceMetric``, ``ConfusionMatrixMetric``). This module
-adds the over- and under-segmentation rates (OR, UR) and the Hausdorff distance in millimetres, with the
-pixel spacing read from each image's affine (MONAI's ``HausdorffDistanceMetric`` takes the spacing as
-an argument that its Ignite handler never passes).
+adds the over- and under-segmentation rates (OR, UR). The Hausdorff distance in millimetres is
+:class:`common.metrics.surface.PooledHausdorffDistanceMetric` with ``percentile=100`` (medpy's ``hd``, the
+spacing read from each image's affine, an image with exactly one empty mask scored the image's diagonal).
 """
 
 from __future__ import annotations
 
 import torch
-from monai.metrics import HausdorffDistanceMetric, get_confusion_matrix
+from monai.metrics import get_confusion_matrix
 from monai.metrics.utils import ignore_background
 from monai.utils import MetricReduction
 
 from .cumulative import ReducedCumulativeMetric
-from .surface import spacing_of
 
-__all__ = ["SegmentationRateMetric", "HausdorffDistanceMMMetric", "segmentation_rates"]
+__all__ = ["SegmentationRateMetric", "segmentation_rates"]
 
 
 def segmentation_rates(y_pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,29 +70,3 @@ class SegmentationRateMetric(ReducedCumulativeMetric):
             y_pred, y = ignore_background(y_pred=y_pred, y=y)
         over, under = segmentation_rates(y_pred, y)
         return over if self.rate == "over" else under
-
-
-class HausdorffDistanceMMMetric(HausdorffDistanceMetric):
-    """Hausdorff distance (Crosslink-Net, Section IV-B) in millimetres.
-
-    MONAI's ``HausdorffDistanceMetric`` with the spacing of each sample taken from the affine of its
-    label (a ``MetaTensor``, as MONAI's loaders give), unless ``spacing`` is given. For images without
-    a physical spacing (PNG, JPG: identity affine) the distance is in pixels.
-
-    Args:
-        spacing: fixed pixel/voxel spacing for every sample, or ``None`` to read it from the affine.
-        kwargs: the arguments of ``monai.metrics.HausdorffDistanceMetric`` (``include_background``,
-            ``percentile``, ``directed``, ``reduction``, ...).
-    """
-
-    def __init__(self, spacing: float | list[float] | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.spacing = spacing
-
-    def _compute_tensor(  # type: ignore[override]
-        self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs
-    ) -> torch.Tensor:
-        spacing = kwargs.pop("spacing", None) or self.spacing
-        if spacing is None:
-            spacing = spacing_of(y)
-        return super()._compute_tensor(y_pred, y, spacing=spacing, **kwargs)

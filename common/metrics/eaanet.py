@@ -2,14 +2,19 @@
 (Ma et al., "EAA-Net: Rethinking the autoencoder architecture with intra-class features for medical image
 segmentation", Sec. 4.2, Eq. 16; Tables 3 and 5).
 
-Eq. 16 is printed as ``VS = (2|M| - |W|) / (|M| + |W|)`` with ``M`` the manually delineated voxels and
-``W`` the predicted ones. Read literally it gives 1/2 for a perfect segmentation and 2 for an empty
-prediction, so it cannot be the measure the paper means by "VolumeSimilarity"; that name is the standard
-measure of Taha and Hanbury ("Metrics for evaluating 3D medical image segmentation", BMC Medical Imaging
-15:29, 2015), ``VS = 1 - | |W| - |M| | / (|W| + |M|) = 1 - |FN - FP| / (2TP + FP + FN)``,
-which is 1 for equal volumes and 0 when one of them is empty. That is what :class:`VolumeSimilarity`
-computes. It lies in [0, 1] and is never below the Dice score of the same pair, while the paper's tables
-report VS below DSC and, in Table 5, a negative value: compare with the paper's figures with care.
+Eq. 16 is printed as ``VolumeSimilarity = (2*|M| - |W|) / (|M| + |W|)`` with ``M`` the manually delineated
+voxels and ``W`` the predicted ones. Read with the parentheses it has lost, ``2 (|M| - |W|) / (|M| + |W|)``, it is
+the signed volume similarity of ITK's ``LabelOverlapMeasuresImageFilter`` (SimpleITK's ``GetVolumeSimilarity``,
+the paper's CamelCase name) with the label as the source image: 0 for equal volumes, positive where the
+prediction is too small, negative where it is too large, between -2 and 2. The paper's tables fit this reading:
+Table 5 reports a negative VS (-5.51 % for BiSeNet v2) and Tables 3 and 5 values far below the DSC. Read
+literally, the print gives 1/2 for a perfect segmentation (and is negative only where more than twice the true
+volume is predicted); the unsigned ``1 - | |W| - |M| | / (|W| + |M|)`` of Taha and Hanbury (BMC Medical Imaging
+15:29, 2015), which this module computed before, is never negative nor below the DSC. That unsigned form is
+``1 - |VS| / 2`` of this one. With the prediction as the source image, the order some tools call it in, ITK
+gives ``2 (|P| - |G|) / (|P| + |G|) = -VS``.
+
+A mean of signed values lets over- and under-segmented cases cancel: read it beside the DSC, as the paper does.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ __all__ = ["VolumeSimilarity"]
 
 
 class VolumeSimilarity(ReducedCumulativeMetric):
-    """Volume similarity ``VS = 1 - | |P| - |G| | / (|P| + |G|)`` per image and class (Taha and Hanbury
-    2015; EAA-Net Sec. 4.2, Eq. 16, see the module docstring for the printed form).
+    """Signed volume similarity ``VS = 2 (|G| - |P|) / (|G| + |P|)`` per image and class (EAA-Net Eq. 16 with its
+    parentheses; ITK/SimpleITK ``LabelOverlapMeasuresImageFilter`` with the label as source, see the module
+    docstring).
 
     ``|P|`` and ``|G|`` are the voxel counts of the predicted and the ground-truth region. An image and class
-    where both are empty scores 1 (the volumes agree). Only the volumes are compared, not where they are:
-    a prediction of the right size in the wrong place scores 1.
+    where both are empty scores 0 (the volumes agree; SimpleITK returns the largest float there); an empty
+    prediction scores 2 and an empty label -2, as in SimpleITK. Only the volumes are compared, not where they
+    are: a prediction of the right size in the wrong place scores 0.
 
     Args:
         include_background: whether to score the first channel (the background of one-hot inputs).
@@ -65,6 +72,4 @@ class VolumeSimilarity(ReducedCumulativeMetric):
         matrix = get_confusion_matrix((y_pred > 0.5).double(), (y > 0.5).double())  # (B, C, [tp, fp, tn, fn])
         predicted = matrix[..., 0] + matrix[..., 1]
         truth = matrix[..., 0] + matrix[..., 3]
-        total = predicted + truth
-        score = 1.0 - (predicted - truth).abs() / total.clamp(min=1.0)
-        return score.float()
+        return (2.0 * (truth - predicted) / (truth + predicted).clamp(min=1.0)).float()

@@ -8,8 +8,8 @@ Dichotomous Medical Image Segmentation", MICCAI 2023, Section 3 and Tables 1-2):
 - :class:`FMeasureMetric`: the paper's "F1", cited from Achanta et al. (CVPR 2009, the paper's [2]): the
   F-measure ``(1 + b2) P R / (b2 P + R)`` with ``b2 = 0.3``, as in the authors' evaluation script.
 
-DSC, Jaccard, HD, ASD and MAE are MONAI's (``DiceMetric``, ``MeanIoU``, ``HausdorffDistanceMetric``,
-``SurfaceDistanceMetric(symmetric=True)``, ``MAEMetric``). :class:`HumanCorrectionEffortsMetric` is HCE, the
+DSC, Jaccard and MAE are MONAI's (``DiceMetric``, ``MeanIoU``, ``MAEMetric``); HD and ASD are medpy's ``hd`` and
+``assd`` (:mod:`.surface`, image diagonal for one empty mask). :class:`HumanCorrectionEffortsMetric` is HCE, the
 paper's [26] (Qin et al., "Highly Accurate Dichotomous Image Segmentation", ECCV 2022).
 
 All four take binary ``y_pred`` and ``y`` of shape (B, C, spatial...) (values > 0.5 are foreground), score every
