@@ -47,7 +47,8 @@ def test_onnxruntime_gives_the_eager_output_through_the_bundles_inferer(bundle):
         eager = inferer(x, net)
     ort_net = inference_network(net, "onnxruntime")
     assert isinstance(ort_net, OnnxRuntimeNetwork)
-    got = inferer(x, ort_net)
+    with torch.inference_mode():  # as an evaluator or the benchmark calls it: the export runs outside that mode
+        got = inferer(x, ort_net)
     assert got.shape == eager.shape
     scale = float(eager.max() - eager.min())
     assert scale > 0 and float((got - eager).abs().max()) <= 1e-4 * scale
@@ -67,7 +68,7 @@ def _predictions(out_dir: Path) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_inference_json_with_onnxruntime_writes_the_label_maps_of_torch(bundle, tmp_path, sample_root):
     """``monai.bundle run`` of inference.json (sample data, seeded untrained weights) with ``--backend
-    onnxruntime`` writes the same label files as with the default ``torch``."""
+    onnxruntime`` writes the label files of the default ``torch``, up to voxels at the threshold."""
     contract = BundleContract(Path("bundles") / bundle, tmp_path, sample_root)
     torch.manual_seed(0)
     net = contract.parser("inference.json", "sample_data.json", **contract.overrides()).get_parsed_content(
@@ -80,11 +81,15 @@ def test_inference_json_with_onnxruntime_writes_the_label_maps_of_torch(bundle, 
         overrides = {**contract.overrides(choice), "backend": choice}
         workflow = contract.workflow("inference.json", "sample_data.json", **overrides)
         runs[choice] = _predictions(tmp_path / choice)
-        network = workflow.parser.get_parsed_content("evaluator#network", instantiate=False)
-        assert network["backend"] == "@backend"
+        network = workflow.parser.get_parsed_content("evaluator").network
+        assert isinstance(network, OnnxRuntimeNetwork) == (choice == "onnxruntime")
+        assert choice == "torch" or network.sessions, "the evaluator ran its network in ONNX Runtime"
     assert runs["onnxruntime"].keys() == runs["torch"].keys()
     for name, labels in runs["torch"].items():
-        assert np.array_equal(runs["onnxruntime"][name], labels), name
+        # the untrained networks' logits crowd the 0.5 threshold: a voxel within float rounding of it may flip
+        # (ConResNet: 2 of 163,840 voxels seen); the outputs themselves agree to 1e-4 of their range (test above)
+        differ = float((runs["onnxruntime"][name] != labels).mean())
+        assert differ <= 1e-4, f"{name}: {differ:.2e} of the voxels differ"
 
 
 def test_backend_is_torch_by_default_in_every_bundle():

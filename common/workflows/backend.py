@@ -113,8 +113,13 @@ class OnnxRuntimeNetwork(torch.nn.Module):
     def _session(self, x: torch.Tensor):
         """Export at ``x``'s shape, build the session and check it against eager on ``x``."""
         net = self.network.eval()
-        x = x.as_tensor() if isinstance(x, MetaTensor) else x
-        x = x.detach().float().cpu().contiguous()
+        # the exporters trace ordinary tensors with autograd on, as outside an evaluator's inference mode (eval-mode
+        # caches such as ConResNet's standardized weights are skipped while autograd records)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().clone()
+            return self._build(net, x)
+
+    def _build(self, net: torch.nn.Module, x: torch.Tensor):
         with torch.no_grad():
             expected = net(x)
         if not isinstance(expected, torch.Tensor):
