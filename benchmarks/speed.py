@@ -6,7 +6,8 @@ after a warm-up round, :func:`benchmarks.timing.interleaved`), with the load ave
 * inference: the inferer of the bundle's ``inference.json`` (sliding windows, slice batches or the whole image)
   on one random input, with the eager fp32 network under ``torch.inference_mode`` against the same inferer with
   the evaluator's network for ``--backend`` (``common.workflows.backend.inference_network``, default
-  ``onnxruntime``). The shipped path's first call (export, session build, check against eager) is timed apart
+  ``onnxruntime``; ``--infer-with amp_bf16 compile`` adds those switches, e.g. with ``--backend torch``). The
+  shipped path's first call (export, session build, check against eager) is timed apart
   as its warm-up cost. Outputs: the largest difference over the eager output's range and the fraction of
   voxels whose label (sigmoid > 0.5, EAA-Net's argmax) differs.
 * training step (forward, the bundle's loss, backward, optimizer step; ``train.json``'s pieces): eager fp32
@@ -15,13 +16,15 @@ after a warm-up round, :func:`benchmarks.timing.interleaved`), with the load ave
 
 Sizes: the paper's input for the 2D and 2.5D bundles; ConResNet at the paper's widths on a 4 x 96 x 96 x 48
 volume with 64 x 64 x 32 windows (8 windows) and its CPU-size training patch (4 x 64 x 64 x 32, batch 2), so
-that the run fits in about 10 minutes on 2 cores (``python -m benchmarks.harness`` has the paper sizes).
+that the run should fit in about 10 minutes on 2 idle cores (an estimate from the recorded forward and step
+times; ``python -m benchmarks.harness`` has the paper sizes).
 ``--tiny``: the sample-data widths and inputs (seconds; for tests). Results: ``<out>/<name>.json`` and
 ``.md`` (default ``benchmarks/results/speed``)::
 
-    python -m benchmarks.speed                       # every bundle, ~10 min on 2 cores
+    python -m benchmarks.speed                       # every bundle (sized for ~10 min on 2 idle cores)
     python -m benchmarks.speed --quick               # 2 repeats
     python -m benchmarks.speed --tiny --out /tmp/s   # seconds
+    python -m benchmarks.speed --backend torch --infer-with compile   # another inference candidate
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import torch
 from benchmarks.cases import RESULTS_DIR, build_case, bundle_parser, train_step
 from benchmarks.timing import interleaved, machine_description
 from common.workflows.backend import BACKENDS, inference_network
+from common.workflows.precision import AutocastInferer, compiled
 from common.workflows.switches import config_switch
 
 __all__ = ["SPEED_CASES", "main", "speed"]
@@ -88,32 +92,40 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def inference_case(bundle: str, size: str, backend: str, repeats: int, warmup: int) -> dict[str, Any]:
-    """Eager fp32 against ``backend`` through the bundle's inferer (see the module docstring)."""
+def inference_case(
+    bundle: str, size: str, backend: str, repeats: int, warmup: int, infer_with: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Eager fp32 against ``backend`` through the bundle's inferer, with the ``infer_with`` switches on (see the
+    module docstring)."""
     case = SPEED_CASES[bundle]
     parser = bundle_parser(bundle, "inference.json", sample_data=size == "tiny", **case.overrides.get(size, {}))
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()
     inferer = parser.get_parsed_content("inferer")
     x = torch.rand(case.inputs[size], generator=torch.Generator().manual_seed(1))
-    shipped_net = inference_network(net, backend)
+    shipped_net = inference_network(compiled(net, "compile" in infer_with), backend)
+    shipped_inferer = AutocastInferer(inferer, "amp_bf16" in infer_with)
 
-    def run(network: torch.nn.Module):
+    def run_eager():
         with torch.inference_mode():
-            return inferer(x, network)
+            return inferer(x, net)
+
+    def run_shipped():
+        with torch.inference_mode():
+            return shipped_inferer(x, shipped_net)
 
     w0, c0 = time.perf_counter(), time.process_time()
-    shipped = run(shipped_net)  # export, session build and check against eager: the shipped path's warm-up
+    shipped = run_shipped()  # export, session build and check against eager (or compile): the warm-up cost
     first = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
-    eager = run(net)
+    eager = run_eager()
     scale = float(eager.max() - eager.min()) or 1.0
-    timing = interleaved({"eager": lambda: run(net), "shipped": lambda: run(shipped_net)}, repeats, warmup)
+    timing = interleaved({"eager": run_eager, "shipped": run_shipped}, repeats, warmup)
     return {
         "bundle": bundle,
         "phase": "inference",
         "input_shape": list(case.inputs[size]),
         "inferer": type(inferer).__name__,
-        "shipped_path": f"backend={backend}",
+        "shipped_path": ", ".join([f"backend={backend}", *(f"{k}=true" for k in infer_with)]),
         "shipped_first_call": first,
         "sessions": len(getattr(shipped_net, "sessions", {})),
         "max_diff_over_range": float((shipped - eager).abs().max()) / scale,
@@ -167,6 +179,7 @@ def speed(
     size: str = "paper",
     backend: str = "onnxruntime",
     train_with: Sequence[str] = (),
+    infer_with: Sequence[str] = (),
     repeats: int = 5,
     warmup: int = 1,
     threads: int | None = None,
@@ -186,6 +199,7 @@ def speed(
             "size": size,
             "backend": backend,
             "train_with": list(train_with),
+            "infer_with": list(infer_with),
             "repeats": repeats,
             "warmup": warmup,
             "argv": sys.argv[1:],
@@ -199,7 +213,7 @@ def speed(
 
     for bundle in bundles:
         for fn in (
-            lambda: inference_case(bundle, size, backend, repeats, warmup),
+            lambda: inference_case(bundle, size, backend, repeats, warmup, infer_with),
             lambda: train_case(bundle, size, _switches(bundle, train_with), repeats, warmup),
         ):
             try:
@@ -268,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="the shipped inference backend")
     parser.add_argument("--train-with", nargs="*", default=[], choices=SWITCHES, help="switches on in training")
+    parser.add_argument("--infer-with", nargs="*", default=[], choices=SWITCHES, help="switches on in inference")
     parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--name", default="speed")
@@ -277,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tiny" if args.tiny else "paper",
         args.backend,
         args.train_with,
+        args.infer_with,
         2 if args.quick else args.repeats,
         args.warmup,
         args.threads,
