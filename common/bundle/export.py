@@ -14,7 +14,6 @@ resized-image inference feed the network that shape only.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
