@@ -1,7 +1,7 @@
 """A/B benchmarks of CHNet's optimisations (``common/networks/chnet.py``, ``common/losses/chnet.py``).
 
 Each comparison interleaves the two variants (A B A B ...) in one process after a warm-up
-(:func:`benchmarks.harness.interleaved`) and reports the median wall time and the median process CPU time
+(:func:`benchmarks.timing.interleaved`) and reports the median wall time and the median process CPU time
 of each, their ratio, and the load average at the start and end, because the machine is shared and wall
 time alone is noise:
 
@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.harness import interleaved, synthetic_label, train_step
+from benchmarks.cases import synthetic_label, train_step
+from benchmarks.timing import interleaved
 from common.losses.chnet import WeightedIoUBCELoss
 from common.networks.chnet import CHNet, ClassificationHeadDecoder
 

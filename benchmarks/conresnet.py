@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from monai.utils import str2bool
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.harness import bundle_parser, interleaved
+from benchmarks.cases import bundle_parser, synthetic_label
+from benchmarks.timing import interleaved
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
 __all__ = [
@@ -241,7 +242,6 @@ def _worker(
     """One process: a warm-up, then ``runs`` timed eval forwards or (``train``) training steps (the bundle's
     loss on a synthetic BraTS label, Adam), user/system CPU apart; ``keep_memory``: the bundle's
     ``keep_freed_memory`` switch first."""
-    from benchmarks.harness import synthetic_label
     from common.losses.conresnet import ConResNetLoss
     from common.workflows.memory import keep_freed_memory
 

@@ -1,6 +1,6 @@
 """EAA-Net A/B measurements: the 2.5D inferer, its ``sw_batch_size``, and the training step.
 
-Every comparison runs its variants interleaved in one process (:func:`benchmarks.harness.interleaved`:
+Every comparison runs its variants interleaved in one process (:func:`benchmarks.timing.interleaved`:
 warm-up, then ABAB... rounds, medians of wall and process-CPU time, load average at start and end).
 "Before" is the code of an earlier copy of the repository (``--before DIR``: an unpacked release or a
 ``git worktree``), imported from its files next to this tree's, so both run in the same minute on the same load.
@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import interleaved, machine_description
+from benchmarks.timing import interleaved, machine_description
 
 __all__ = ["module_at", "inferer_ab", "bundle_defaults_ab", "sw_batch_sweep", "train_ab", "profile_step", "main"]
 

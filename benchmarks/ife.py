@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchmarks.harness import interleaved
+from benchmarks.timing import interleaved
 from common.networks.ife import IFE, IFEUNet, _pair_codes, curvature_kernel
 
 __all__ = ["previous_entropy_score", "previous_curvature_score", "selection_cost", "main"]

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.harness precision [--size cpu] [--bundles ...] [--no-compile]`` writes
 ``precision_<size>.json`` and ``precision_<size>.md``. Per network (the bundle's ``train.json`` network, loss
-and optimizer at a size of :data:`benchmarks.harness.CASES`), in one process, interleaved (ABAB..., median
+and optimizer at a size of :data:`benchmarks.cases.CASES`), in one process, interleaved (ABAB..., median
 after a warm-up round, wall and process-CPU time, load average at the time):
 
 * the eval forward (``torch.inference_mode``) and the training step (forward, the bundle's loss, backward,
@@ -28,16 +28,10 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import (
-    CASES,
-    RESULTS_DIR,
-    build_case,
-    interleaved,
-    machine_description,
-    machine_line,
-    run_worker,
-    train_step,
-)
+from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
+from benchmarks.tables import machine_line
+from benchmarks.timing import interleaved, machine_description
+from benchmarks.worker import run_worker
 
 __all__ = ["precision", "precision_case", "agreement", "precision_markdown", "precision_row"]
 

@@ -26,7 +26,8 @@ import torch
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
-from benchmarks.harness import CASES, RESULTS_DIR, build_case, interleaved, machine_description, timed, train_step
+from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
+from benchmarks.timing import interleaved, machine_description, timed
 
 __all__ = ["profile", "module_times"]
 

@@ -10,7 +10,9 @@ Commands:
     archive BUNDLE [OUT]      a portable <bundle>.zip carrying the common code it needs
     onnx BUNDLE [OUT]         ONNX export checked against the eager network with ONNX Runtime
     monailabel-app BUNDLE... --weights W... --out APP   a MONAI Label app serving the bundles with their weights
-    benchmark [--sizes ...]   the performance harness of benchmarks/ (run from a clone of the repository)
+
+The performance harness is not part of this package: from a clone of the repository, ``python -m benchmarks.speed``
+(plain eager against the shipped inference and training paths) and ``python -m benchmarks.harness`` (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ __all__ = [
     "datalist",
     "archive",
     "onnx",
-    "benchmark",
-    "profile",
     "monailabel_app",
 ]
 
@@ -242,39 +242,6 @@ def monailabel_app(
     return str(path)
 
 
-def _harness():
-    """``benchmarks.harness`` of the repository this package was installed from (it is not part of the wheel)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    try:
-        from benchmarks import harness
-    except ImportError as e:
-        raise SystemExit(
-            f"benchmarks/ is not next to {REPO_ROOT / 'common'}: install from a clone (pip install -e .)"
-        ) from e
-    return harness
-
-
-def benchmark(
-    sizes: tuple[str, ...] = ("cpu", "paper"),
-    bundles: tuple[str, ...] | None = None,
-    threads: int = 1,
-    repeats: int = 3,
-    out: str | None = None,
-) -> None:
-    """Measure every bundle's network (parameters, MACs, forward and training-step time, peak memory, GFLOP/s
-    against this machine's matmul/conv throughput measured in the same run) and write ``<out>/results.json``
-    and ``results.md`` (default ``benchmarks/results``). ``--sizes cpu`` alone takes a few minutes; the paper
-    sizes take about 20 on 2 cores. Further options: ``python -m benchmarks.harness run --help``."""
-    harness = _harness()
-    harness.run(sizes=sizes, bundles=bundles, threads=threads, repeats=repeats, out=out or harness.RESULTS_DIR)
-
-
-def profile(bundles: tuple[str, ...] | None = None, size: str = "cpu") -> None:
-    """torch.profiler hot spots of every bundle's training step (``python -m benchmarks.harness profile --help``)."""
-    _harness().profile(bundles=bundles, size=size)
-
-
 def main() -> None:
     import fire
 
@@ -289,8 +256,6 @@ def main() -> None:
             "datalist": datalist,
             "archive": archive,
             "onnx": onnx,
-            "benchmark": benchmark,
-            "profile": profile,
             "monailabel-app": monailabel_app,
         },
         serialize=lambda result: None,

@@ -10,7 +10,9 @@ import json
 import pytest
 import torch
 
-from benchmarks.harness import CASES, count_macs, main, markdown, synthetic_label
+from benchmarks.cases import CASES, count_macs, synthetic_label
+from benchmarks.harness import main
+from benchmarks.tables import markdown
 
 EAANET = "eaanet_brats_mri_segmentation"
 
@@ -93,7 +95,7 @@ def test_unknown_bundle_or_size_is_refused(tmp_path):
 
 
 def test_interleaved_calls_alternate_after_warmup():
-    from benchmarks.harness import interleaved
+    from benchmarks.timing import interleaved
 
     calls = []
     t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
@@ -103,7 +105,7 @@ def test_interleaved_calls_alternate_after_warmup():
 
 
 def test_measure_counts_flops_of_the_first_run():
-    from benchmarks.harness import measure
+    from benchmarks.timing import measure
 
     a, b = torch.ones(8, 16), torch.ones(16, 4)
     t = measure(lambda: a @ b, repeats=2, warmup=1, budget_s=10.0)
@@ -113,7 +115,7 @@ def test_measure_counts_flops_of_the_first_run():
 
 
 def test_docs_block_is_inserted_then_replaced():
-    from benchmarks.harness import DOCS_END, DOCS_START, update_docs_text
+    from benchmarks.docs import DOCS_END, DOCS_START, update_docs_text
 
     text = "# B\n\n## Results\n\nx\n\n## Serving with MONAI Label, ONNX\n\ny\n"
     block = f"{DOCS_START}\nrows 1\n{DOCS_END}"
@@ -127,7 +129,8 @@ def test_docs_block_is_inserted_then_replaced():
 def test_bundle_docs_quote_the_recorded_results():
     """Each bundle's docs/README.md holds, between the benchmark markers, its machine line and its rows of
     benchmarks/results/results.json: after a new run, `python -m benchmarks.harness docs` updates them."""
-    from benchmarks.harness import RESULTS_DIR, bundle_markdown, write_docs
+    from benchmarks.cases import RESULTS_DIR
+    from benchmarks.docs import bundle_markdown, write_docs
 
     results = json.loads((RESULTS_DIR / "results.json").read_text())
     assert write_docs(RESULTS_DIR / "results.json", check=True) == []

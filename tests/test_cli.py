@@ -124,9 +124,20 @@ def test_datalist_lists_datasets_and_reports_bad_folders(tmp_path: Path, capsys)
     assert not (tmp_path / "out.json").exists()
 
 
-def test_benchmark_commands_reach_the_repository_harness() -> None:
-    harness = cli._harness()
-    assert Path(harness.__file__).parent == Path(cli.REPO_ROOT) / "benchmarks"
+def test_nothing_in_common_imports_benchmarks_or_edits_sys_path() -> None:
+    """The installed package stands alone: benchmarks run as ``python -m benchmarks...`` from a clone."""
+    import ast
+
+    offenders = []
+    for path in sorted((Path(cli.REPO_ROOT) / "common").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] in ("benchmarks", "tests") for n in names):
+                offenders.append(f"{path.name}:{node.lineno} imports {names}")
+            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
+                offenders.append(f"{path.name}:{node.lineno} uses sys.path")
+    assert offenders == []
 
 
 def test_archive_and_onnx_commands(tmp_path: Path, capsys) -> None:

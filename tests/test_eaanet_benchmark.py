@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
+from benchmarks.cases import REPO_ROOT
 from benchmarks.eaanet import main, module_at
-from benchmarks.harness import REPO_ROOT
 
 
 def _earlier_copy(root, *paths):

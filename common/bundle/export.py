@@ -14,10 +14,7 @@ resized-image inference feed the network that shape only.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +22,9 @@ from typing import Any
 
 from common.bundle.contract import input_shape as metadata_input_shape
 from common.workflows.atomic import atomic_path
+from common.workflows.backend import OnnxExportError, export_network, onnxruntime
 
 __all__ = ["OnnxExport", "OnnxExportError", "export_onnx", "load_network"]
-
-
-class OnnxExportError(RuntimeError):
-    """The network cannot be exported to ONNX, or its ONNX output differs from eager; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -91,31 +85,6 @@ def load_network(
     return net.eval()
 
 
-def _reason(error: Exception) -> str:
-    """The line of an exporter's error that names the missing operator (the dynamo one buries it)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
-    lines = [line for line in lines if line]
-    named = [line for line in lines if re.search(r"No ONNX function|Exporting the operator|not supported", line)]
-    return ((named or lines or [type(error).__name__])[0])[:300]
-
-
-def _export(net, x, path: Path, opset: int, dynamo: bool) -> None:
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (x,),
-            str(path),
-            input_names=["image"],
-            output_names=["pred"],
-            opset_version=opset,
-            dynamo=dynamo,
-            **({"verbose": False, "external_data": False} if dynamo else {}),
-        )
-
-
 def export_onnx(
     bundle_dir: str | os.PathLike,
     filepath: str | os.PathLike | None = None,
@@ -147,12 +116,11 @@ def export_onnx(
     """
     import numpy as np
     import torch
-    from monai.utils import optional_import
 
-    ort, has_ort = optional_import("onnxruntime")
-    _, has_onnx = optional_import("onnx")
-    if not (has_ort and has_onnx):
-        raise OnnxExportError("ONNX export needs onnx and onnxruntime: pip install 'medseg-bundles[onnx]'")
+    try:
+        ort = onnxruntime()
+    except ImportError as e:
+        raise OnnxExportError(str(e)) from None
     bundle_dir = Path(bundle_dir).resolve()
     ckpt_file = Path(ckpt_file) if ckpt_file is not None else bundle_dir / "models" / "model.pt"
     filepath = Path(filepath) if filepath is not None else bundle_dir / "models" / "model.onnx"
@@ -170,19 +138,7 @@ def export_onnx(
     name = type(net).__name__
     filepath.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(filepath) as tmp_file:
-        errors = []
-        for exporter, dynamo in (("torchscript", False), ("dynamo", True)):
-            try:
-                _export(net, x, tmp_file, opset, dynamo)
-                break
-            except Exception as e:  # the exporter's own error names the operator it lacks
-                errors.append(f"{exporter} exporter: {_reason(e)}")
-                tmp_file.unlink(missing_ok=True)
-        else:
-            raise OnnxExportError(
-                f"{name} of {bundle_dir.name} cannot be exported to ONNX (opset {opset}): {'; '.join(errors)}."
-                " Use TorchScript instead: python -m monai.bundle ckpt_export network_def --use_trace True ..."
-            )
+        exporter = export_network(net, x, tmp_file, opset, name=f"{name} of {bundle_dir.name}")
         session = ort.InferenceSession(str(tmp_file), providers=["CPUExecutionProvider"])
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         want = expected.numpy()

@@ -1,0 +1,307 @@
+"""Plain eager fp32 PyTorch against the shipped paths, every bundle, one interleaved run.
+
+For each bundle, two comparisons in this one process, each interleaved (ABAB..., medians of ``--repeats`` runs
+after a warm-up round, :func:`benchmarks.timing.interleaved`), with the load average before and after:
+
+* inference: the inferer of the bundle's ``inference.json`` (sliding windows, slice batches or the whole image)
+  on one random input, with the eager fp32 network under ``torch.inference_mode`` against the same inferer with
+  the evaluator's network for ``--backend`` (``common.workflows.backend.inference_network``, default
+  ``onnxruntime``; ``--infer-with amp_bf16 compile`` adds those switches, e.g. with ``--backend torch``). The
+  shipped path's first call (export, session build, check against eager) is timed apart
+  as its warm-up cost. Outputs: the largest difference over the eager output's range and the fraction of
+  voxels whose label (sigmoid > 0.5, EAA-Net's argmax) differs.
+* training step (forward, the bundle's loss, backward, optimizer step; ``train.json``'s pieces): eager fp32
+  against the step with the speed switches of ``train.json`` as shipped (``amp_bf16``, ``compile``), or with
+  the ones named by ``--train-with`` switched on. Outputs: the relative difference of the first step's loss.
+
+Sizes: the paper's input for the 2D and 2.5D bundles; ConResNet at the paper's widths on a 4 x 96 x 96 x 48
+volume with 64 x 64 x 32 windows (8 windows) and its CPU-size training patch (4 x 64 x 64 x 32, batch 2), so
+that the run should fit in about 10 minutes on 2 idle cores (an estimate from the recorded forward and step
+times; ``python -m benchmarks.harness`` has the paper sizes).
+``--tiny``: the sample-data widths and inputs (seconds; for tests). Results: ``<out>/<name>.json`` and
+``.md`` (default ``benchmarks/results/speed``)::
+
+    python -m benchmarks.speed                       # every bundle (sized for ~10 min on 2 idle cores)
+    python -m benchmarks.speed --quick               # 2 repeats
+    python -m benchmarks.speed --tiny --out /tmp/s   # seconds
+    python -m benchmarks.speed --backend torch --infer-with compile   # another inference candidate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.cases import RESULTS_DIR, build_case, bundle_parser, train_step
+from benchmarks.timing import interleaved, machine_description
+from common.workflows.backend import BACKENDS, inference_network
+from common.workflows.precision import AutocastInferer, compiled
+from common.workflows.switches import config_switch
+
+__all__ = ["SPEED_CASES", "main", "speed"]
+
+SWITCHES = ("amp_bf16", "compile")
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    """A bundle's inference input and training size: ``inputs`` maps ``"paper"``/``"tiny"`` to the inferer's input
+    shape (with batch), ``overrides`` to inference.json keys; ``train`` to a size of :data:`benchmarks.cases.CASES`."""
+
+    inputs: dict[str, tuple[int, ...]]
+    train: dict[str, str]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    label: str = "sigmoid"  # how the output becomes a label map: "sigmoid" (> 0.5) or "argmax"
+
+
+SPEED_CASES: dict[str, SpeedCase] = {
+    "conresnet_brats_mri_segmentation": SpeedCase(
+        {"paper": (1, 4, 96, 96, 48), "tiny": (1, 4, 40, 36, 20)},
+        {"paper": "cpu", "tiny": "tiny"},
+        {"paper": {"patch_size": [64, 64, 32]}},
+    ),
+    "eaanet_brats_mri_segmentation": SpeedCase(
+        {"paper": (1, 4, 240, 240, 16), "tiny": (1, 4, 48, 48, 6)}, {"paper": "paper", "tiny": "tiny"}, label="argmax"
+    ),
+    "crosslinknet_covid_ct_segmentation": SpeedCase(
+        {"paper": (1, 1, 512, 512), "tiny": (1, 1, 96, 96)}, {"paper": "paper", "tiny": "tiny"}
+    ),
+    "chnet_polyp_segmentation": SpeedCase(
+        {"paper": (1, 3, 352, 352), "tiny": (1, 3, 64, 64)}, {"paper": "paper", "tiny": "tiny"}
+    ),
+    "ife_dichotomous_segmentation": SpeedCase(
+        {"paper": (1, 3, 224, 224), "tiny": (1, 3, 64, 64)}, {"paper": "paper", "tiny": "tiny"}
+    ),
+}
+
+
+def _labels(out: torch.Tensor, kind: str) -> torch.Tensor:
+    return out.argmax(1) if kind == "argmax" else out > 0  # sigmoid > 0.5
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def inference_case(
+    bundle: str, size: str, backend: str, repeats: int, warmup: int, infer_with: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Eager fp32 against ``backend`` through the bundle's inferer, with the ``infer_with`` switches on (see the
+    module docstring)."""
+    case = SPEED_CASES[bundle]
+    parser = bundle_parser(bundle, "inference.json", sample_data=size == "tiny", **case.overrides.get(size, {}))
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def").eval()
+    inferer = parser.get_parsed_content("inferer")
+    x = torch.rand(case.inputs[size], generator=torch.Generator().manual_seed(1))
+    shipped_net = inference_network(compiled(net, "compile" in infer_with), backend)
+    shipped_inferer = AutocastInferer(inferer, "amp_bf16" in infer_with)
+
+    def run_eager():
+        with torch.inference_mode():
+            return inferer(x, net)
+
+    def run_shipped():
+        with torch.inference_mode():
+            return shipped_inferer(x, shipped_net)
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    shipped = run_shipped()  # export, session build and check against eager (or compile): the warm-up cost
+    first = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+    eager = run_eager()
+    scale = float(eager.max() - eager.min()) or 1.0
+    timing = interleaved({"eager": run_eager, "shipped": run_shipped}, repeats, warmup)
+    return {
+        "bundle": bundle,
+        "phase": "inference",
+        "input_shape": list(case.inputs[size]),
+        "inferer": type(inferer).__name__,
+        "shipped_path": ", ".join([f"backend={backend}", *(f"{k}=true" for k in infer_with)]),
+        "shipped_first_call": first,
+        "sessions": len(getattr(shipped_net, "sessions", {})),
+        "max_diff_over_range": float((shipped - eager).abs().max()) / scale,
+        "labels_differ_fraction": float((_labels(shipped, case.label) != _labels(eager, case.label)).float().mean()),
+        **timing,
+    }
+
+
+def train_case(bundle: str, size: str, switches: dict[str, bool], repeats: int, warmup: int) -> dict[str, Any]:
+    """An eager fp32 training step against the step with ``switches`` (see the module docstring)."""
+    train_size = SPEED_CASES[bundle].train[size]
+    _, net, loss_fn, optimizer, x, y = build_case(bundle, train_size)
+    _, net2, loss_fn2, optimizer2, _, _ = build_case(bundle, train_size)  # the same seed: the same weights
+    net.train(), net2.train()
+    shipped_net = torch.compile(net2) if switches.get("compile") else net2
+    autocast = torch.bfloat16 if switches.get("amp_bf16") else None
+    torch.manual_seed(0)  # the same dropout masks in both first steps
+    w0, c0 = time.perf_counter(), time.process_time()
+    shipped_loss = float(train_step(shipped_net, loss_fn2, optimizer2, x, y, autocast=autocast))
+    first = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+    torch.manual_seed(0)
+    eager_loss = float(train_step(net, loss_fn, optimizer, x, y))
+    timing = interleaved(
+        {
+            "eager": lambda: train_step(net, loss_fn, optimizer, x, y),
+            "shipped": lambda: train_step(shipped_net, loss_fn2, optimizer2, x, y, autocast=autocast),
+        },
+        repeats,
+        warmup,
+    )
+    on = [k for k, v in switches.items() if v]
+    return {
+        "bundle": bundle,
+        "phase": "train_step",
+        "input_shape": list(x.shape),
+        "shipped_path": ", ".join(f"{k}=true" for k in on) or "train.json as shipped (no switch on)",
+        "shipped_first_call": first,
+        "first_loss_relative_diff": abs(shipped_loss - eager_loss) / max(abs(eager_loss), 1e-12),
+        **timing,
+    }
+
+
+def _switches(bundle: str, train_with: Sequence[str]) -> dict[str, bool]:
+    """The speed switches of ``bundle``'s train.json as shipped, those of ``train_with`` on (where it has them)."""
+    parser = bundle_parser(bundle)
+    return {k: k in train_with or config_switch(parser[k], k) for k in SWITCHES if k in parser}
+
+
+def speed(
+    bundles: Sequence[str] | None = None,
+    size: str = "paper",
+    backend: str = "onnxruntime",
+    train_with: Sequence[str] = (),
+    infer_with: Sequence[str] = (),
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int | None = None,
+    out: str | os.PathLike = RESULTS_DIR,
+    name: str = "speed",
+) -> dict[str, Any]:
+    """Run every comparison; write ``<out>/<name>.json`` and ``.md`` after each. Returns the results."""
+    bundles = list(bundles or SPEED_CASES)
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "machine": machine_description(),
+        "settings": {
+            "size": size,
+            "backend": backend,
+            "train_with": list(train_with),
+            "infer_with": list(infer_with),
+            "repeats": repeats,
+            "warmup": warmup,
+            "argv": sys.argv[1:],
+        },
+        "rows": [],
+    }
+
+    def save() -> None:
+        (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / f"{name}.md").write_text(speed_markdown(results))
+
+    for bundle in bundles:
+        for fn in (
+            lambda: inference_case(bundle, size, backend, repeats, warmup, infer_with),
+            lambda: train_case(bundle, size, _switches(bundle, train_with), repeats, warmup),
+        ):
+            try:
+                results["rows"].append(fn())
+            except Exception as e:  # a failing case is recorded and the run goes on
+                results["rows"].append({"bundle": bundle, "error": f"{type(e).__name__}: {e}"[:500]})
+            save()
+    results["machine"]["load_average_end"] = _load()
+    results["total_wall_s"] = time.perf_counter() - started
+    save()
+    return results
+
+
+HEADER = [
+    "| bundle | phase | input | shipped path | eager wall s | shipped wall s | speed-up (wall) | eager CPU s "
+    "| shipped CPU s | speed-up (CPU) | shipped first call s | outputs | load average start / end |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def _row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {r['bundle']} | error: {r['error'][:200]} |" + " |" * 11
+    e, s = r["eager"], r["shipped"]
+    if r["phase"] == "inference":
+        outputs = f"max diff {r['max_diff_over_range']:.1e} of range, labels differ {r['labels_differ_fraction']:.1e}"
+    else:
+        outputs = f"first loss rel. diff {r['first_loss_relative_diff']:.1e}"
+    return (
+        f"| {r['bundle']} | {r['phase']} | {'x'.join(map(str, r['input_shape']))} | {r['shipped_path']} "
+        f"| {e['wall_s']:.3f} | {s['wall_s']:.3f} | {e['wall_s'] / s['wall_s']:.2f}x | {e['cpu_s']:.3f} "
+        f"| {s['cpu_s']:.3f} | {e['cpu_s'] / s['cpu_s']:.2f}x | {r['shipped_first_call']['wall_s']:.1f} | {outputs} "
+        f"| {r['load_average']['start']} / {r['load_average']['end']} |"
+    )
+
+
+def speed_markdown(results: dict[str, Any]) -> str:
+    """The results as one Markdown table with the machine line."""
+    m, st = results["machine"], results["settings"]
+    lines = [
+        "# Plain eager fp32 against the shipped paths",
+        "",
+        f"`python -m benchmarks.speed {' '.join(st['argv'])}`".replace(" `", "`"),
+        "",
+        f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, torch threads {m['torch_threads']}; torch "
+        f"{m['torch']}, MONAI {m['monai']}; {m['date_utc']}; load average (1, 5, 15 min) at start "
+        f"{m['load_average_1_5_15']}, at end {m.get('load_average_end', '-')}.",
+        f"Medians of {st['repeats']} interleaved runs after {st['warmup']} warm-up round(s); speed-up = eager / shipped. "
+        "The shipped first call (not in the medians) includes the ONNX export and session build, or the compile.",
+        "",
+        *HEADER,
+        *map(_row, results["rows"]),
+    ]
+    if "total_wall_s" in results:
+        lines += ["", f"Total wall time: {results['total_wall_s'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.speed [--tiny] [--quick] ...`` (see ``--help``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
+    parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
+    parser.add_argument("--quick", action="store_true", help="2 repeats")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="the shipped inference backend")
+    parser.add_argument("--train-with", nargs="*", default=[], choices=SWITCHES, help="switches on in training")
+    parser.add_argument("--infer-with", nargs="*", default=[], choices=SWITCHES, help="switches on in inference")
+    parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
+    parser.add_argument("--out", default=str(RESULTS_DIR))
+    parser.add_argument("--name", default="speed")
+    args = parser.parse_args(argv)
+    results = speed(
+        args.bundles,
+        "tiny" if args.tiny else "paper",
+        args.backend,
+        args.train_with,
+        args.infer_with,
+        2 if args.quick else args.repeats,
+        args.warmup,
+        args.threads,
+        args.out,
+        args.name,
+    )
+    print(speed_markdown(results))
+    return 1 if any("error" in r for r in results["rows"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

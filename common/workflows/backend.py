@@ -1,0 +1,169 @@
+"""The ``backend`` switch of the bundles' inference: the network in eager PyTorch, or in ONNX Runtime.
+
+In a bundle's ``inference.json`` / ``evaluate.json``::
+
+    "backend": "torch",
+    "evaluator": {"_target_": "SupervisedEvaluator", ...,
+                  "network": {"_target_": "common.workflows.backend.inference_network",
+                              "network": "@network", "backend": "@backend"}}
+
+and ``--backend onnxruntime`` on the command line runs every network call of the inferer (each sliding window,
+slice batch or whole image) in ONNX Runtime's CPU execution provider instead of PyTorch. The inferer,
+pre- and post-processing stay as they are. :class:`OnnxRuntimeNetwork` exports the network (with the weights
+the evaluator's checkpoint loader has put in it by then) the first time it sees an input shape, checks ONNX
+Runtime's output against the eager network on that first input (to ``1e-4`` of the eager output's range) and
+keeps the session for the rest of the process: one export per distinct input shape (a sliding-window run has
+at most two: full and last batch). That first call is the warm-up cost (``python -m benchmarks.speed`` states
+it). ONNX Runtime uses as many threads as PyTorch (``torch.get_num_threads()``). ``amp_bf16`` does not apply to
+it (the graph runs in float32) and ``compile`` cannot be combined with it.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.utils import optional_import
+
+__all__ = ["BACKENDS", "OnnxExportError", "OnnxRuntimeNetwork", "export_network", "inference_network"]
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+class OnnxExportError(RuntimeError):
+    """The network cannot be exported to ONNX, or its ONNX output differs from eager; the message says why."""
+
+
+def _reason(error: Exception) -> str:
+    """The line of an exporter's error that names the missing operator (the dynamo one buries it)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    named = [line for line in lines if re.search(r"No ONNX function|Exporting the operator|not supported", line)]
+    return ((named or lines or [type(error).__name__])[0])[:300]
+
+
+def _export(net: torch.nn.Module, x: torch.Tensor, path: Path, opset: int, dynamo: bool) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (x,),
+            str(path),
+            input_names=["image"],
+            output_names=["pred"],
+            opset_version=opset,
+            dynamo=dynamo,
+            **({"verbose": False, "external_data": False} if dynamo else {}),
+        )
+
+
+def export_network(net: torch.nn.Module, x: torch.Tensor, path: Path, opset: int = 18, name: str = "") -> str:
+    """Write ``net`` (eval mode) at the input ``x`` to the ONNX file ``path``: PyTorch's TorchScript-based
+    exporter, or, where that one lacks an operator (``aten::diff`` of ConResNet's context residual), the
+    ``torch.export``-based one. Returns ``"torchscript"`` or ``"dynamo"``; raises :class:`OnnxExportError`
+    naming the network (``name``) and each exporter's reason when neither takes it (no file left)."""
+    errors = []
+    for exporter, dynamo in (("torchscript", False), ("dynamo", True)):
+        try:
+            _export(net, x, path, opset, dynamo)
+            return exporter
+        except Exception as e:  # the exporter's own error names the operator it lacks
+            errors.append(f"{exporter} exporter: {_reason(e)}")
+            path.unlink(missing_ok=True)
+    raise OnnxExportError(
+        f"{name or type(net).__name__} cannot be exported to ONNX (opset {opset}): {'; '.join(errors)}."
+        " Use TorchScript instead: python -m monai.bundle ckpt_export network_def --use_trace True ..."
+    )
+
+
+def onnxruntime():
+    """The ``onnxruntime`` module, or an ImportError that says how to install it."""
+    ort, has_ort = optional_import("onnxruntime")
+    _, has_onnx = optional_import("onnx")
+    if not (has_ort and has_onnx):
+        raise ImportError(
+            "backend 'onnxruntime' needs the onnx and onnxruntime packages: pip install 'medseg-bundles[onnx]'"
+            " (or run with --backend torch)"
+        )
+    return ort
+
+
+class OnnxRuntimeNetwork(torch.nn.Module):
+    """``network`` run in ONNX Runtime (CPU), one session per input shape, built at the first call.
+
+    Args:
+        network: the eager network; its weights at the first call of a shape are the ones exported.
+        rtol: the largest difference from the eager output allowed at the check of each new session, as a
+            fraction of the eager output's range (max - min).
+        opset: the ONNX opset of the export.
+    """
+
+    def __init__(self, network: torch.nn.Module, rtol: float = 1e-4, opset: int = 18) -> None:
+        super().__init__()
+        self.ort = onnxruntime()
+        self.network, self.rtol, self.opset = network, rtol, opset
+        self.sessions: dict[tuple[int, ...], Any] = {}
+        self.exporters: dict[tuple[int, ...], str] = {}
+
+    def _session(self, x: torch.Tensor):
+        """Export at ``x``'s shape, build the session and check it against eager on ``x``."""
+        net = self.network.eval()
+        # the exporters trace ordinary tensors with autograd on, as outside an evaluator's inference mode (eval-mode
+        # caches such as ConResNet's standardized weights are skipped while autograd records)
+        with torch.inference_mode(False), torch.enable_grad():
+            x = (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().clone()
+            return self._build(net, x)
+
+    def _build(self, net: torch.nn.Module, x: torch.Tensor):
+        with torch.no_grad():
+            expected = net(x)
+        if not isinstance(expected, torch.Tensor):
+            raise OnnxExportError(
+                f"{type(net).__name__} returns {type(expected).__name__} in eval mode; ONNX Runtime needs one tensor"
+            )
+        options = self.ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "network.onnx"
+            exporter = export_network(net, x, path, self.opset)
+            session = self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+        expected = expected.as_tensor() if isinstance(expected, MetaTensor) else expected
+        scale = float(expected.max() - expected.min()) or 1.0
+        diff = float((got - expected.float()).abs().max()) if got.shape == expected.shape else float("inf")
+        if diff > self.rtol * scale:
+            raise OnnxExportError(
+                f"{type(net).__name__}: ONNX Runtime output {tuple(got.shape)} differs from eager"
+                f" {tuple(expected.shape)} by {diff:.3g} (more than {self.rtol:g} of the output range {scale:.3g},"
+                f" {exporter} exporter); run with --backend torch"
+            )
+        self.exporters[tuple(x.shape)] = exporter
+        return session
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        if key not in self.sessions:
+            self.sessions[key] = self._session(x)
+        session = self.sessions[key]
+        data = (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().contiguous().numpy()
+        out = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: data})[0]).to(x.device)
+        return MetaTensor(out).copy_meta_from(x) if isinstance(x, MetaTensor) else out
+
+
+def inference_network(network: torch.nn.Module, backend: str = "torch", **kwargs: Any) -> torch.nn.Module:
+    """The evaluator's network for the ``backend`` switch: ``network`` itself for ``"torch"``, an
+    :class:`OnnxRuntimeNetwork` of it (``kwargs`` passed on) for ``"onnxruntime"``."""
+    choice = str(backend).strip().lower()
+    if choice not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}; e.g. --backend onnxruntime")
+    if choice == "torch":
+        return network
+    if isinstance(network, torch._dynamo.eval_frame.OptimizedModule):
+        raise ValueError("backend 'onnxruntime' runs the exported graph: set --compile false with it")
+    return OnnxRuntimeNetwork(network, **kwargs)
