@@ -234,3 +234,55 @@ def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, m
         cause = cause.__cause__ or cause.__context__
     assert cause is not None, repr(error.value)
     assert f"{key} {size} with batch_size" in str(cause)
+
+
+def test_eaanet_refuses_a_step_too_large_at_its_first_batch_before_the_forward(tmp_path, sample_root, monkeypatch):
+    """EAA-Net's slices keep the volumes' in-plane size, known only from the data: the check runs on the first
+    batch (64x64 sample slices, 2 volumes x 4 slices, 3 x 4 channels), before its forward pass."""
+    from common.bundle.contract import BundleContract
+    from common.workflows import training
+    from common.workflows.training import StepTooLargeError
+
+    contract = BundleContract(REPO_ROOT / "bundles" / "eaanet_brats_mri_segmentation", tmp_path, sample_root)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # initialize installs report_errors
+    monkeypatch.setattr(training, "_available_memory", lambda device: 2**20)  # 1 MiB free
+    seen = {}
+
+    def before_run(workflow):
+        network = workflow.parser.get_parsed_content("network")
+        seen["weights"] = {k: v.clone() for k, v in network.state_dict().items()}
+        seen["network"], seen["trainer"] = network, workflow.parser.get_parsed_content("train#trainer")
+        seen["training_forwards"] = 0
+        network.register_forward_hook(
+            lambda m, a, o: seen.__setitem__("training_forwards", seen["training_forwards"] + m.training)
+        )
+
+    with pytest.raises(Exception) as error:
+        contract.workflow("train.json", "sample_data.json", before_run=before_run, **contract.overrides())
+    cause = error.value
+    while cause is not None and not isinstance(cause, StepTooLargeError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error.value)
+    assert str(cause).startswith(
+        "slices (the volumes' in-plane size padded to divisible_by) [64, 64] with a batch (batch_size x"
+        " slices_per_volume) of 8 needs "
+    )
+    assert "GiB for a training step on cpu, 0.0 GiB are free; lower batch_size or slices_per_volume" in str(cause)
+    assert seen["trainer"].state.iteration == 1 and seen["training_forwards"] == 0  # refused before the forward
+    after = seen["network"].state_dict()
+    assert all(torch.equal(after[k], v) for k, v in seen["weights"].items())
+    assert not list((tmp_path / "models").glob("*.pt"))
+
+
+def test_training_memory_check_probes_each_batch_shape_once():
+    from common.workflows.training import TrainingMemoryCheck
+
+    network = torch.nn.Conv2d(3, 2, 3, padding=1)
+    probes = []
+    network.register_forward_hook(lambda m, a, o: probes.append(tuple(a[0].shape)))
+    check = TrainingMemoryCheck(network)
+    engine = Engine(lambda e, b: None)
+    check.attach(engine)
+    batches = [{"image": torch.zeros(4, 3, 32, 32)}] * 2 + [{"image": torch.zeros(2, 3, 48, 16)}]
+    engine.run(batches, max_epochs=1)
+    assert probes == [(1, 3, 32, 32), (1, 3, 48, 16)]  # the probe is min(64, size) per axis, batch 1

@@ -55,6 +55,7 @@ __all__ = [
     "NonFiniteLossError",
     "ReproducibleEpochs",
     "StopOnNonFiniteLoss",
+    "TrainingMemoryCheck",
     "check_training_memory",
     "claim_ckpt_dir",
     "latest_checkpoint",
@@ -423,6 +424,8 @@ def check_training_memory(
     device: torch.device | str = "cpu",
     probe: int = 64,
     size_key: str = "image_size",
+    fix: str | None = None,
+    batch_key: str = "batch_size",
 ) -> int:
     """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
     taken. Every module output of one forward pass on a ``probe``-sized input (no gradients), scaled by the
@@ -431,7 +434,8 @@ def check_training_memory(
     pass) and at most about twice (their gradients too): only a size whose lower bound exceeds the free memory is
     refused (``MemoryError`` naming both bounds, the free memory and the keys to lower; ``size_key``: the config
     key that holds ``image_size``), since the upper bound over-counts in-place and freed outputs (ConResNet at
-    the paper's patch: 24 GiB estimated for a step measured at 8.6 GB). Returns the upper bound."""
+    the paper's patch: 24 GiB estimated for a step measured at 8.6 GB); ``fix`` replaces the message's advice
+    (lower ``size_key`` or ``batch_size``), ``batch_key`` names the batch size in it. Returns the upper bound."""
     size = [int(s) for s in image_size]
     device = torch.device(device)
     probe_shape = [min(probe, s) for s in size]
@@ -459,8 +463,56 @@ def check_training_memory(
     free = _available_memory(device)
     if lower > free:
         raise StepTooLargeError(
-            f"{size_key} {size} with batch_size {batch_size} needs {lower / 2**30:.1f} to {estimate / 2**30:.1f} GiB"
-            f" for a training step on {device}, {free / 2**30:.1f} GiB are free; lower {size_key} (e.g. --{size_key}"
-            f" {[max(16, s // 2) for s in size]}) or batch_size"
+            f"{size_key} {size} with {batch_key} {batch_size} needs {lower / 2**30:.1f} to {estimate / 2**30:.1f} GiB"
+            f" for a training step on {device}, {free / 2**30:.1f} GiB are free; "
+            + (fix or f"lower {size_key} (e.g. --{size_key} {[max(16, s // 2) for s in size]}) or batch_size")
         )
     return estimate
+
+
+class TrainingMemoryCheck:
+    """:func:`check_training_memory` for a bundle whose step size is known only from the data (EAA-Net: its
+    slices keep the volumes' in-plane size): run at ``ITERATION_STARTED`` on each batch shape not checked yet,
+    after the batch is read and before its forward pass, so a step that cannot fit is refused with the estimate
+    instead of failing in the allocator. The probe forward runs in eval mode without gradients: no weight,
+    running statistic or random state changes.
+
+    Args:
+        network: the trained network.
+        device: where the step runs.
+        size_key: what the batch's spatial size is, for the message.
+        batch_key: what the batch's size is, for the message.
+        fix: the advice of the message.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        size_key: str = "spatial size",
+        batch_key: str = "batch size",
+        fix: str | None = None,
+    ) -> None:
+        self.network, self.device, self.fix = network, device, fix
+        self.size_key, self.batch_key = size_key, batch_key
+        self.checked: set[tuple[int, ...]] = set()
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        image = batch[CommonKeys.IMAGE] if isinstance(batch, Mapping) else batch[0]
+        shape = tuple(int(s) for s in image.shape)
+        if shape not in self.checked:
+            check_training_memory(
+                self.network,
+                shape[2:],
+                shape[0],
+                shape[1],
+                self.device,
+                size_key=self.size_key,
+                fix=self.fix,
+                batch_key=self.batch_key,
+            )
+            self.checked.add(shape)
