@@ -286,3 +286,52 @@ def test_training_memory_check_probes_each_batch_shape_once():
     batches = [{"image": torch.zeros(4, 3, 32, 32)}] * 2 + [{"image": torch.zeros(2, 3, 48, 16)}]
     engine.run(batches, max_epochs=1)
     assert probes == [(1, 3, 32, 32), (1, 3, 48, 16)]  # the probe is min(64, size) per axis, batch 1
+
+
+def test_nan_loss_advice_followed_literally_finishes_with_finite_losses(tmp_path, sample_root):
+    """A genuine NaN: the reference bundle with Adam at learning_rate 1e12 (1e11 and below train through: the
+    normalisation layers keep the grown weights' outputs finite) gives a NaN loss at iteration 3. The message's
+    overrides, applied as they stand to the same ckpt_dir, train both epochs with finite losses."""
+    import re
+
+    from conftest import REFERENCE_BUNDLE
+    from monai.handlers import from_engine
+
+    from common.bundle.contract import BundleContract
+    from common.workflows.training import NonFiniteLossError
+
+    contract = BundleContract(REFERENCE_BUNDLE, tmp_path, sample_root)
+    run = {**contract.overrides(), "batch_size": 1, "max_epochs": 2, "val_interval": 100, "checkpoint_interval": 1}
+    with pytest.raises(Exception) as error:
+        contract.workflow("train.json", "sample_data.json", **run, learning_rate=1e12)
+    cause = error.value
+    while cause is not None and not isinstance(cause, NonFiniteLossError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error.value)
+    message = str(cause)
+    assert message.startswith("training loss is nan at iteration 3 (epoch 1)"), message
+    grown = torch.load(tmp_path / "models" / "checkpoint_checkpoint_iteration=2.pt", weights_only=False)["model"]
+    assert max(float(w.abs().max()) for w in grown.values()) > 1e11  # a resume would start from these weights
+    advice = re.search(r"train again from the start with `([^`]*)`", message)
+    assert advice is not None and advice.group(1) == "--learning_rate 1e+11 --resume false", message
+    followed = dict(re.findall(r"--(\w+) (\S+)", advice.group(1)))
+
+    losses = []
+
+    def record(workflow):
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e: losses.append(from_engine(["loss"], first=True)(e.state.output))
+        )
+
+    workflow = contract.workflow(
+        "train.json",
+        "sample_data.json",
+        before_run=record,
+        **run,
+        learning_rate=float(followed["learning_rate"]),
+        resume=followed["resume"],
+    )
+    assert workflow.parser.get_parsed_content("train#trainer").state.iteration == 8 == len(losses)
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in losses)
+    assert (tmp_path / "models" / "checkpoint_final.pt").is_file()

@@ -400,13 +400,18 @@ class StopOnNonFiniteLoss:
         files = getattr(image, "meta", {}).get("filename_or_obj", "unknown files")
         last = latest_checkpoint(self.ckpt_dir) if self.ckpt_dir else ""
         last = last or "not written yet (see checkpoint_interval)"
+        groups = getattr(getattr(engine, "optimizer", None), "param_groups", None) or [{}]
+        lr = groups[0].get("initial_lr", groups[0].get("lr"))  # initial_lr: the configured one, before schedules
+        lower = f"`--learning_rate {lr / 10:g} --resume false` (a tenth of {lr:g})" if lr else "a lower learning_rate"
         raise NonFiniteLossError(
             f"training loss is {loss.detach().float().mean().item()} at iteration {engine.state.iteration}"
             f" (epoch {engine.state.epoch}), batch of {files}; training stopped before the optimizer step, the"
-            f" weights are finite and the last good checkpoint is {last}."
-            " Fix: check those images for NaN/Inf or extreme values and resume with `--resume true` (or"
-            " `--resume_from <checkpoint>`); or train again from the start with a lower learning_rate (a resumed"
-            " run takes its learning rate and weights from the checkpoint, which may already hold grown weights)"
+            f" weights are finite and the last checkpoint is {last}."
+            f" Fix: if those images are sound, the learning rate is too high: train again from the start with"
+            f" {lower}, and lower it again if the loss still becomes NaN; resuming does not help (a resumed run"
+            " takes its learning rate and its weights, which the high rate may have grown already, from the"
+            " checkpoint). If an image has NaN/Inf or extreme values, fix it or leave it out of the datalist and"
+            " resume with `--resume true`"
         )
 
 
