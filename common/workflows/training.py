@@ -416,8 +416,18 @@ class StopOnNonFiniteLoss:
 
 
 def _available_memory(device: torch.device) -> int:
+    """Bytes a new allocation can take: CUDA's free memory, or Linux's ``MemAvailable`` (free memory plus the page
+    cache and other memory the kernel can reclaim); ``MemFree`` alone (``SC_AVPHYS_PAGES``) leaves out the page
+    cache, which after reading a dataset can be most of the memory."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
