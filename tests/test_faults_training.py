@@ -1,7 +1,8 @@
 """Issue 15, training faults: the best metric survives a resume, a damaged newest checkpoint is skipped with a
 warning, the newest checkpoint is the one with the highest recorded iteration, no temporary files and no more
-than ``n_saved`` interval checkpoints after a resume, one training a ``ckpt_dir`` (lock), and unusable
-``ckpt_dir`` / ``output_dir`` refused before any work."""
+than ``n_saved`` interval checkpoints after a resume, one training a ``ckpt_dir`` (lock), unusable
+``ckpt_dir`` / ``output_dir`` refused before any work, a step too large for the available memory refused (EAA-Net:
+at its first batch), and the NaN-loss message's overrides followed as they stand."""
 
 from __future__ import annotations
 
@@ -162,6 +163,16 @@ def test_huge_image_size_is_refused_before_any_work_with_the_estimated_memory(tm
     assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()  # nothing started
 
 
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads Linux's /proc/meminfo")
+def test_free_memory_counts_the_reclaimable_page_cache():
+    """The memory checks compare with MemAvailable: MemFree leaves out the page cache (9 of 23 GiB here after the
+    suite read its data), which refused ConResNet's paper patch on a machine with 17 GiB available."""
+    from common.workflows.training import _available_memory
+
+    info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()}
+    assert abs(_available_memory(torch.device("cpu")) - info["MemAvailable"]) < 0.02 * info["MemTotal"]
+
+
 @pytest.mark.parametrize(
     "bundle, key, size, channels",
     [
@@ -234,3 +245,104 @@ def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, m
         cause = cause.__cause__ or cause.__context__
     assert cause is not None, repr(error.value)
     assert f"{key} {size} with batch_size" in str(cause)
+
+
+def test_eaanet_refuses_a_step_too_large_at_its_first_batch_before_the_forward(tmp_path, sample_root, monkeypatch):
+    """EAA-Net's slices keep the volumes' in-plane size, known only from the data: the check runs on the first
+    batch (64x64 sample slices, 2 volumes x 4 slices, 3 x 4 channels), before its forward pass."""
+    from common.bundle.contract import BundleContract
+    from common.workflows import training
+    from common.workflows.training import StepTooLargeError
+
+    contract = BundleContract(REPO_ROOT / "bundles" / "eaanet_brats_mri_segmentation", tmp_path, sample_root)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # initialize installs report_errors
+    monkeypatch.setattr(training, "_available_memory", lambda device: 2**20)  # 1 MiB free
+    seen = {}
+
+    def before_run(workflow):
+        network = workflow.parser.get_parsed_content("network")
+        seen["weights"] = {k: v.clone() for k, v in network.state_dict().items()}
+        seen["network"], seen["trainer"] = network, workflow.parser.get_parsed_content("train#trainer")
+        seen["training_forwards"] = 0
+        network.register_forward_hook(
+            lambda m, a, o: seen.__setitem__("training_forwards", seen["training_forwards"] + m.training)
+        )
+
+    with pytest.raises(Exception) as error:
+        contract.workflow("train.json", "sample_data.json", before_run=before_run, **contract.overrides())
+    cause = error.value
+    while cause is not None and not isinstance(cause, StepTooLargeError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error.value)
+    assert str(cause).startswith(
+        "slices (the volumes' in-plane size padded to divisible_by) [64, 64] with a batch (batch_size x"
+        " slices_per_volume) of 8 needs "
+    )
+    assert "GiB for a training step on cpu, 0.0 GiB are free; lower batch_size or slices_per_volume" in str(cause)
+    assert seen["trainer"].state.iteration == 1 and seen["training_forwards"] == 0  # refused before the forward
+    after = seen["network"].state_dict()
+    assert all(torch.equal(after[k], v) for k, v in seen["weights"].items())
+    assert not list((tmp_path / "models").glob("*.pt"))
+
+
+def test_training_memory_check_probes_each_batch_shape_once():
+    from common.workflows.training import TrainingMemoryCheck
+
+    network = torch.nn.Conv2d(3, 2, 3, padding=1)
+    probes = []
+    network.register_forward_hook(lambda m, a, o: probes.append(tuple(a[0].shape)))
+    check = TrainingMemoryCheck(network)
+    engine = Engine(lambda e, b: None)
+    check.attach(engine)
+    batches = [{"image": torch.zeros(4, 3, 32, 32)}] * 2 + [{"image": torch.zeros(2, 3, 48, 16)}]
+    engine.run(batches, max_epochs=1)
+    assert probes == [(1, 3, 32, 32), (1, 3, 48, 16)]  # the probe is min(64, size) per axis, batch 1
+
+
+def test_nan_loss_advice_followed_literally_finishes_with_finite_losses(tmp_path, sample_root):
+    """A genuine NaN: the reference bundle with Adam at learning_rate 1e12 (1e11 and below train through: the
+    normalisation layers keep the grown weights' outputs finite) gives a NaN loss at iteration 3. The message's
+    overrides, applied as they stand to the same ckpt_dir, train both epochs with finite losses."""
+    import re
+
+    from conftest import REFERENCE_BUNDLE
+    from monai.handlers import from_engine
+
+    from common.bundle.contract import BundleContract
+    from common.workflows.training import NonFiniteLossError
+
+    contract = BundleContract(REFERENCE_BUNDLE, tmp_path, sample_root)
+    run = {**contract.overrides(), "batch_size": 1, "max_epochs": 2, "val_interval": 100, "checkpoint_interval": 1}
+    with pytest.raises(Exception) as error:
+        contract.workflow("train.json", "sample_data.json", **run, learning_rate=1e12)
+    cause = error.value
+    while cause is not None and not isinstance(cause, NonFiniteLossError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error.value)
+    message = str(cause)
+    assert message.startswith("training loss is nan at iteration 3 (epoch 1)"), message
+    grown = torch.load(tmp_path / "models" / "checkpoint_checkpoint_iteration=2.pt", weights_only=False)["model"]
+    assert max(float(w.abs().max()) for w in grown.values()) > 1e11  # a resume would start from these weights
+    advice = re.search(r"train again from the start with `([^`]*)`", message)
+    assert advice is not None and advice.group(1) == "--learning_rate 1e+11 --resume false", message
+    followed = dict(re.findall(r"--(\w+) (\S+)", advice.group(1)))
+
+    losses = []
+
+    def record(workflow):
+        trainer = workflow.parser.get_parsed_content("train#trainer")
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED, lambda e: losses.append(from_engine(["loss"], first=True)(e.state.output))
+        )
+
+    workflow = contract.workflow(
+        "train.json",
+        "sample_data.json",
+        before_run=record,
+        **run,
+        learning_rate=float(followed["learning_rate"]),
+        resume=followed["resume"],
+    )
+    assert workflow.parser.get_parsed_content("train#trainer").state.iteration == 8 == len(losses)
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in losses)
+    assert (tmp_path / "models" / "checkpoint_final.pt").is_file()

@@ -120,7 +120,10 @@ def _defect(name: str, case: dict, kind: str, out: Path) -> tuple[dict, str] | N
         return {"image": path, "label": label}, path
     if name == "label_values_outside_classes":
         bad = label_array.copy()
-        bad.flat[0] = 7 if volume else 100
+        if volume:
+            bad.flat[0] = 7
+        else:  # a band of a middle grey: outside exact classes, and no edge of a lossy 0/255 mask either
+            bad[: bad.shape[0] // 4] = 100
         path = _nifti(out / "bad_values.nii.gz", bad, affine) if volume else _png(out / "bad_values.png", bad)
         return {"image": image, "label": path}, path
     if name == "nan_in_image":
@@ -164,9 +167,9 @@ def test_bad_case_is_named_with_its_fix(bundle, defect, bundle_inputs, tmp_path)
     if made is None:
         pytest.skip(f"{defect} does not apply to {inputs['kind']} data")
     if defect == "label_values_outside_classes" and not any(
-        isinstance(c, CheckLabelValuesd) for c in inputs["input_checks"]
+        isinstance(c, CheckLabelValuesd) and c.values is not None for c in inputs["input_checks"]
     ):
-        pytest.skip(f"{bundle} thresholds its masks: every stored value is a class (input_checks#label_values null)")
+        pytest.skip(f"{bundle} reads soft masks: every stored 0..255 value is valid (tests/test_faults_labels.py)")
     item, culprit = made
     pipelines = [("validate#preprocessing", inputs["labelled"], item)]
     if defect in IMAGE_DEFECTS:

@@ -9,7 +9,8 @@ resampling, label mapping or thresholding):
 - :class:`CheckSpatialDimsd`: a 2D image given to a 3D bundle (also a single-slice volume) and the reverse.
 - :class:`CheckChannelsd`: the channel count the bundle's network takes.
 - :class:`CheckFinited`: NaN or infinite voxels.
-- :class:`CheckLabelValuesd`: label values outside the bundle's classes.
+- :class:`CheckLabelValuesd`: label values outside the bundle's classes (with a tolerance and an edge band for
+  lossy masks, or a range for soft masks).
 - :class:`CheckGeometryd`: image and label on different grids (spatial shape, affine).
 - :class:`CheckInputd`: all of the above in one entry, as the bundles use it.
 """
@@ -20,7 +21,6 @@ import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import LoadImaged, MapTransform
@@ -217,27 +217,106 @@ class CheckFinited(MapTransform):
 
 
 class CheckLabelValuesd(MapTransform):
-    """Checks that a label holds only the bundle's class values (as stored, before any mapping).
+    """Checks that a label holds only the bundle's class values (as stored, before any mapping or thresholding),
+    and names the file and the values found when it does not.
+
+    Exact classes (``values`` alone) suit lossless labels (BraTS NIfTI, PNG masks). Lossy or antialiased masks
+    (JPEG polyp masks) take a ``tolerance`` around each class and an ``edge_width``: a value between two
+    classes is accepted where both classes lie within ``edge_width`` voxels (the blurred or ringing edge of the
+    mask); at most ``max_off_edge_fraction`` of the voxels may lie between classes elsewhere (JPEG noise). A
+    third class or a probability map is refused, whatever the image size. Soft masks whose every grey level is
+    valid take a ``value_range`` instead of classes. With ``threshold`` (the value the bundle binarises the
+    label at), a label that is not all zero but lies wholly below the threshold is refused: a 0/1 mask given to
+    a bundle that reads 0/255 masks would become empty.
 
     Args:
-        values: the allowed values (e.g. ``[0, 1, 2, 4]`` for BraTS, ``[0, 255]`` for PNG masks).
+        values: the class values (e.g. ``[0, 1, 2, 4]`` for BraTS, ``[0, 255]`` for PNG masks); None with
+            ``value_range``.
+        value_range: ``(low, high)``: every value in between is valid (soft masks); None with ``values``.
+        tolerance: a value at most this far from a class value counts as that class.
+        edge_width: how far (voxels) from both neighbouring classes a value between them is an edge; 0: never.
+        max_off_edge_fraction: the fraction of the voxels that may lie between classes off an edge.
+        threshold: the value the bundle binarises the label at (``AsDiscreted`` threshold), or None.
     """
 
-    def __init__(self, keys: KeysCollection, values: Sequence[float], allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        values: Sequence[float] | None = None,
+        value_range: Sequence[float] | None = None,
+        tolerance: float = 0.0,
+        edge_width: int = 0,
+        max_off_edge_fraction: float = 0.0,
+        threshold: float | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.values = sorted(float(v) for v in values)
+        if (values is None) == (value_range is None):
+            raise ValueError("give either the class values or a value_range")
+        self.values = None if values is None else sorted(float(v) for v in values)
+        span = (self.values[0], self.values[-1]) if value_range is None else value_range
+        self.low, self.high = (float(v) for v in span)
+        self.tolerance = float(tolerance)
+        self.edge_width = int(edge_width)
+        self.max_off_edge_fraction = float(max_off_edge_fraction)
+        self.threshold = None if threshold is None else float(threshold)
+
+    def _classes(self) -> str:
+        if self.values is None:
+            return f"values {self.low:g}..{self.high:g}"
+        within = f" (within {self.tolerance:g} of one)" if self.tolerance else ""
+        return f"classes {[f'{v:g}' for v in self.values]}{within}"
+
+    def _off_edge(self, label: torch.Tensor, between: torch.Tensor) -> torch.Tensor:
+        """The voxels between classes that do not have both neighbouring classes within ``edge_width``."""
+        if self.edge_width <= 0:
+            return between
+        classes = torch.tensor(self.values, dtype=label.dtype, device=label.device)
+        upper = torch.bucketize(label, classes).clamp(1, len(self.values) - 1)  # the class above each value
+        pool = getattr(torch.nn.functional, f"max_pool{label.ndim - 1}d")
+        size = 2 * self.edge_width + 1
+        window_max = pool(label[:, None], size, 1, self.edge_width)[:, 0]
+        window_min = -pool(-label[:, None], size, 1, self.edge_width)[:, 0]
+        edge = (window_min <= classes[upper - 1] + self.tolerance) & (window_max >= classes[upper] - self.tolerance)
+        return between & ~edge
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            found = torch.unique(torch.as_tensor(d[key]).detach()).double().cpu().numpy()
-            outside = found[~np.isin(found, self.values)]
-            if outside.size:
-                shown = ", ".join(f"{v:g}" for v in outside[:8]) + (" ..." if outside.size > 8 else "")
+            label = torch.as_tensor(d[key]).detach().float()
+            label = label.as_tensor() if hasattr(label, "as_tensor") else label  # MetaTensor: plain pooling
+            found, inverse, counts = torch.unique(label, return_inverse=True, return_counts=True)
+            bad = (found < self.low - self.tolerance) | (found > self.high + self.tolerance)  # per value found
+            edges = ""
+            if self.values is not None:
+                classes = torch.tensor(self.values, dtype=found.dtype, device=found.device)
+                between = ~bad & ((found[:, None] - classes).abs().amin(-1) > self.tolerance)
+                if between.any() and not bad.any() and (self.edge_width > 0 or self.max_off_edge_fraction > 0):
+                    off_edge = float(self._off_edge(label, between[inverse]).float().mean())
+                    if off_edge <= self.max_off_edge_fraction:
+                        between = torch.zeros_like(between)
+                    edges = (
+                        f", {100 * off_edge:.3g} % off an edge; values between two classes are accepted at their edge"
+                        f" (within {self.edge_width} voxels of both) and in at most"
+                        f" {100 * self.max_off_edge_fraction:g} % of the voxels elsewhere"
+                    )
+                bad |= between
+            if bad.any():
+                values = found[bad].double().cpu().numpy()
+                shown = ", ".join(f"{v:g}" for v in values[:8]) + (" ..." if values.size > 8 else "")
+                share = f"{100 * float(counts[bad].sum()) / max(1, label.numel()):.3g} % of its voxels"
                 raise InputError(
-                    f"{source_of(d, key)} has label value(s) {shown} outside this bundle's classes"
-                    f" {[f'{v:g}' for v in self.values]}; fix the label file, or map its values onto the classes"
+                    f"{source_of(d, key)} has label value(s) {shown} ({share}{edges}) outside this bundle's"
+                    f" {self._classes()}; fix the label file, or map its values onto the classes"
                     " (MapLabelValued / the dataset's label_mapping)"
+                )
+            peak = float(found.max()) if found.numel() else 0.0
+            if self.threshold is not None and 0.0 < peak < self.threshold:
+                raise InputError(
+                    f"{source_of(d, key)} has label values {float(found.min()):g}..{peak:g} only: all below the"
+                    f" threshold {self.threshold:g} this bundle binarises at, so the label would become empty (a 0/1"
+                    f" mask where {self._classes()} are read?); save the mask on the bundle's scale (e.g. 0/255),"
+                    " or set label_threshold for the scale the masks have"
                 )
         return d
 
@@ -290,7 +369,11 @@ class CheckInputd(MapTransform):
         spatial_dims: 2 or 3, the dimensionality of the images the bundle reads.
         channels: accepted channel count(s) of the image.
         label_key: the label key (skipped when an item has no label, e.g. inference).
-        label_values: the label values of the bundle's classes, as stored; None skips the check.
+        label_values: the label values of the bundle's classes, as stored; None (and no ``label_range``) skips
+            the check.
+        label_options: the other arguments of :class:`CheckLabelValuesd` (``value_range`` instead of
+            ``label_values`` for soft labels, ``tolerance``, ``edge_width``, ``max_off_edge_fraction``,
+            ``threshold``).
         channel_names: what the channels are, for the message.
         atol: affine tolerance of the grid check, mm.
     """
@@ -304,6 +387,7 @@ class CheckInputd(MapTransform):
         label_values: Sequence[float] | None = None,
         channel_names: str = "",
         atol: float = 1e-3,
+        label_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys=True)
         self.label_key = label_key
@@ -313,8 +397,9 @@ class CheckInputd(MapTransform):
             CheckFinited(keys, allow_missing_keys=True),
         ]
         if label_key is not None:
-            if label_values is not None:
-                self.checks.append(CheckLabelValuesd(label_key, label_values, allow_missing_keys=True))
+            options = dict(label_options or {})
+            if label_values is not None or options.get("value_range") is not None:
+                self.checks.append(CheckLabelValuesd(label_key, label_values, allow_missing_keys=True, **options))
             self.checks += [
                 CheckSpatialDimsd(label_key, spatial_dims, allow_missing_keys=True),
                 CheckGeometryd([self.keys[0], label_key], atol=atol),

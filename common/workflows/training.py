@@ -55,6 +55,7 @@ __all__ = [
     "NonFiniteLossError",
     "ReproducibleEpochs",
     "StopOnNonFiniteLoss",
+    "TrainingMemoryCheck",
     "check_training_memory",
     "claim_ckpt_dir",
     "latest_checkpoint",
@@ -390,19 +391,34 @@ class StopOnNonFiniteLoss:
         files = getattr(image, "meta", {}).get("filename_or_obj", "unknown files")
         last = latest_checkpoint(self.ckpt_dir) if self.ckpt_dir else ""
         last = last or "not written yet (see checkpoint_interval)"
+        groups = getattr(getattr(engine, "optimizer", None), "param_groups", None) or [{}]
+        lr = groups[0].get("initial_lr", groups[0].get("lr"))  # initial_lr: the configured one, before schedules
+        lower = f"`--learning_rate {lr / 10:g} --resume false` (a tenth of {lr:g})" if lr else "a lower learning_rate"
         raise NonFiniteLossError(
             f"training loss is {loss.detach().float().mean().item()} at iteration {engine.state.iteration}"
             f" (epoch {engine.state.epoch}), batch of {files}; training stopped before the optimizer step, the"
-            f" weights are finite and the last good checkpoint is {last}."
-            " Fix: check those images for NaN/Inf or extreme values and resume with `--resume true` (or"
-            " `--resume_from <checkpoint>`); or train again from the start with a lower learning_rate (a resumed"
-            " run takes its learning rate and weights from the checkpoint, which may already hold grown weights)"
+            f" weights are finite and the last checkpoint is {last}."
+            f" Fix: if those images are sound, the learning rate is too high: train again from the start with"
+            f" {lower}, and lower it again if the loss still becomes NaN; resuming does not help (a resumed run"
+            " takes its learning rate and its weights, which the high rate may have grown already, from the"
+            " checkpoint). If an image has NaN/Inf or extreme values, fix it or leave it out of the datalist and"
+            " resume with `--resume true`"
         )
 
 
 def _available_memory(device: torch.device) -> int:
+    """Bytes a new allocation can take: CUDA's free memory, or Linux's ``MemAvailable`` (free memory plus the page
+    cache and other memory the kernel can reclaim); ``MemFree`` alone (``SC_AVPHYS_PAGES``) leaves out the page
+    cache, which after reading a dataset can be most of the memory."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
@@ -414,6 +430,8 @@ def check_training_memory(
     device: torch.device | str = "cpu",
     probe: int = 64,
     size_key: str = "image_size",
+    fix: str | None = None,
+    batch_key: str = "batch_size",
 ) -> int:
     """Refuses an ``image_size`` whose training step cannot fit in memory, before any data is read or memory
     taken. Every module output of one forward pass on a ``probe``-sized input (no gradients), scaled by the
@@ -422,7 +440,8 @@ def check_training_memory(
     pass) and at most about twice (their gradients too): only a size whose lower bound exceeds the free memory is
     refused (``MemoryError`` naming both bounds, the free memory and the keys to lower; ``size_key``: the config
     key that holds ``image_size``), since the upper bound over-counts in-place and freed outputs (ConResNet at
-    the paper's patch: 24 GiB estimated for a step measured at 8.6 GB). Returns the upper bound."""
+    the paper's patch: 24 GiB estimated for a step measured at 8.6 GB); ``fix`` replaces the message's advice
+    (lower ``size_key`` or ``batch_size``), ``batch_key`` names the batch size in it. Returns the upper bound."""
     size = [int(s) for s in image_size]
     device = torch.device(device)
     probe_shape = [min(probe, s) for s in size]
@@ -450,8 +469,56 @@ def check_training_memory(
     free = _available_memory(device)
     if lower > free:
         raise StepTooLargeError(
-            f"{size_key} {size} with batch_size {batch_size} needs {lower / 2**30:.1f} to {estimate / 2**30:.1f} GiB"
-            f" for a training step on {device}, {free / 2**30:.1f} GiB are free; lower {size_key} (e.g. --{size_key}"
-            f" {[max(16, s // 2) for s in size]}) or batch_size"
+            f"{size_key} {size} with {batch_key} {batch_size} needs {lower / 2**30:.1f} to {estimate / 2**30:.1f} GiB"
+            f" for a training step on {device}, {free / 2**30:.1f} GiB are free; "
+            + (fix or f"lower {size_key} (e.g. --{size_key} {[max(16, s // 2) for s in size]}) or batch_size")
         )
     return estimate
+
+
+class TrainingMemoryCheck:
+    """:func:`check_training_memory` for a bundle whose step size is known only from the data (EAA-Net: its
+    slices keep the volumes' in-plane size): run at ``ITERATION_STARTED`` on each batch shape not checked yet,
+    after the batch is read and before its forward pass, so a step that cannot fit is refused with the estimate
+    instead of failing in the allocator. The probe forward runs in eval mode without gradients: no weight,
+    running statistic or random state changes.
+
+    Args:
+        network: the trained network.
+        device: where the step runs.
+        size_key: what the batch's spatial size is, for the message.
+        batch_key: what the batch's size is, for the message.
+        fix: the advice of the message.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        size_key: str = "spatial size",
+        batch_key: str = "batch size",
+        fix: str | None = None,
+    ) -> None:
+        self.network, self.device, self.fix = network, device, fix
+        self.size_key, self.batch_key = size_key, batch_key
+        self.checked: set[tuple[int, ...]] = set()
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        image = batch[CommonKeys.IMAGE] if isinstance(batch, Mapping) else batch[0]
+        shape = tuple(int(s) for s in image.shape)
+        if shape not in self.checked:
+            check_training_memory(
+                self.network,
+                shape[2:],
+                shape[0],
+                shape[1],
+                self.device,
+                size_key=self.size_key,
+                fix=self.fix,
+                batch_key=self.batch_key,
+            )
+            self.checked.add(shape)
