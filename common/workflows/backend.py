@@ -47,14 +47,14 @@ def _reason(error: Exception) -> str:
     return ((named or lines or [type(error).__name__])[0])[:300]
 
 
-def _export(net: torch.nn.Module, x: torch.Tensor, path: Path, opset: int, dynamo: bool) -> None:
+def _export(net: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, opset: int, dynamo: bool) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net,
-            (x,),
+            inputs,
             str(path),
-            input_names=["image"],
+            input_names=["image"] + [f"input_{i}" for i in range(1, len(inputs))],
             output_names=["pred"],
             opset_version=opset,
             dynamo=dynamo,
@@ -62,15 +62,19 @@ def _export(net: torch.nn.Module, x: torch.Tensor, path: Path, opset: int, dynam
         )
 
 
-def export_network(net: torch.nn.Module, x: torch.Tensor, path: Path, opset: int = 18, name: str = "") -> str:
-    """Write ``net`` (eval mode) at the input ``x`` to the ONNX file ``path``: PyTorch's TorchScript-based
+def export_network(
+    net: torch.nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...], path: Path, opset: int = 18, name: str = ""
+) -> str:
+    """Write ``net`` (eval mode) at the input ``x`` (one tensor, or a tuple of the network's positional tensor
+    inputs) to the ONNX file ``path``: PyTorch's TorchScript-based
     exporter, or, where that one lacks an operator (``aten::diff`` of ConResNet's context residual), the
     ``torch.export``-based one. Returns ``"torchscript"`` or ``"dynamo"``; raises :class:`OnnxExportError`
     naming the network (``name``) and each exporter's reason when neither takes it (no file left)."""
+    inputs = x if isinstance(x, tuple) else (x,)
     errors = []
     for exporter, dynamo in (("torchscript", False), ("dynamo", True)):
         try:
-            _export(net, x, path, opset, dynamo)
+            _export(net, inputs, path, opset, dynamo)
             return exporter
         except Exception as e:  # the exporter's own error names the operator it lacks
             errors.append(f"{exporter} exporter: {_reason(e)}")
@@ -96,6 +100,9 @@ def onnxruntime():
 class OnnxRuntimeNetwork(torch.nn.Module):
     """``network`` run in ONNX Runtime (CPU), one session per input shape, built at the first call.
 
+    Every positional argument of a call is a tensor input of the graph (ConResNet's
+    :class:`~common.inferers.conresnet.WholeVolumeResidualInferer` passes the window and its residual).
+
     Args:
         network: the eager network; its weights at the first call of a shape are the ones exported.
         rtol: the largest difference from the eager output allowed at the check of each new session, as a
@@ -107,21 +114,21 @@ class OnnxRuntimeNetwork(torch.nn.Module):
         super().__init__()
         self.ort = onnxruntime()
         self.network, self.rtol, self.opset = network, rtol, opset
-        self.sessions: dict[tuple[int, ...], Any] = {}
-        self.exporters: dict[tuple[int, ...], str] = {}
+        self.sessions: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self.exporters: dict[tuple[tuple[int, ...], ...], str] = {}
 
-    def _session(self, x: torch.Tensor):
-        """Export at ``x``'s shape, build the session and check it against eager on ``x``."""
+    def _session(self, inputs: tuple[torch.Tensor, ...]):
+        """Export at the inputs' shapes, build the session and check it against eager on ``inputs``."""
         net = self.network.eval()
         # the exporters trace ordinary tensors with autograd on, as outside an evaluator's inference mode (eval-mode
         # caches such as ConResNet's standardized weights are skipped while autograd records)
         with torch.inference_mode(False), torch.enable_grad():
-            x = (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().clone()
-            return self._build(net, x)
+            inputs = tuple(_plain(x).clone() for x in inputs)
+            return self._build(net, inputs)
 
-    def _build(self, net: torch.nn.Module, x: torch.Tensor):
+    def _build(self, net: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):
         with torch.no_grad():
-            expected = net(x)
+            expected = net(*inputs)
         if not isinstance(expected, torch.Tensor):
             raise OnnxExportError(
                 f"{type(net).__name__} returns {type(expected).__name__} in eval mode; ONNX Runtime needs one tensor"
@@ -131,9 +138,9 @@ class OnnxRuntimeNetwork(torch.nn.Module):
         options.inter_op_num_threads = 1
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "network.onnx"
-            exporter = export_network(net, x, path, self.opset)
+            exporter = export_network(net, inputs, path, self.opset)
             session = self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+        got = _run(session, inputs)
         expected = expected.as_tensor() if isinstance(expected, MetaTensor) else expected
         scale = float(expected.max() - expected.min()) or 1.0
         diff = float((got - expected.float()).abs().max()) if got.shape == expected.shape else float("inf")
@@ -143,17 +150,27 @@ class OnnxRuntimeNetwork(torch.nn.Module):
                 f" {tuple(expected.shape)} by {diff:.3g} (more than {self.rtol:g} of the output range {scale:.3g},"
                 f" {exporter} exporter); run with --backend torch"
             )
-        self.exporters[tuple(x.shape)] = exporter
+        self.exporters[tuple(tuple(x.shape) for x in inputs)] = exporter
         return session
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        key = tuple(x.shape)
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        inputs = (x, *more)
+        key = tuple(tuple(t.shape) for t in inputs)
         if key not in self.sessions:
-            self.sessions[key] = self._session(x)
-        session = self.sessions[key]
-        data = (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().contiguous().numpy()
-        out = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: data})[0]).to(x.device)
+            self.sessions[key] = self._session(inputs)
+        out = _run(self.sessions[key], tuple(_plain(t) for t in inputs)).to(x.device)
         return MetaTensor(out).copy_meta_from(x) if isinstance(x, MetaTensor) else out
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a contiguous float32 CPU tensor without meta data, as ONNX Runtime takes it."""
+    return (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().contiguous()
+
+
+def _run(session: Any, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The session's first output for ``inputs``, matched to the graph's inputs in order."""
+    feed = {arg.name: t.numpy() for arg, t in zip(session.get_inputs(), inputs, strict=True)}
+    return torch.from_numpy(session.run(None, feed)[0])
 
 
 def inference_network(network: torch.nn.Module, backend: str = "torch", **kwargs: Any) -> torch.nn.Module:
