@@ -16,13 +16,7 @@ group, by id) whatever happens; every wait is bounded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,6 +26,7 @@ import pytest
 import torch
 from conftest import REFERENCE_BUNDLE
 
+from common.bundle import monailabel
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
 from common.bundle.monailabel import WeightsMismatch, build_app
@@ -41,12 +36,6 @@ BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
 START_TIMEOUT = 240  # seconds for the server to answer /info
 INFER_TIMEOUT = 300  # seconds for one /infer answer
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, timeout: float) -> dict:
@@ -119,41 +108,13 @@ def server(tmp_path_factory, sample_root):
             shutil.copy(first, study)
         study_of[name] = (study.name[: -len(ext)], study)
 
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
-        "--host", "127.0.0.1", "--port", str(port), "--conf", "models", ",".join(sorted(BUNDLES)),
-        "--conf", "zoo_source", "github", "--conf", "sam2", "false", "--conf", "skip_trainers", "true",
-        "--conf", "preload", "false",
-    ]  # fmt: skip
-    log = (root / "server.log").open("w")
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    url = f"http://127.0.0.1:{port}"
+    log = root / "server.log"
+    env = {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"MONAI Label exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-5000:]}")
-            try:
-                _get(f"{url}/info/", timeout=5)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"MONAI Label did not answer in {START_TIMEOUT}s:\n{(root / 'server.log').read_text()[-5000:]}"
-                    )
-                time.sleep(1)
-        yield url, study_of, root / "server.log", app
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        log.close()
+        with monailabel.server(app, studies, sorted(BUNDLES), log, timeout=START_TIMEOUT, env=env) as url:
+            yield url, study_of, log, app
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def test_info_lists_every_bundle(server) -> None:
@@ -223,3 +184,19 @@ def test_weights_of_other_sizes_are_refused_with_the_keys(tmp_path) -> None:
     assert not (tmp_path / "app").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["sample_app", f"{name}.pt"]
     )
+
+
+def test_a_setting_the_inferer_does_not_take_is_refused(tmp_path) -> None:
+    """``--set inferer::overlap=0.25`` serves ConResNet's sliding windows at 0.25; EAA-Net's 2.5D inferer has no
+    overlap, so the same setting is refused when the app is built (the server would answer HTTP 500)."""
+    fake_app = tmp_path / "sample_app"
+    fake_app.mkdir()
+    names = ["conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"]
+    weights = [_sample_weights(n, tmp_path) for n in names]
+    setting = {"inferer::overlap": 0.25}
+    app = build_app([BUNDLES[names[0]]], weights[:1], tmp_path / "app", ["sample_data.json"], setting, app=fake_app)
+    served = json.loads((app / "model" / names[0] / "configs" / "inference.json").read_text())
+    assert served["inferer"]["overlap"] == 0.25 and served["inferer"]["_target_"] == "SlidingWindowInferer"
+    with pytest.raises(ValueError, match=r"--set inferer::overlap=0.25 does not fit eaanet_brats_mri_segmentation"):
+        build_app([BUNDLES[n] for n in names], weights, tmp_path / "app2", ["sample_data.json"], setting, app=fake_app)
+    assert not (tmp_path / "app2").exists()
