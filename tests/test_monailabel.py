@@ -200,3 +200,21 @@ def test_a_setting_the_inferer_does_not_take_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"--set inferer::overlap=0.25 does not fit eaanet_brats_mri_segmentation"):
         build_app([BUNDLES[n] for n in names], weights, tmp_path / "app2", ["sample_data.json"], setting, app=fake_app)
     assert not (tmp_path / "app2").exists()
+
+
+def test_latency_script_measures_a_study_and_compares_labels(server, tmp_path) -> None:
+    """``benchmarks.monailabel_latency``: the first and repeated /infer of one study on the live server, the label
+    kept with the study's shape; label agreement on a hand-worked pair (Dice of value 1: 2*1/(3+1), of 2: 2*1/(1+2))."""
+    import nibabel as nib
+
+    from benchmarks.monailabel_latency import label_agreement, measure, read_label
+
+    url, study_of, _, _ = server
+    image_id, study = study_of["reference_bundle"]
+    [row] = measure(url, "reference_bundle", {image_id: study}, 1, tmp_path / "labels", INFER_TIMEOUT)
+    assert row["shape"] == list(nib.load(str(study)).shape[:3]) and row["repeats"] == 1
+    assert row["first_s"] > 0 and row["median_s"] == row["min_s"] > 0
+    label = read_label(Path(row["label"]))
+    assert label_agreement(label, label)["equal_voxels"] == 1.0
+    a, b = np.array([0, 1, 1, 1, 2]), np.array([0, 1, 0, 2, 2])
+    assert label_agreement(a, b) == {"dice": {"1": 0.5, "2": 0.666667}, "equal_voxels": 0.6}
