@@ -7,7 +7,9 @@ monailabel-app``), served by a real MONAI Label server (``common.bundle.monailab
 request (the server loads the model) is reported apart from the next ``--repeats`` (client wall time of the whole
 HTTP request: reading the study, pre-processing, network, writing the label). The last label of each study is
 kept under ``OUT/labels/<bundle>/``; with ``--reference`` (the OUT of an earlier run, e.g. at the default overlap)
-each label is compared with that run's: Dice per label value and the share of equal voxels.
+each label is compared with that run's: Dice per label value and the share of equal voxels. ``--in-process``
+runs the served ``inference.json`` with MONAI instead of a server (the label MONAI Label returns, as
+``tests/test_monailabel.py`` checks), once a study: for comparing settings' labels where a server is too slow.
 
 Command line (from the repository root; weights as ``medseg-bundles demo`` leaves them)::
 
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["label_agreement", "main", "measure", "read_label"]
+__all__ = ["label_agreement", "main", "measure", "measure_in_process", "own_label", "read_label"]
 
 _EXT = {".png": 2, ".jpg": 2, ".jpeg": 2, ".nii": 3, ".nii.gz": 3}
 
@@ -109,6 +111,50 @@ def measure(url: str, model: str, studies: dict[str, Path], repeats: int, labels
     return rows
 
 
+def own_label(model_dir: Path, study: Path, out_dir: Path) -> Path:
+    """The label file that a served model folder's own ``configs/inference.json`` (run by MONAI, no server) writes
+    for ``study`` under ``out_dir``: the label MONAI Label returns for it (``tests/test_monailabel.py``)."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=str(model_dir / "configs" / "inference.json"), meta_file=str(model_dir / "configs" / "metadata.json"),
+        logging_file=False, workflow_type="infer", bundle_root=str(model_dir), output_dir=str(out_dir), num_workers=0,
+        datalist=[{"image": str(study)}],
+    )  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    (written,) = [p for p in out_dir.rglob("*_seg.*") if p.is_file()]
+    return written
+
+
+def measure_in_process(model_dir: Path, studies: dict[str, Path], labels_dir: Path) -> list:
+    """As :func:`measure` without a server: each study once through the model folder's own inference (wall
+    seconds of the whole workflow, model loading included), the label kept as ``labels_dir/<id>.<ext>``."""
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for image_id, study in sorted(studies.items()):
+        start = time.perf_counter()
+        written = own_label(model_dir, study, labels_dir.parent.parent / "own" / model_dir.name / image_id)
+        seconds = time.perf_counter() - start
+        label = labels_dir / f"{image_id}{_ext(written)}"
+        shutil.copy(written, label)
+        rows.append(
+            {
+                "bundle": model_dir.name,
+                "study": study.name,
+                "shape": list(read_label(label).shape),
+                "first_s": round(seconds, 3),
+                "median_s": None,
+                "min_s": None,
+                "repeats": 0,
+                "in_process": True,
+                "label": str(label),
+            }
+        )
+    return rows
+
+
 def _sample_studies(bundles: Sequence[Path], folder: Path) -> dict[str, dict[str, Path]]:
     """One test image of each bundle's sample-data kind, named ``<kind>_<file>``: bundle -> {study id: file}."""
     from common.bundle.contract import BundleContract
@@ -160,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--studies", help="folder of studies (default: one sample study of each bundle's kind)")
     parser.add_argument("--repeats", type=int, default=3, help="requests after the first, per study")
     parser.add_argument("--reference", help="OUT of an earlier run whose labels these are compared with")
+    parser.add_argument(
+        "--in-process", action="store_true", help="no server: the served inference.json run by MONAI, once a study"
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for one /infer answer")
     parser.add_argument("--out", required=True, help="a new folder for the app, labels and results")
     args = parser.parse_args(argv)
@@ -181,10 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = build_app(bundles, weights, out / "app", args.config, parse_settings(args.settings))
     machine = machine_description()
     rows = []
-    with server(app, studies, [b.name for b in bundles], out / "server.log", timeout=600) as url:
+    if args.in_process:
         for bundle in bundles:
-            labels = out / "labels" / bundle.name
-            rows += measure(url, bundle.name, per_bundle[bundle.name], args.repeats, labels, args.timeout)
+            model_dir = app / "model" / bundle.name
+            rows += measure_in_process(model_dir, per_bundle[bundle.name], out / "labels" / bundle.name)
+    else:
+        with server(app, studies, [b.name for b in bundles], out / "server.log", timeout=600) as url:
+            for bundle in bundles:
+                labels = out / "labels" / bundle.name
+                rows += measure(url, bundle.name, per_bundle[bundle.name], args.repeats, labels, args.timeout)
     for row in rows:
         if args.reference:
             label = Path(row["label"])

@@ -26,6 +26,7 @@ import pytest
 import torch
 from conftest import REFERENCE_BUNDLE
 
+from benchmarks.monailabel_latency import own_label, read_label
 from common.bundle import monailabel
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
@@ -50,33 +51,6 @@ def _sample_weights(name: str, out: Path) -> Path:
     path = out / f"{name}.pt"
     torch.save({"model": net.state_dict()}, path)
     return path
-
-
-def _own_inference(bundle: Path, study: Path, out_dir: Path) -> np.ndarray:
-    """The label the served bundle's own inference (its ``inference.json``, run by MONAI) writes for ``study``."""
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=str(bundle / "configs" / "inference.json"), meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False, workflow_type="infer", bundle_root=str(bundle), output_dir=str(out_dir), num_workers=0,
-        datalist=[{"image": str(study)}],
-    )  # fmt: skip
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    (written,) = [p for p in out_dir.rglob("*_seg.*") if p.is_file()]
-    return _read_label(written)
-
-
-def _read_label(path: Path) -> np.ndarray:
-    if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(path)).dataobj)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +118,7 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
     ext = ".png" if body[:8] == b"\x89PNG\r\n\x1a\n" else ".nii.gz" if body[:2] == b"\x1f\x8b" else ".nii"
     result = tmp_path / f"label{ext}"
     result.write_bytes(body)
-    label = _read_label(result)
+    label = read_label(result)
     if study.suffix in (".png", ".jpg"):
         from PIL import Image
 
@@ -162,7 +136,7 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
         assert np.allclose(a.affine, b.affine, atol=1e-4), f"{name}: label affine differs from the study's"
     assert np.array_equal(label, np.round(label)) and label.min() >= 0, f"{name}: label values {np.unique(label)}"
     if name != "reference_bundle":
-        own = _own_inference(app / "model" / name, study, tmp_path / "own")
+        own = read_label(own_label(app / "model" / name, study, tmp_path / "own"))
         assert label.shape == own.shape and np.array_equal(label, own), (
             f"{name}: MONAI Label's label (values {np.unique(label)}) differs from the bundle's own inference"
             f" ({np.unique(own)}) for {study.name}"
@@ -207,7 +181,7 @@ def test_latency_script_measures_a_study_and_compares_labels(server, tmp_path) -
     kept with the study's shape; label agreement on a hand-worked pair (Dice of value 1: 2*1/(3+1), of 2: 2*1/(1+2))."""
     import nibabel as nib
 
-    from benchmarks.monailabel_latency import label_agreement, measure, read_label
+    from benchmarks.monailabel_latency import label_agreement, measure
 
     url, study_of, _, _ = server
     image_id, study = study_of["reference_bundle"]
