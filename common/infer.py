@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["InferError", "input_items", "segment"]
+__all__ = ["InferError", "input_items", "prediction_stem", "segment"]
 
 SUFFIXES = (".nii", ".nii.gz", ".png", ".jpg", ".jpeg")
 _KINDS = "a NIfTI file (.nii, .nii.gz), a DICOM series folder or a PNG/JPG image"
@@ -20,24 +20,51 @@ class InferError(ValueError):
     """A file or the weights given to ``infer`` cannot be used; the message names it and the fix."""
 
 
+def _is_dicom(path: Path) -> bool:
+    """A DICOM Part 10 file: ``DICM`` after the 128-byte preamble (read without pydicom, not in the base install)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def prediction_stem(image: str | Path, out_dir: str | Path) -> Path:
+    """``out_dir/<name>/<name>_seg`` (no extension): where the bundles' ``SaveImaged`` (``separate_folder``,
+    postfix ``seg``) writes the prediction of ``image``, named by MONAI's own rule (one extension off, two for
+    ``.gz``: ``scan.v2.nii.gz`` -> ``scan.v2``, a DICOM folder ``1.2.840.1`` -> ``1.2.840``)."""
+    from monai.data import create_file_basename
+
+    return Path(create_file_basename("seg", str(image), str(out_dir), makedirs=False))
+
+
 def input_items(images: Sequence[str]) -> list[dict]:
-    """The datalist items ``{"image": path}`` of the user's files, checked: each exists and is one of the kinds."""
+    """The datalist items ``{"image": path}`` of the user's files, checked: each exists, is one of the kinds,
+    and no two of them would be written to the same prediction file."""
     if not images:
         raise InferError(f"no image given; usage: medseg-bundles infer BUNDLE IMAGE... with IMAGE {_KINDS}")
     items = []
+    written: dict[str, str] = {}
     for image in images:
         path = Path(image).resolve()
         if not path.exists():
             raise InferError(f"{image} does not exist; give the path of {_KINDS}")
         if path.is_dir():
-            from pydicom.misc import is_dicom
-
-            if not any(f.is_file() and is_dicom(str(f)) for f in path.iterdir()):
+            if not any(f.is_file() and _is_dicom(f) for f in path.iterdir()):
                 raise InferError(
                     f"the folder {image} holds no DICOM file; give a DICOM series folder, or the image files"
                 )
+        elif _is_dicom(path):
+            raise InferError(f"{image} is one DICOM file; give the folder of its series ({path.parent})")
         elif not path.name.lower().endswith(SUFFIXES):
             raise InferError(f"{image} is not {_KINDS}; convert it (e.g. to NIfTI) or give another file")
+        name = prediction_stem(path, "").parent.name
+        if name in written:
+            raise InferError(
+                f"{written[name]} and {image} would both be written as {name}/{name}_seg.*; rename one, or segment"
+                " them in two runs with different --out"
+            )
+        written[name] = image
         items.append({"image": str(path)})
     return items
 
@@ -114,6 +141,6 @@ def segment(
         workflow.finalize()
     predictions = []
     for item in items:
-        name = Path(item["image"]).name.split(".")[0]
-        predictions.extend(sorted((out / name).glob(f"{name}_seg.*"))[:1])
+        stem = prediction_stem(item["image"], out)
+        predictions.extend(sorted(stem.parent.glob(f"{stem.name}.*"))[:1])
     return predictions

@@ -15,6 +15,7 @@ from conftest import REFERENCE_BUNDLE
 
 from common import cli
 from common.bundle.contract import BundleContract
+from common.bundle.export import load_network
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,95 @@ def test_infer_gives_the_prediction_of_monai_bundle_run(trained, tmp_path: Path,
     np.testing.assert_allclose(a.affine, b.affine)
 
 
+def _dicom_series(nifti: Path, folder: Path) -> None:
+    """A CT DICOM series (one file a slice, LPS geometry from the NIfTI's affine) holding the voxels of ``nifti``."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    image = nib.load(str(nifti))
+    data = np.asarray(image.dataobj).astype(np.int16)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ image.affine
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    folder.mkdir(parents=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    for k in range(data.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.PatientID, ds.InstanceNumber = "CT", "sample", k + 1
+        ds.ImageOrientationPatient = [float(v) for v in np.r_[lps[:3, 0] / spacing[0], lps[:3, 1] / spacing[1]]]
+        ds.ImagePositionPatient = [float(v) for v in (lps @ [0, 0, k, 1])[:3]]
+        ds.PixelSpacing, ds.SliceThickness = [float(spacing[1]), float(spacing[0])], float(spacing[2])
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = *data.shape[1::-1], 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = np.ascontiguousarray(data[:, :, k].T).tobytes()  # rows along the NIfTI's second axis
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(str(folder / f"{k:03d}.dcm"), write_like_original=False)
+    assert pydicom.dcmread(str(folder / "000.dcm")).pixel_array.shape == data.shape[1::-1]
+
+
+def test_infer_reads_a_dicom_series_folder_as_its_nifti(trained, tmp_path: Path) -> None:
+    """A DICOM series folder of the NIfTI's voxels gives the NIfTI's prediction, in the same place; a folder
+    named with dots (as series UIDs are) is found where MONAI writes it."""
+    weights, image = trained
+    series = tmp_path / "1.2.840.10008.9"
+    _dicom_series(image, series)
+    from_nifti, from_dicom = cli.infer(
+        str(REFERENCE_BUNDLE), str(image), str(series), weights=str(weights), out=str(tmp_path / "o")
+    )
+    assert Path(from_dicom) == tmp_path / "o" / "1.2.840.10008" / "1.2.840.10008_seg.nii.gz"
+    a, b = nib.load(from_nifti), nib.load(from_dicom)
+    assert b.shape == nib.load(str(image)).shape[:3]
+    np.testing.assert_allclose(b.affine, a.affine, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(b.dataobj), np.asarray(a.dataobj))
+    assert len(np.unique(np.asarray(a.dataobj))) > 1  # a prediction with foreground and background
+
+
+def test_infer_segments_a_jpg_as_a_png_label(tmp_path: Path, sample_root) -> None:
+    """A JPEG photograph through CHNet (demo weights: the sample_data.json sizes): a PNG label of the JPEG's size,
+    {0, 255}, the label the bundle's inference.json writes for that JPEG with the same weights."""
+    from PIL import Image
+
+    from common.bundle.contract import bundle_dirs
+
+    bundle = next(p for p in bundle_dirs() if p.name.startswith("chnet"))
+    png = sorted((BundleContract(bundle, tmp_path / "w", sample_root).dataset_dir() / "imagesTs").glob("*.png"))[0]
+    jpg = tmp_path / "photo.jpg"
+    with Image.open(png) as im:
+        im.convert("RGB").save(jpg, quality=90)
+    torch.manual_seed(0)
+    net = load_network(bundle, None, ("inference.json", "sample_data.json"))
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    [ours] = cli.infer("chnet", str(jpg), weights=str(tmp_path / "model.pt"), out=str(tmp_path / "o"), demo=True)
+    assert Path(ours) == tmp_path / "o" / "photo" / "photo_seg.png"
+    with Image.open(ours) as label, Image.open(jpg) as photo:
+        assert label.size == photo.size and label.mode == "L", (label.size, label.mode, photo.size)
+        values = np.asarray(label)
+    assert set(np.unique(values)) <= {0, 255}, np.unique(values)
+
+    from monai.bundle import ConfigWorkflow
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.pt").write_bytes((tmp_path / "model.pt").read_bytes())
+    configs = bundle / "configs"
+    workflow = ConfigWorkflow(
+        config_file=[str(configs / "inference.json"), str(configs / "sample_data.json")],
+        meta_file=str(configs / "metadata.json"), logging_file=False, workflow_type="infer", bundle_root=str(bundle),
+        ckpt_dir=str(tmp_path / "ckpt"), output_dir=str(tmp_path / "theirs"), num_workers=0,
+        datalist=[{"image": str(jpg)}],
+    )  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    with Image.open(tmp_path / "theirs" / "photo" / "photo_seg.png") as theirs:
+        np.testing.assert_array_equal(values, np.asarray(theirs))
+
+
 def test_infer_errors_name_the_file_and_the_fix(trained, tmp_path: Path) -> None:
     weights, image = trained
     with pytest.raises(SystemExit, match=r"error: .*nope\.nii\.gz does not exist; give the path of a NIfTI file"):
@@ -86,3 +176,13 @@ def test_infer_errors_name_the_file_and_the_fix(trained, tmp_path: Path) -> None
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(SystemExit, match=r"the weights .*other\.pt do not fit the network of reference_bundle"):
         cli.infer(str(REFERENCE_BUNDLE), str(image), weights=str(tmp_path / "other.pt"), out=str(tmp_path / "o"))
+    (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8b not a NIfTI")
+    with pytest.raises(SystemExit, match=r"cannot read .*broken\.nii\.gz as an image .*export it again"):
+        cli.infer(str(REFERENCE_BUNDLE), str(tmp_path / "broken.nii.gz"), weights=str(weights), out=str(tmp_path / "b"))
+    (tmp_path / "scan.nii.gz").write_bytes(image.read_bytes())
+    _dicom_series(image, tmp_path / "series" / "scan")
+    series = str(tmp_path / "series" / "scan")
+    with pytest.raises(SystemExit, match=r"scan\.nii\.gz and .*scan would both be written as scan/scan_seg\.\*"):
+        cli.infer(str(REFERENCE_BUNDLE), str(tmp_path / "scan.nii.gz"), series, weights=str(weights), out=str(tmp_path))
+    with pytest.raises(SystemExit, match=r"000\.dcm is one DICOM file; give the folder of its series"):
+        cli.infer(str(REFERENCE_BUNDLE), f"{series}/000.dcm", weights=str(weights), out=str(tmp_path))

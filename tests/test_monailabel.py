@@ -16,13 +16,7 @@ group, by id) whatever happens; every wait is bounded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,6 +26,8 @@ import pytest
 import torch
 from conftest import REFERENCE_BUNDLE
 
+from benchmarks.monailabel_latency import own_label, read_label
+from common.bundle import monailabel
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
 from common.bundle.monailabel import WeightsMismatch, build_app
@@ -46,12 +42,6 @@ INFER_TIMEOUT = 300  # seconds for one /infer answer
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, timeout: float) -> dict:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.loads(r.read())
@@ -64,38 +54,6 @@ def _sample_weights(name: str, out: Path) -> Path:
     path = out / f"{name}.pt"
     torch.save({"model": net.state_dict()}, path)
     return path
-
-
-def _own_inference(bundle: Path, study: Path, out_dir: Path) -> np.ndarray:
-    """The label the served bundle's own inference (its ``inference.json``, run by MONAI) writes for ``study``."""
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=str(bundle / "configs" / "inference.json"), meta_file=str(bundle / "configs" / "metadata.json"),
-        logging_file=False, workflow_type="infer", bundle_root=str(bundle), output_dir=str(out_dir), num_workers=0,
-        datalist=[{"image": str(study)}],
-    )  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(SERVER_THREADS)
-    try:
-        workflow.initialize()
-        workflow.run()
-        workflow.finalize()
-    finally:
-        torch.set_num_threads(threads)
-    (written,) = [p for p in out_dir.rglob("*_seg.*") if p.is_file()]
-    return _read_label(written)
-
-
-def _read_label(path: Path) -> np.ndarray:
-    if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(path)).dataobj)
 
 
 @pytest.fixture(scope="module")
@@ -127,41 +85,13 @@ def server(tmp_path_factory, sample_root):
             shutil.copy(first, study)
         study_of[name] = (study.name[: -len(ext)], study)
 
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
-        "--host", "127.0.0.1", "--port", str(port), "--conf", "models", ",".join(sorted(BUNDLES)),
-        "--conf", "zoo_source", "github", "--conf", "sam2", "false", "--conf", "skip_trainers", "true",
-        "--conf", "preload", "false",
-    ]  # fmt: skip
-    log = (root / "server.log").open("w")
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(SERVER_THREADS))
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    url = f"http://127.0.0.1:{port}"
+    log = root / "server.log"
+    env = {"PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(SERVER_THREADS)}
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"MONAI Label exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-5000:]}")
-            try:
-                _get(f"{url}/info/", timeout=5)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"MONAI Label did not answer in {START_TIMEOUT}s:\n{(root / 'server.log').read_text()[-5000:]}"
-                    )
-                time.sleep(1)
-        yield url, study_of, root / "server.log", app
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        log.close()
+        with monailabel.server(app, studies, sorted(BUNDLES), log, timeout=START_TIMEOUT, env=env) as url:
+            yield url, study_of, log, app
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def test_info_lists_every_bundle(server) -> None:
@@ -191,7 +121,7 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
     ext = ".png" if body[:8] == b"\x89PNG\r\n\x1a\n" else ".nii.gz" if body[:2] == b"\x1f\x8b" else ".nii"
     result = tmp_path / f"label{ext}"
     result.write_bytes(body)
-    label = _read_label(result)
+    label = read_label(result)
     if study.suffix in (".png", ".jpg"):
         from PIL import Image
 
@@ -209,7 +139,12 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
         assert np.allclose(a.affine, b.affine, atol=1e-4), f"{name}: label affine differs from the study's"
     assert np.array_equal(label, np.round(label)) and label.min() >= 0, f"{name}: label values {np.unique(label)}"
     if name != "reference_bundle":
-        own = _own_inference(app / "model" / name, study, tmp_path / "own")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(SERVER_THREADS)
+        try:
+            own = read_label(own_label(app / "model" / name, study, tmp_path / "own"))
+        finally:
+            torch.set_num_threads(threads)
         assert label.shape == own.shape and np.array_equal(label, own), (
             f"{name}: MONAI Label's label (values {np.unique(label)}) differs from the bundle's own inference"
             f" ({np.unique(own)}) for {study.name}"
@@ -231,3 +166,37 @@ def test_weights_of_other_sizes_are_refused_with_the_keys(tmp_path) -> None:
     assert not (tmp_path / "app").exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["sample_app", f"{name}.pt"]
     )
+
+
+def test_a_setting_the_inferer_does_not_take_is_refused(tmp_path) -> None:
+    """``--set inferer::overlap=0.25`` serves ConResNet's sliding windows at 0.25; EAA-Net's 2.5D inferer has no
+    overlap, so the same setting is refused when the app is built (the server would answer HTTP 500)."""
+    fake_app = tmp_path / "sample_app"
+    fake_app.mkdir()
+    names = ["conresnet_brats_mri_segmentation", "eaanet_brats_mri_segmentation"]
+    weights = [_sample_weights(n, tmp_path) for n in names]
+    setting = {"inferer::overlap": 0.25}
+    app = build_app([BUNDLES[names[0]]], weights[:1], tmp_path / "app", ["sample_data.json"], setting, app=fake_app)
+    served = json.loads((app / "model" / names[0] / "configs" / "inference.json").read_text())
+    assert served["inferer"]["overlap"] == 0.25 and served["inferer"]["_target_"] == "SlidingWindowInferer"
+    with pytest.raises(ValueError, match=r"--set inferer::overlap=0.25 does not fit eaanet_brats_mri_segmentation"):
+        build_app([BUNDLES[n] for n in names], weights, tmp_path / "app2", ["sample_data.json"], setting, app=fake_app)
+    assert not (tmp_path / "app2").exists()
+
+
+def test_latency_script_measures_a_study_and_compares_labels(server, tmp_path) -> None:
+    """``benchmarks.monailabel_latency``: the first and repeated /infer of one study on the live server, the label
+    kept with the study's shape; label agreement on a hand-worked pair (Dice of value 1: 2*1/(3+1), of 2: 2*1/(1+2))."""
+    import nibabel as nib
+
+    from benchmarks.monailabel_latency import label_agreement, measure
+
+    url, study_of, _, _ = server
+    image_id, study = study_of["reference_bundle"]
+    [row] = measure(url, "reference_bundle", {image_id: study}, 1, tmp_path / "labels", INFER_TIMEOUT)
+    assert row["shape"] == list(nib.load(str(study)).shape[:3]) and row["repeats"] == 1
+    assert row["first_s"] > 0 and row["median_s"] == row["min_s"] > 0
+    label = read_label(Path(row["label"]))
+    assert label_agreement(label, label)["equal_voxels"] == 1.0
+    a, b = np.array([0, 1, 1, 1, 2]), np.array([0, 1, 0, 2, 2])
+    assert label_agreement(a, b) == {"dice": {"1": 0.5, "2": 0.666667}, "equal_voxels": 0.6}

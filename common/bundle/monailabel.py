@@ -12,15 +12,23 @@ written to a temporary folder next to ``out`` and renamed at the end, so a refus
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WeightsMismatch", "build_app", "parse_settings", "sample_app"]
+__all__ = ["WeightsMismatch", "build_app", "parse_settings", "sample_app", "server"]
 
 _NOT_SERVED = ("models", "eval", "sample_data", "__pycache__")
 _NOT_SIZES = ("inference.json", "train.json", "metadata.json", "evaluate.json", "multi_gpu_train.json")
@@ -100,6 +108,27 @@ def _matching_configs(bundle: Path, state: dict) -> list[str]:
     return matching
 
 
+def _check_settings(config: dict, bundle: Path, settings: dict[str, Any]) -> None:
+    """Each ``--set`` key's component (``inferer`` for ``inferer::overlap``) builds in the served config, so a
+    setting the bundle's component does not take is refused here, not as an HTTP 500 at the server."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(config)
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle)
+    for key, value in settings.items():
+        component = key.replace("#", "::").split("::")[0]
+        try:
+            parser.get_parsed_content(component)
+        except Exception as e:
+            cause = e.__cause__ or e
+            raise ValueError(
+                f"--set {key}={json.dumps(value)} does not fit {bundle.name}: its '{component}' fails to build"
+                f" ({type(cause).__name__}: {cause}); leave the setting out for this bundle (serve it from an"
+                " app built without it)"
+            ) from e
+
+
 def _model_folder(bundle: Path, weights: Path, configs: Sequence[str], settings: dict[str, Any], dest: Path) -> None:
     import torch
     from monai.bundle import ConfigParser
@@ -121,6 +150,7 @@ def _model_folder(bundle: Path, weights: Path, configs: Sequence[str], settings:
             f"{weights} does not fit the network of {bundle.name}'s configs/inference.json"
             f"{' + ' + ' + '.join(configs) if configs else ''} ({len(differences)} keys differ: {shown}); {fix}"
         )
+    _check_settings(config, bundle, settings)
     shutil.copytree(bundle, dest, ignore=shutil.ignore_patterns(*_NOT_SERVED))
     ConfigParser.export_config_file(config, str(dest / "configs" / "inference.json"), indent=4)
     (dest / "models").mkdir()
@@ -180,3 +210,63 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             settings[key] = value
     return settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(
+    app: str | Path,
+    studies: str | Path,
+    models: Sequence[str],
+    log: str | Path,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """A MONAI Label server of ``app`` on ``studies``, started with the README's ``start_server`` command on
+    127.0.0.1 (a free port), for the ``with`` block; yields its base URL once /info answers. Its output goes to
+    ``log``; it is stopped (its process group, by id) however the block ends; every wait is bounded.
+
+    Raises:
+        RuntimeError: the server exited, or did not answer within ``timeout`` seconds (the log's tail included).
+    """
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
+        "--host", "127.0.0.1", "--port", str(port), "--conf", "models", ",".join(models),
+        "--conf", "zoo_source", "github", "--conf", "sam2", "false", "--conf", "skip_trainers", "true",
+        "--conf", "preload", "false",
+    ]  # fmt: skip
+    log = Path(log)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, **(env or {}))
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"MONAI Label exited with {proc.returncode}:\n{log.read_text()[-5000:]}")
+                try:
+                    with urllib.request.urlopen(f"{url}/info/", timeout=5):
+                        break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"MONAI Label did not answer in {timeout:.0f}s:\n{log.read_text()[-5000:]}"
+                        ) from None
+                    time.sleep(1)
+            yield url
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
