@@ -194,9 +194,9 @@ def _seeded_weights(bundle: Path, configs: Sequence[str], out: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.harness import machine_description
+    from benchmarks.timing import machine_description
     from common.bundle.monailabel import build_app, parse_settings, server
-    from common.cli import _find_bundle
+    from common.cli import find_bundle
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.monailabel_latency", description=__doc__.split("\n")[0])
     parser.add_argument("bundles", nargs="+", help="bundle names or prefixes (conresnet, chnet, ...)")
@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True)
-    bundles = [_find_bundle(b) for b in args.bundles]
+    bundles = [find_bundle(b) for b in args.bundles]
     if args.weights:
         weights = [Path(w).resolve() for w in args.weights.split(",")]
     else:

@@ -31,6 +31,7 @@ from common.data.datalists import DatalistError, describe_datasets, write_datali
 
 __all__ = [
     "main",
+    "find_bundle",
     "demo",
     "infer",
     "verify",
@@ -47,7 +48,7 @@ def _step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def _find_bundle(name: str) -> Path:
+def find_bundle(name: str) -> Path:
     """A bundle by name, by a prefix of its name, or by the path of its folder."""
     if (Path(name) / "configs").is_dir():
         return Path(name).resolve()
@@ -93,7 +94,7 @@ def verify(bundle: str | None = None, work_dir: str | None = None, keep: bool = 
     Exits with status 1 when any check fails. ``work_dir`` keeps what the checks write (default: a
     temporary folder, removed unless ``keep``).
     """
-    bundles = [_find_bundle(bundle)] if bundle else bundle_dirs()
+    bundles = [find_bundle(bundle)] if bundle else bundle_dirs()
     if not bundles:
         raise SystemExit(f"no bundles under {REPO_ROOT / 'bundles'}")
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="medseg-verify-"))
@@ -140,7 +141,7 @@ def demo(bundle: str | None = None, out_dir: str = "medseg_demo", epochs: int | 
     """
     from common.demo import run_demo
 
-    run_demo([_find_bundle(bundle)] if bundle else None, out_dir, epochs)
+    run_demo([find_bundle(bundle)] if bundle else None, out_dir, epochs)
 
 
 def infer(
@@ -152,7 +153,7 @@ def infer(
     from common.infer import InferError, segment
 
     try:
-        predictions = segment(_find_bundle(bundle), images, weights, out, demo)
+        predictions = segment(find_bundle(bundle), images, weights, out, demo)
     except InferError as e:
         raise SystemExit(f"error: {e}") from None
     for path in predictions:
@@ -187,7 +188,7 @@ def archive(bundle: str, out: str | None = None, ckpt_file: str | None = None) -
     from common.bundle.archive import archive_bundle
 
     _step(f"archiving {bundle}")
-    path = archive_bundle(_find_bundle(bundle), out, ckpt_file)
+    path = archive_bundle(find_bundle(bundle), out, ckpt_file)
     print(f"archive: {path}")
     return str(path)
 
@@ -202,7 +203,7 @@ def onnx(
 
     _step(f"exporting {bundle} to ONNX")
     try:
-        result = export_onnx(_find_bundle(bundle), out, ckpt_file, configs=configs)
+        result = export_onnx(find_bundle(bundle), out, ckpt_file, configs=configs)
     except (OnnxExportError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     print(
@@ -230,13 +231,13 @@ def monailabel_app(
     _step(f"building MONAI Label app {out}")
     try:
         path = build_app(
-            [_find_bundle(b) for b in bundles], items(weights), out, items(config), parse_settings(items(set))
+            [find_bundle(b) for b in bundles], items(weights), out, items(config), parse_settings(items(set))
         )
     except (WeightsMismatch, FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     print(
         f"app: {path}; serve it with: python -m monailabel.main start_server --app {path} --studies STUDIES"
-        f" --conf models {','.join(_find_bundle(b).name for b in bundles)} --conf zoo_source github"
+        f" --conf models {','.join(find_bundle(b).name for b in bundles)} --conf zoo_source github"
         " --conf sam2 false --conf skip_trainers true"
     )
     return str(path)
