@@ -149,8 +149,10 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "override breaks the evaluate property check": (
         "properties",
         _evaluate_addition_with_other_inferer,
-        "train.json + evaluate.json + other.json + other_evaluate.json + sample_data.json fails MONAI's train property"
-        " check for ['val_inferer']",
+        (
+            "train.json + evaluate.json + other.json + other_evaluate.json + sample_data.json fails MONAI's train"
+            " property check for ['val_inferer']"
+        ),
     ),
     "multi_gpu_train.json breaks the property check": (
         "properties",

@@ -289,7 +289,6 @@ class BundleContract:
 
     def check_metadata(self) -> str:
         import jsonschema
-
         from monai.bundle import ConfigParser
 
         schema = json.loads(SCHEMA.read_text())
@@ -460,7 +459,11 @@ class BundleContract:
         """(MONAI workflow type, configs) of the property check: every dataset override over each of its bases,
         and multi_gpu_train.json over train.json, each with sample_data.json last (small sizes, as the Model Zoo's
         unit tests shrink their bundles; the base configs are checked as they run in train/evaluate/inference)."""
-        sets = [(kind, (*names, "sample_data.json")) for o in self.dataset_overrides() for kind, names in self.override_sets(o)]
+        sets = [
+            (kind, (*names, "sample_data.json"))
+            for override in self.dataset_overrides()
+            for kind, names in self.override_sets(override)
+        ]
         return sets + [("train", ("train.json", "multi_gpu_train.json", "sample_data.json"))]
 
     def check_properties(self) -> str:
@@ -682,8 +685,14 @@ CHECKS: dict[str, tuple[str, Callable[[BundleContract], str]]] = {
     "files": ("the bundle's files are all there", BundleContract.check_files),
     "metadata": ("metadata.json follows the bundle schema", BundleContract.check_metadata),
     "configs": ("configs parse, _target_s and @references resolve", BundleContract.check_configs),
-    "network": ("verify_net_in_out, output keeps the input's spatial shape", BundleContract.check_network),
-    "properties": ("MONAI's workflow property check passes", BundleContract.check_properties),
+    "network": (
+        "verify_net_in_out (each override with its metadata), output keeps the input's spatial shape",
+        BundleContract.check_network,
+    ),
+    "properties": (
+        "MONAI's workflow property check passes for every override and multi_gpu_train.json",
+        BundleContract.check_properties,
+    ),
     "train": ("trains on sample data, saves model.pt and a checkpoint", BundleContract.check_train),
     "resume": ("resumes training from the checkpoint", BundleContract.check_resume),
     "evaluate": ("evaluate.json writes every metric", BundleContract.check_evaluate),
