@@ -49,6 +49,30 @@ def _tuple_network(c: dict) -> None:
     }
 
 
+def _write(path: Path, content: dict) -> None:
+    path.write_text(json.dumps(content, indent=4) + "\n")
+
+
+def _other_inferer(c: dict) -> None:
+    # an evaluator inferer that is not the property's id: MONAI's property check reports "val_inferer"
+    c.update({"other_inferer": {"_target_": "SimpleInferer"}, "validate#evaluator#inferer": "@other_inferer"})
+
+
+def _override(b: Path, name: str, content: dict, meta: dict | None = None) -> None:
+    """A dataset override ``configs/<name>`` (and its metadata override) in the reference bundle."""
+    _write(b / "configs" / name, content)
+    if meta is not None:
+        _write(b / "configs" / f"metadata_{name}", meta)
+
+
+def _evaluate_addition_with_other_inferer(b: Path) -> None:
+    """A dataset override whose evaluation-only addition (``<dataset>_evaluate.json``) breaks the property."""
+    _override(b, "other.json", {})
+    addition = {}
+    _other_inferer(addition)
+    _write(b / "configs/other_evaluate.json", addition)
+
+
 BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "no LICENSE": ("files", lambda b: (b / "LICENSE").unlink(), "LICENSE"),
     "metadata without network_data_format": (
@@ -94,6 +118,52 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
         "does not overlay",
     ),
     "tuple output in eval": ("export", lambda b: _edit(b / "configs/train.json", _tuple_network), "export failed"),
+    # train.json has no "inferer": there nothing refers to it and it is not checked; inference.json's is
+    "override over inference.json refers to a missing id": (
+        "configs",
+        lambda b: _override(b, "other.json", {"inferer": {"_target_": "SimpleInferer", "x": "@nothing"}}),
+        "inference.json + other.json: inferer#x refers to missing id @nothing",
+    ),
+    "metadata override without its override": (
+        "configs",
+        lambda b: _write(b / "configs/metadata_gone.json", {"task": "x"}),
+        "metadata_gone.json (no dataset override gone.json)",
+    ),
+    "metadata override breaks the schema": (
+        "metadata",
+        lambda b: _override(b, "other.json", {}, {"network_data_format#inputs#image#num_channels": "one"}),
+        "metadata.json + metadata_other.json does not follow the bundle schema",
+    ),
+    "override changes the output without a metadata override": (
+        "network",
+        lambda b: _override(b, "three_class.json", {"network_def#out_channels": 3}),
+        "needs configs/metadata_three_class.json",
+    ),
+    "metadata override that does not match its override": (
+        "network",
+        lambda b: _override(
+            b, "three_class.json", {"network_def#out_channels": 3}, {"network_data_format#outputs#pred#num_channels": 4}
+        ),
+        "three_class.json with metadata.json + metadata_three_class.json: output channel number `3`",
+    ),
+    "override breaks the evaluate property check": (
+        "properties",
+        _evaluate_addition_with_other_inferer,
+        (
+            "train.json + evaluate.json + other.json + other_evaluate.json + sample_data.json fails MONAI's train"
+            " property check for ['val_inferer']"
+        ),
+    ),
+    "multi_gpu_train.json breaks the property check": (
+        "properties",
+        lambda b: _edit(b / "configs/multi_gpu_train.json", _other_inferer),
+        "train.json + multi_gpu_train.json + sample_data.json fails MONAI's train property check for ['val_inferer']",
+    ),
+    "train.json breaks the property check while it trains": (
+        "train",
+        lambda b: _edit(b / "configs/train.json", _other_inferer),
+        "train.json + sample_data.json fails MONAI's train property check for ['val_inferer']",
+    ),
 }
 
 
