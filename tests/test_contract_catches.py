@@ -80,6 +80,11 @@ BREAKS: dict[str, tuple[str, Callable[[Path], None], str]] = {
         lambda b: _edit(b / "configs/metadata.json", lambda c: c.pop("network_data_format")),
         "network_data_format",
     ),
+    "metadata with a key MONAI renames": (
+        "metadata",
+        lambda b: _edit(b / "configs/metadata.json", lambda c: c.update(optional_packages_version={"timm": "0"})),
+        "optional_packages_version, which MONAI renames (replacing required_packages_version)",
+    ),
     "misspelt _target_": (
         "configs",
         lambda b: _edit(b / "configs/train.json", lambda c: c["network_def"].update(_target_="BasicUNett")),

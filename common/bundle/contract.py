@@ -301,6 +301,15 @@ class BundleContract:
                 details = "; ".join(f"{'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors[:5])
                 raise ContractError(f"{self.name}: configs/{label} does not follow the bundle schema: {details}")
         meta = json.loads(Path(self.meta_file).read_text())
+        from monai.bundle.utils import DEPRECATED_ID_MAPPING
+
+        # MONAI replaces a deprecated key's namesake with its value when it loads the metadata
+        deprecated = sorted(set(meta) & set(DEPRECATED_ID_MAPPING))
+        if deprecated:
+            raise ContractError(
+                f"{self.name}: metadata.json has {', '.join(deprecated)}, which MONAI renames (replacing"
+                f" {', '.join(DEPRECATED_ID_MAPPING[k] for k in deprecated)}): remove it"
+            )
         if meta["version"] not in meta["changelog"]:
             raise ContractError(f"{self.name}: metadata version {meta['version']} has no changelog entry")
         return f"version {meta['version']}, {len(overrides)} metadata overrides"
