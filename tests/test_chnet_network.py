@@ -51,7 +51,9 @@ def test_macs_at_352():
 def test_per_level_head_equals_concatenation(train):
     """The decoder's per-level 1x1 convolution computes the paper's concatenation form (benchmarks.chnet):
     outputs in float32, and in float64 (where rounding is far below the tolerance) outputs, every gradient
-    and the BatchNorm statistics."""
+    and the BatchNorm statistics. This pins the decoder's use of MONAI ``Convolution``'s children ``conv`` (its
+    weight, split by level) and ``adn`` (run after the sum) against the whole ``Convolution`` forward: if MONAI
+    adds a step to ``Convolution``, this fails."""
     torch.manual_seed(0)
     net = CHNet().train(train)
     reference = with_concatenation_decoder(net).train(train)
@@ -86,6 +88,7 @@ def test_state_dict_keys_unchanged():
         "decoder.head.1.conv.bias",
     ]
     assert net.decoder.head[0].conv.weight.shape == (128, 256, 1, 1)
+    assert [name for name, _ in net.decoder.head[0].named_children()] == ["conv", "adn"]  # all the decoder runs
 
 
 def test_variants_sizes():
@@ -130,23 +133,39 @@ def test_random_encoder_is_logged(caplog):
 
 
 def test_loads_timm_state_dict_and_adapts_grey_input(tmp_path):
+    """A backbone's state dict saved to a local file (under "state_dict" and with DDP's "module." too) loads
+    through timm into every tensor of the encoder, identical to the saved ones; grey input sums the RGB filters."""
     full = timm.create_model("resnet18", pretrained=False)  # has layer4 and fc, which CHNet drops
+    saved = full.state_dict()
     path = tmp_path / "resnet18.pth"
-    torch.save(full.state_dict(), path)
-    net = CHNet(backbone="resnet18", pretrained_path=path)
-    torch.testing.assert_close(net.encoder.layer3[0].conv1.weight, full.layer3[0].conv1.weight)
+    torch.save(saved, path)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in saved.items()}}, tmp_path / "wrapped.pth")
+    for weights in (path, tmp_path / "wrapped.pth"):
+        encoder = CHNet(backbone="resnet18", pretrained_path=weights).encoder.state_dict()
+        assert set(encoder) == {k for k in saved if not k.startswith(("layer4.", "fc."))}
+        assert all(torch.equal(value, saved[key]) for key, value in encoder.items())
     grey = CHNet(backbone="resnet18", in_channels=1, pretrained_path=path)
     torch.testing.assert_close(grey.encoder.conv1.weight, full.conv1.weight.sum(dim=1, keepdim=True))
     torch.save({"conv1.weight": full.conv1.weight}, tmp_path / "partial.pth")
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(ValueError, match=f"partial.pth lacks {len(encoder) - 1} encoder weights"):  # all but conv1
         CHNet(backbone="resnet18", pretrained_path=tmp_path / "partial.pth")
+    torch.save({**saved, "layer3.0.conv1.weight": torch.zeros(8, 128, 3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(
+        ValueError, match=r"other.pth does not fit the resnet18 encoder (?s:.)*size mismatch for layer3.0.conv1.weight"
+    ):
+        CHNet(backbone="resnet18", pretrained_path=tmp_path / "other.pth")
 
 
 def test_decoupling_frozen_trained_encoder(tmp_path):
     trained = CHNet(backbone="resnet18")
     torch.save(trained.state_dict(), tmp_path / "model.pt")
     net = CHNet(backbone="resnet18", decoder="fcn32s", pretrained_path=tmp_path / "model.pt", freeze_encoder=True)
-    torch.testing.assert_close(net.encoder.conv1.weight, trained.encoder.conv1.weight)
+    expected = trained.encoder.state_dict()
+    assert net.encoder.state_dict().keys() == expected.keys()
+    assert all(torch.equal(value, expected[key]) for key, value in net.encoder.state_dict().items())
+    torch.save({"model": trained.state_dict(), "epoch": 3}, tmp_path / "checkpoint_final.pt")  # a training checkpoint
+    resumed = CHNet(backbone="resnet18", pretrained_path=tmp_path / "checkpoint_final.pt")
+    assert torch.equal(resumed.encoder.layer3[0].conv1.weight, trained.encoder.layer3[0].conv1.weight)
     net.train()
     assert not net.encoder.training and net.decoder.training  # BatchNorm statistics of the encoder stay
     assert all(not p.requires_grad for p in net.encoder.parameters())

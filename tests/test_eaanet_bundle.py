@@ -81,12 +81,15 @@ def test_evaluate_json_uses_volume_similarity():
 
 def test_channels_last_network_matches_contiguous():
     """``channels_last: true`` (the default) keeps the parameters in channels_last memory format; the outputs
-    match the contiguous network's up to float rounding, and ``--channels_last false`` turns it off."""
+    match the contiguous network's up to float rounding, and ``--channels_last false`` (a string) turns it off."""
     p = parser("train.json", "sample_data.json")
     net = p.get_parsed_content("network").eval()
     assert net.basic.encoders[0][0][2].weight.is_contiguous(memory_format=torch.channels_last)
     reference = parser("train.json", "sample_data.json", channels_last=False).get_parsed_content("network").eval()
     assert reference.basic.encoders[0][0][2].weight.is_contiguous()
+    for config in ("train.json", "inference.json"):  # the string of the command line, not a truthy "false"
+        typed = parser(config, "sample_data.json", channels_last="false").get_parsed_content("network")
+        assert typed.basic.encoders[0][0][2].weight.stride() == reference.basic.encoders[0][0][2].weight.stride()
     reference.load_state_dict(net.state_dict())
     x = torch.randn(2, 12, 32, 32)
     with torch.no_grad():

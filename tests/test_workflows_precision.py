@@ -73,6 +73,19 @@ def test_switches_read_command_line_strings():
         compiled(net, "2")
 
 
+def test_monai_engines_compile_argument_takes_a_command_line_false_as_true():
+    """Why the bundles keep ``compiled`` rather than the engines' own ``compile=`` (MONAI 1.6.1): the engines test
+    ``compile`` with a plain ``if``, so ``--compile false`` (the string) would compile. If MONAI starts parsing the
+    string, this fails: then swap, after measuring that the outputs are equal (with torch 2.14.1 on a CPU,
+    ``compile=True`` training of a small MONAI BasicUNet stopped with an inductor error where ``compiled`` ran)."""
+    from monai.engines import SupervisedEvaluator
+
+    net = torch.nn.Linear(2, 2)
+    engine = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=[], network=net, compile="false")
+    assert isinstance(engine.network, torch._dynamo.eval_frame.OptimizedModule)  # compiled, against the switch
+    assert compiled(net, "false") is net
+
+
 @pytest.mark.parametrize("bundle", sorted(set(BF16) | set(COMPILE)))
 def test_switches_are_off_by_default_and_wire_every_engine(bundle):
     """Trainer and validation evaluator of train.json, and the evaluator of inference.json."""

@@ -11,16 +11,17 @@ same FCN-32s head as the ablation baseline and a 3x3 variant of the classificati
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
-from timm.models import adapt_input_conv
+from timm.models import load_state_dict
 
 __all__ = ["CHNet", "ClassificationHeadDecoder", "FCN32sDecoder"]
 
@@ -139,11 +140,12 @@ class CHNet(nn.Module):
         reduced_channels: channels of each kept level after its 1x1 reduction (64 x 4 levels = 256).
         head_channels: hidden width of the classification head (128 gives Table 5's 0.15 M decoder).
         head_kernel_size: 1 (paper) or 3 (Table 6 ablation).
-        pretrained_path: local file with encoder weights: a timm/torchvision state dict of the backbone
-            (the stages not kept and the classifier are ignored) or a trained CHNet checkpoint (its
-            ``encoder.*`` entries are used; this is how Section 4's decoupling reuses a trained
-            encoder). ``None`` leaves the encoder random (the paper uses ImageNet weights); nothing is
-            ever downloaded.
+        pretrained_path: local file with encoder weights: a timm/torchvision state dict of the backbone, loaded
+            by timm (``pretrained_cfg_overlay=dict(file=...)``: strict, the classifier dropped, the first
+            convolution adapted to ``in_channels``; the stages not kept are pruned after loading), or a trained
+            CHNet checkpoint (its ``encoder.*`` entries, loaded strictly; this is how Section 4's decoupling
+            reuses a trained encoder). ``None`` leaves the encoder random (the paper uses ImageNet weights);
+            nothing is ever downloaded.
         freeze_encoder: freeze the encoder (no gradients, BatchNorm statistics kept) to train only the
             decoder, as in the decoupling experiments of Section 4.
     """
@@ -167,9 +169,7 @@ class CHNet(nn.Module):
             raise ValueError(f"CHNet is a 2D network: spatial_dims must be 2, got {spatial_dims}.")
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}.")
-        self.encoder = timm.create_model(
-            backbone, pretrained=False, features_only=True, out_indices=tuple(out_indices), in_chans=in_channels
-        )
+        self.encoder = _encoder(backbone, out_indices, in_channels, pretrained_path)
         encoder_channels = self.encoder.feature_info.channels()
         if decoder == "classification_head":
             self.decoder: nn.Module = ClassificationHeadDecoder(
@@ -178,7 +178,7 @@ class CHNet(nn.Module):
         else:
             self.decoder = FCN32sDecoder(encoder_channels, out_channels)
         if pretrained_path:
-            self.load_encoder_weights(pretrained_path)
+            logger.info("CHNet: loaded the %s encoder from %s.", backbone, pretrained_path)
         else:
             logger.warning(
                 "CHNet: no pretrained_path given, the %s encoder starts from random weights (the paper "
@@ -188,39 +188,6 @@ class CHNet(nn.Module):
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
-
-    def load_encoder_weights(self, path: str | os.PathLike) -> None:
-        """Load encoder weights from a local state-dict file (see ``pretrained_path``)."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"CHNet pretrained_path {path!s} does not exist: give a local timm/torchvision state-dict "
-                "file of the backbone or a trained CHNet model.pt, or leave it empty for a random encoder."
-            )
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        state = _unwrap_state_dict(checkpoint)
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        if any(k.startswith("encoder.") for k in state):
-            state = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
-        target = self.encoder.state_dict()
-        missing = [k for k in target if k not in state]
-        if missing:
-            raise ValueError(
-                f"CHNet pretrained_path {path!s} lacks {len(missing)} encoder weights (e.g. {missing[:3]}): "
-                "it must be a state dict of the same backbone (timm key names) or a trained CHNet model."
-            )
-        selected = {}
-        for key, value in target.items():
-            loaded = state[key]
-            if loaded.shape != value.shape and loaded.ndim == 4 and loaded.shape[0] == value.shape[0]:
-                loaded = adapt_input_conv(value.shape[1], loaded)
-            if loaded.shape != value.shape:
-                raise ValueError(
-                    f"CHNet pretrained_path {path!s}: weight {key} has shape {tuple(loaded.shape)}, the "
-                    f"encoder expects {tuple(value.shape)}; use weights of the same backbone."
-                )
-            selected[key] = loaded
-        self.encoder.load_state_dict(selected)
-        logger.info("CHNet: loaded %d encoder tensors from %s.", len(selected), path)
 
     def train(self, mode: bool = True) -> CHNet:
         super().train(mode)
@@ -232,11 +199,39 @@ class CHNet(nn.Module):
         return self.decoder(self.encoder(x), x.shape[2:])
 
 
-def _unwrap_state_dict(checkpoint: object) -> Mapping[str, torch.Tensor]:
-    """The tensor mapping inside a checkpoint saved bare or under "state_dict"/"model"/"network"."""
-    if isinstance(checkpoint, Mapping):
-        for key in ("state_dict", "model", "network"):
-            if isinstance(checkpoint.get(key), Mapping):
-                return checkpoint[key]
-        return checkpoint
-    raise ValueError(f"expected a state dict (a mapping of tensors), got {type(checkpoint).__name__}.")
+def _encoder(backbone: str, out_indices: Sequence[int], in_channels: int, path: str | os.PathLike | None) -> nn.Module:
+    """timm's ``features_only`` encoder, with its weights from the local file ``path`` when given (see CHNet's
+    ``pretrained_path``): a trained CHNet's ``encoder.*`` entries through the encoder's ``load_state_dict``, a
+    backbone's state dict through timm."""
+    create = functools.partial(
+        timm.create_model, backbone, features_only=True, out_indices=tuple(out_indices), in_chans=in_channels
+    )
+    if not path:
+        return create(pretrained=False)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"CHNet pretrained_path {path!s} does not exist: give a local timm/torchvision state-dict "
+            "file of the backbone or a trained CHNet model.pt, or leave it empty for a random encoder."
+        )
+    state = load_state_dict(str(path), use_ema=False)  # timm's reader: bare, "state_dict" or "model"; no "module."
+    trained = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    try:
+        if trained:
+            encoder = create(pretrained=False)
+            encoder.load_state_dict(trained)
+            return encoder
+        encoder = create(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    except RuntimeError as e:  # torch's load_state_dict: missing or unexpected keys, other shapes
+        raise ValueError(
+            f"CHNet pretrained_path {path!s} does not fit the {backbone} encoder ({e}): it must be a state dict "
+            "of the same backbone (timm key names) or a trained CHNet model."
+        ) from e
+    # timm loads a features_only model non-strictly (its classifier is dropped), so a tensor the file lacks would
+    # keep its random start without a word
+    missing = [k for k in encoder.state_dict() if k not in state]
+    if missing:
+        raise ValueError(
+            f"CHNet pretrained_path {path!s} lacks {len(missing)} encoder weights (e.g. {missing[:3]}): "
+            "it must be a state dict of the same backbone (timm key names) or a trained CHNet model."
+        )
+    return encoder

@@ -32,7 +32,9 @@ __all__ = ["AutocastInferer", "compiled"]
 
 def compiled(network: torch.nn.Module, enabled: bool | str = False, **compile_kwargs: Any) -> torch.nn.Module:
     """``torch.compile(network, **compile_kwargs)`` when ``enabled`` (the bundle's ``compile`` switch), else
-    ``network`` itself. The compiled module shares the network's parameters."""
+    ``network`` itself. The compiled module shares the network's parameters. MONAI's engines' own ``compile=``
+    is not used: it tests the value with a plain ``if``, so ``--compile false`` would compile
+    (``tests/test_workflows_precision.py`` pins it)."""
     return torch.compile(network, **compile_kwargs) if config_switch(enabled, "compile") else network
 
 
