@@ -40,6 +40,10 @@ def test_covid19_override():
         assert abs(n - 15.67e6) / 15.67e6 < 0.05, n  # Table 3: EAA-Net + U-Net, 15.67 M
         intensity = p.get_parsed_content("intensity_transform")
         assert type(intensity).__name__ == "ScaleIntensityRanged"
+    # an empty CT lesion mask is charged the CT's own diagonal, not BraTS's 373.13 mm
+    hd95 = parser("train.json", "evaluate.json", "covid19_ct.json").get_parsed_content("validate#additional_metrics")
+    penalties = {getattr(m.metric_fn, "empty_penalty", None) for m in hd95.values()}
+    assert "diagonal" in penalties and 373.13 not in penalties, penalties
 
 
 def test_default_network_is_table_2_size():
