@@ -123,3 +123,13 @@ def test_a_session_that_differs_from_eager_is_refused():
 
     with pytest.raises(backend_module.OnnxExportError, match="differs from eager.*--backend torch"):
         OnnxRuntimeNetwork(Noisy())(torch.rand(1, 1, 4, 4))
+
+
+def test_conresnet_export_falls_back_to_dynamo_without_printing_its_graph(capfd, tmp_path) -> None:
+    """The TorchScript-based exporter gives up on ConResNet (``aten::diff``) and, in torch 2.14, writes the whole
+    graph to file descriptor 1 as it does; the dynamo exporter takes over and the user's output stays clean."""
+    net, _ = _network_and_inferer("conresnet_brats_mri_segmentation")
+    exporter = backend_module.export_network(net, torch.randn(1, 4, 32, 32, 16), tmp_path / "net.onnx")
+    out = capfd.readouterr().out
+    assert exporter == "dynamo" and (tmp_path / "net.onnx").stat().st_size > 0
+    assert "Torch IR graph" not in out and "graph(" not in out, out[:500]

@@ -20,9 +20,12 @@ it (the graph runs in float32) and ``compile`` cannot be combined with it.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import tempfile
 import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,27 @@ def _reason(error: Exception) -> str:
     return ((named or lines or [type(error).__name__])[0])[:300]
 
 
+@contextmanager
+def _stdout_discarded():
+    """File descriptor 1 routed to a discarded file: torch 2.14's TorchScript-based exporter switches its C++ ONNX
+    log on whatever ``verbose`` says and writes the whole graph to standard output when it gives up (ConResNet's
+    ``aten::diff``), before the ``torch.export``-based exporter takes over."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
 def _export(net: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, opset: int, dynamo: bool) -> None:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), nullcontext() if dynamo else _stdout_discarded():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net,
