@@ -101,7 +101,7 @@ def test_empty_cases_saver_counts_and_values(tmp_path: Path) -> None:
         "sensitivity": ConfusionMatrix(False, "sensitivity", compute_sample=True, output_transform=pair),
         "hd95": IgniteMetricHandler(PooledHausdorffDistanceMetric(include_background=False), output_transform=pair),
         "mae": IgniteMetricHandler(MAEMetric(), output_transform=pair),
-        "e_max": IgniteMetricHandler(MaxEMeasure(num_thresholds=5), output_transform=pair, save_details=False),
+        "e_max": IgniteMetricHandler(MaxEMeasure(), output_transform=pair, save_details=False),
     }
     for name, handler in metrics.items():
         handler.attach(engine, name)
