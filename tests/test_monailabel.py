@@ -178,7 +178,7 @@ def test_a_setting_the_inferer_does_not_take_is_refused(tmp_path) -> None:
     setting = {"inferer::overlap": 0.25}
     app = build_app([BUNDLES[names[0]]], weights[:1], tmp_path / "app", ["sample_data.json"], setting, app=fake_app)
     served = json.loads((app / "model" / names[0] / "configs" / "inference.json").read_text())
-    assert served["inferer"]["overlap"] == 0.25 and served["inferer"]["_target_"] == "SlidingWindowInferer"
+    assert served["inferer"]["overlap"] == 0.25 and served["inferer"]["_target_"].endswith("WholeVolumeResidualInferer")
     with pytest.raises(ValueError, match=r"--set inferer::overlap=0.25 does not fit eaanet_brats_mri_segmentation"):
         build_app([BUNDLES[n] for n in names], weights, tmp_path / "app2", ["sample_data.json"], setting, app=fake_app)
     assert not (tmp_path / "app2").exists()
