@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from conftest import bundle_parser
+from ignite.engine import Events
 from monai.inferers import SimpleInferer
 
 from common.bundle.contract import REPO_ROOT
@@ -136,9 +137,13 @@ def test_bf16_training_runs_end_to_end_on_sample_data(tmp_path, sample_root):
     network = workflow.parser.get_parsed_content("network")
     conv_dtypes = set()
     first_conv = next(m for m in network.modules() if isinstance(m, torch.nn.Conv2d))
-    first_conv.register_forward_hook(lambda m, i, o: conv_dtypes.add(o.dtype))
-    workflow.run()
+    # hooked after the first iteration: before it, the training memory check probes the network once in float32
     trainer = workflow.parser.get_parsed_content("train#trainer")
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(once=1),
+        lambda engine: first_conv.register_forward_hook(lambda m, i, o: conv_dtypes.add(o.dtype)),
+    )
+    workflow.run()
     assert conv_dtypes == {torch.bfloat16}
     assert trainer.state.epoch == 1 and torch.isfinite(torch.as_tensor(trainer.state.output[0]["loss"]))
     assert trainer.state.output[0]["pred"].dtype == torch.float32
