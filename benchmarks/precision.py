@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
-from benchmarks.tables import machine_line
+from benchmarks.tables import error_row, machine_line
 from benchmarks.timing import interleaved, machine_description
 from benchmarks.worker import run_worker
 
@@ -224,7 +224,7 @@ def _ratio(entry: dict[str, Any], phase: str, key: str) -> str:
 def precision_row(e: dict[str, Any]) -> str:
     """One network's row of :data:`PRECISION_HEADER`."""
     if "error" in e and "bf16_agreement" not in e:
-        return f"| {e['bundle']} | error: {e['error'].strip().splitlines()[-1][:120]} |" + " |" * 9
+        return error_row(PRECISION_HEADER, e["bundle"], f"error: {e['error'].strip().splitlines()[-1][:120]}")
     a = e["bf16_agreement"]
     compile_s = " / ".join(
         f"{e[p]['compile_s_estimate']:.0f}" if "compile_s_estimate" in e.get(p, {}) else "-"

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from benchmarks.cases import RESULTS_DIR, build_case, bundle_parser, train_step
+from benchmarks.tables import error_row
 from benchmarks.timing import interleaved, machine_description
 from common.workflows.backend import BACKENDS, inference_network
 from common.workflows.precision import AutocastInferer, compiled
@@ -236,7 +237,7 @@ HEADER = [
 
 def _row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"| {r['bundle']} | error: {r['error'][:200]} |" + " |" * 11
+        return error_row(HEADER, r["bundle"], f"error: {r['error'][:200]}")
     e, s = r["eager"], r["shipped"]
     if r["phase"] == "inference":
         outputs = f"max diff {r['max_diff_over_range']:.1e} of range, labels differ {r['labels_differ_fraction']:.1e}"

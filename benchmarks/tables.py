@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks.cases import CASES
 
-__all__ = ["machine_line", "markdown", "table"]
+__all__ = ["error_row", "machine_line", "markdown", "table"]
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -15,6 +15,12 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def error_row(header: list[str], *cells: str) -> str:
+    """A row of the table ``header`` (its title and separator lines) holding ``cells``, the last one the error,
+    and every further column empty."""
+    return "| " + " | ".join(cells) + " |" + " |" * (header[-1].count("---") - len(cells))
 
 
 def _last_line(text: str) -> str:
@@ -56,7 +62,7 @@ DATA_HEADER = [
 
 def _network_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"| {r['bundle']} | {r['size']} | error: {_last_line(r['error'])} |" + " |" * 13
+        return error_row(NETWORK_HEADER, r["bundle"], r["size"], f"error: {_last_line(r['error'])}")
     paper = CASES[r["bundle"]].paper
     reported = [f"{paper[k]} {unit}" for k, unit in (("params_m", "M"), ("gmacs", "G")) if k in paper]
     f, t = r["forward"], r["train_step"]
@@ -82,7 +88,7 @@ def _network_row(r: dict[str, Any]) -> str:
 
 def _volume_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 9
+        return error_row(VOLUME_HEADER, r["bundle"], f"error: {_last_line(r['error'])}")
     inferer = {k: v for k, v in r["inferer"].items() if k != "_target_"}
     target = r["inferer"].get("_target_", "")
     return (
@@ -98,7 +104,7 @@ def _volume_row(r: dict[str, Any]) -> str:
 
 def _data_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"| {r['bundle']} | error: {_last_line(r['error'])} |" + " |" * 6
+        return error_row(DATA_HEADER, r["bundle"], f"error: {_last_line(r['error'])}")
     return (
         f"| {r['bundle']} | {r['sample_data_kind']} | {r['items']} | {r['samples_per_epoch']} "
         f"| {r['plain']['samples_per_s']:.1f} "

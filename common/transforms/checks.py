@@ -369,8 +369,8 @@ class CheckInputd(MapTransform):
         spatial_dims: 2 or 3, the dimensionality of the images the bundle reads.
         channels: accepted channel count(s) of the image.
         label_key: the label key (skipped when an item has no label, e.g. inference).
-        label_values: the label values of the bundle's classes, as stored; None (and no ``label_range``) skips
-            the check.
+        label_values: the label values of the bundle's classes, as stored; None (and no ``value_range`` in
+            ``label_options``) skips the check.
         label_options: the other arguments of :class:`CheckLabelValuesd` (``value_range`` instead of
             ``label_values`` for soft labels, ``tolerance``, ``edge_width``, ``max_off_edge_fraction``,
             ``threshold``).
