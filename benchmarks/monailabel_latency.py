@@ -39,25 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["label_agreement", "main", "measure", "measure_in_process", "own_label", "read_label"]
+from common.demo_figures import load_case
+
+__all__ = ["label_agreement", "main", "measure", "measure_in_process", "own_label"]
 
 _EXT = {".png": 2, ".jpg": 2, ".jpeg": 2, ".nii": 3, ".nii.gz": 3}
 
 
 def _ext(path: Path) -> str:
     return ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix.lower()
-
-
-def read_label(path: Path) -> np.ndarray:
-    """A label file as a viewer reads it: PNG with PIL, NIfTI with nibabel (told by content, not by name)."""
-    if path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image)
-    import nibabel as nib
-
-    return np.asarray(nib.load(str(path)).dataobj)
 
 
 def label_agreement(label: np.ndarray, reference: np.ndarray) -> dict:
@@ -100,7 +90,7 @@ def measure(url: str, model: str, studies: dict[str, Path], repeats: int, labels
             {
                 "bundle": model,
                 "study": study.name,
-                "shape": list(read_label(label).shape),
+                "shape": list(load_case(label).shape),
                 "first_s": round(first, 3),
                 "median_s": round(statistics.median(times), 3) if times else None,
                 "min_s": round(min(times), 3) if times else None,
@@ -143,7 +133,7 @@ def measure_in_process(model_dir: Path, studies: dict[str, Path], labels_dir: Pa
             {
                 "bundle": model_dir.name,
                 "study": study.name,
-                "shape": list(read_label(label).shape),
+                "shape": list(load_case(label).shape),
                 "first_s": round(seconds, 3),
                 "median_s": None,
                 "min_s": None,
@@ -244,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = Path(row["label"])
             reference = Path(args.reference) / "labels" / row["bundle"]
             match = sorted(reference.glob(f"{label.name.split('.')[0]}.*"))
-            row["vs_reference"] = label_agreement(read_label(label), read_label(match[0])) if match else None
+            row["vs_reference"] = label_agreement(load_case(label), load_case(match[0])) if match else None
     machine["load_average_end"] = machine_description()["load_average_1_5_15"]
     result = {"machine": machine, "configs": args.config, "settings": args.settings, "rows": rows}
     (out / "monailabel_latency.json").write_text(json.dumps(result, indent=4) + "\n")

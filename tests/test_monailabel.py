@@ -26,11 +26,12 @@ import pytest
 import torch
 from conftest import REFERENCE_BUNDLE
 
-from benchmarks.monailabel_latency import own_label, read_label
+from benchmarks.monailabel_latency import own_label
 from common.bundle import monailabel
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
 from common.bundle.monailabel import WeightsMismatch, build_app
+from common.demo_figures import load_case
 
 BUNDLES = {p.name: p for p in bundle_dirs()}
 BUNDLES["reference_bundle"] = REFERENCE_BUNDLE
@@ -121,7 +122,7 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
     ext = ".png" if body[:8] == b"\x89PNG\r\n\x1a\n" else ".nii.gz" if body[:2] == b"\x1f\x8b" else ".nii"
     result = tmp_path / f"label{ext}"
     result.write_bytes(body)
-    label = read_label(result)
+    label = load_case(result)
     if study.suffix in (".png", ".jpg"):
         from PIL import Image
 
@@ -142,7 +143,7 @@ def test_infer_returns_the_bundles_label_of_the_study_shape(name: str, server, t
         threads = torch.get_num_threads()
         torch.set_num_threads(SERVER_THREADS)
         try:
-            own = read_label(own_label(app / "model" / name, study, tmp_path / "own"))
+            own = load_case(own_label(app / "model" / name, study, tmp_path / "own"))
         finally:
             torch.set_num_threads(threads)
         assert label.shape == own.shape and np.array_equal(label, own), (
@@ -196,7 +197,7 @@ def test_latency_script_measures_a_study_and_compares_labels(server, tmp_path) -
     [row] = measure(url, "reference_bundle", {image_id: study}, 1, tmp_path / "labels", INFER_TIMEOUT)
     assert row["shape"] == list(nib.load(str(study)).shape[:3]) and row["repeats"] == 1
     assert row["first_s"] > 0 and row["median_s"] == row["min_s"] > 0
-    label = read_label(Path(row["label"]))
+    label = load_case(Path(row["label"]))
     assert label_agreement(label, label)["equal_voxels"] == 1.0
     a, b = np.array([0, 1, 1, 1, 2]), np.array([0, 1, 0, 2, 2])
     assert label_agreement(a, b) == {"dice": {"1": 0.5, "2": 0.666667}, "equal_voxels": 0.6}
