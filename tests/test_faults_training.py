@@ -213,33 +213,18 @@ def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channe
         ("ife_dichotomous_segmentation", "image_size", [16384, 16384]),
     ],
 )
-def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, monkeypatch):
-    import socket
-
-    import torch.distributed as dist
+def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, monkeypatch):
     from conftest import bundle_parser
 
+    from common.bundle.contract import one_process_group
     from common.workflows.training import StepTooLargeError
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for name, value in {
-        "LOCAL_RANK": "0",
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-    }.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    parser = bundle_parser(bundle, "train.json", "multi_gpu_train.json", **{key: size})
-    try:
+    names = ("train.json", "multi_gpu_train.json")
+    with one_process_group(names):
+        parser = bundle_parser(bundle, *names, **{key: size})
         with pytest.raises(Exception) as error:
             parser.get_parsed_content("initialize")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
     cause = error.value
     while cause is not None and not isinstance(cause, StepTooLargeError):
         cause = cause.__cause__ or cause.__context__
