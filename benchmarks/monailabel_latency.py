@@ -39,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.bundle.monailabel import own_label
 from common.demo_figures import load_case
 
-__all__ = ["label_agreement", "main", "measure", "measure_in_process", "own_label"]
+__all__ = ["label_agreement", "main", "measure", "measure_in_process"]
 
 _EXT = {".png": 2, ".jpg": 2, ".jpeg": 2, ".nii": 3, ".nii.gz": 3}
 
@@ -99,23 +100,6 @@ def measure(url: str, model: str, studies: dict[str, Path], repeats: int, labels
             }
         )
     return rows
-
-
-def own_label(model_dir: Path, study: Path, out_dir: Path) -> Path:
-    """The label file that a served model folder's own ``configs/inference.json`` (run by MONAI, no server) writes
-    for ``study`` under ``out_dir``: the label MONAI Label returns for it (``tests/test_monailabel.py``)."""
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=str(model_dir / "configs" / "inference.json"), meta_file=str(model_dir / "configs" / "metadata.json"),
-        logging_file=False, workflow_type="infer", bundle_root=str(model_dir), output_dir=str(out_dir), num_workers=0,
-        datalist=[{"image": str(study)}],
-    )  # fmt: skip
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    (written,) = [p for p in out_dir.rglob("*_seg.*") if p.is_file()]
-    return written
 
 
 def measure_in_process(model_dir: Path, studies: dict[str, Path], labels_dir: Path) -> list:
@@ -185,8 +169,8 @@ def _seeded_weights(bundle: Path, configs: Sequence[str], out: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from benchmarks.timing import machine_description
+    from common.bundle.contract import find_bundle
     from common.bundle.monailabel import build_app, parse_settings, server
-    from common.cli import find_bundle
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.monailabel_latency", description=__doc__.split("\n")[0])
     parser.add_argument("bundles", nargs="+", help="bundle names or prefixes (conresnet, chnet, ...)")

@@ -25,13 +25,12 @@ import time
 import traceback
 from pathlib import Path
 
-from common.bundle.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bundle_dirs
+from common.bundle.contract import CHECKS, REPO_ROOT, BundleContract, ContractError, bundle_dirs, find_bundle
 from common.data import SAMPLE_KINDS, make_sample_data
 from common.data.datalists import DatalistError, describe_datasets, write_datalist
 
 __all__ = [
     "main",
-    "find_bundle",
     "demo",
     "infer",
     "verify",
@@ -46,18 +45,6 @@ __all__ = [
 
 def _step(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def find_bundle(name: str) -> Path:
-    """A bundle by name, by a prefix of its name, or by the path of its folder."""
-    if (Path(name) / "configs").is_dir():
-        return Path(name).resolve()
-    dirs = {p.name: p for p in bundle_dirs()}
-    matches = [p for n, p in dirs.items() if n == name] or [p for n, p in dirs.items() if n.startswith(name)]
-    if len(matches) != 1:
-        known = ", ".join(sorted(dirs)) or "none"
-        raise SystemExit(f"no single bundle matches {name!r}; bundles: {known}")
-    return matches[0]
 
 
 def list_bundles() -> None:

@@ -24,6 +24,16 @@ from common.bundle.contract import REPO_ROOT
 from common.workflows.training import AtomicCheckpointSaver, claim_ckpt_dir, latest_checkpoint, resume_checkpoint
 
 
+def _cause(error: BaseException, kind: type) -> BaseException:
+    """The first exception of type ``kind`` in the chain that led to ``error`` (MONAI wraps a component's own
+    error in "Failed to instantiate ..."); fails the test when there is none."""
+    cause = error
+    while cause is not None and not isinstance(cause, kind):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None, repr(error)
+    return cause
+
+
 def _checkpoint(path: Path, iteration: int) -> Path:
     torch.save({"trainer": {"iteration": iteration, "epoch": 1}, "model": {"w": torch.full((2,), iteration)}}, path)
     return path
@@ -154,10 +164,7 @@ def test_huge_image_size_is_refused_before_any_work_with_the_estimated_memory(tm
     contract = BundleContract(REPO_ROOT / "bundles" / "crosslinknet_covid_ct_segmentation", tmp_path, sample_root)
     with pytest.raises(Exception) as error:
         contract.workflow("train.json", "sample_data.json", **contract.overrides(), image_size=[16384, 16384])
-    cause = error.value
-    while cause is not None and not isinstance(cause, MemoryError):
-        cause = cause.__cause__
-    assert cause is not None, repr(error.value)
+    cause = _cause(error.value, MemoryError)
     assert "image_size [16384, 16384] with batch_size" in str(cause) and "GiB" in str(cause)
     assert "--image_size [8192, 8192]" in str(cause)
     assert not (tmp_path / "models").exists() and not (tmp_path / "eval").exists()  # nothing started
@@ -192,10 +199,7 @@ def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channe
     )
     with pytest.raises(Exception) as error:
         parser.get_parsed_content("initialize")
-    cause = error.value
-    while cause is not None and not isinstance(cause, StepTooLargeError):
-        cause = cause.__cause__ or cause.__context__
-    assert cause is not None, repr(error.value)
+    cause = _cause(error.value, StepTooLargeError)
     assert f"{key} {size} with batch_size {parser['batch_size']} needs " in str(
         cause
     ) and "GiB for a training step" in str(cause)
@@ -213,37 +217,19 @@ def test_each_bundle_refuses_a_huge_size_in_initialize(bundle, key, size, channe
         ("ife_dichotomous_segmentation", "image_size", [16384, 16384]),
     ],
 )
-def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, tmp_path, monkeypatch):
-    import socket
-
-    import torch.distributed as dist
+def test_multi_gpu_initialize_refuses_a_huge_size(bundle, key, size, monkeypatch):
     from conftest import bundle_parser
 
+    from common.bundle.contract import one_process_group
     from common.workflows.training import StepTooLargeError
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for name, value in {
-        "LOCAL_RANK": "0",
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-    }.items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    parser = bundle_parser(bundle, "train.json", "multi_gpu_train.json", **{key: size})
-    try:
+    names = ("train.json", "multi_gpu_train.json")
+    with one_process_group(names):
+        parser = bundle_parser(bundle, *names, **{key: size})
         with pytest.raises(Exception) as error:
             parser.get_parsed_content("initialize")
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    cause = error.value
-    while cause is not None and not isinstance(cause, StepTooLargeError):
-        cause = cause.__cause__ or cause.__context__
-    assert cause is not None, repr(error.value)
+    cause = _cause(error.value, StepTooLargeError)
     assert f"{key} {size} with batch_size" in str(cause)
 
 
@@ -270,10 +256,7 @@ def test_eaanet_refuses_a_step_too_large_at_its_first_batch_before_the_forward(t
 
     with pytest.raises(Exception) as error:
         contract.workflow("train.json", "sample_data.json", before_run=before_run, **contract.overrides())
-    cause = error.value
-    while cause is not None and not isinstance(cause, StepTooLargeError):
-        cause = cause.__cause__ or cause.__context__
-    assert cause is not None, repr(error.value)
+    cause = _cause(error.value, StepTooLargeError)
     assert str(cause).startswith(
         "slices (the volumes' in-plane size padded to divisible_by) [64, 64] with a batch (batch_size x"
         " slices_per_volume) of 8 needs "
@@ -315,10 +298,7 @@ def test_nan_loss_advice_followed_literally_finishes_with_finite_losses(tmp_path
     run = {**contract.overrides(), "batch_size": 1, "max_epochs": 2, "val_interval": 100, "checkpoint_interval": 1}
     with pytest.raises(Exception) as error:
         contract.workflow("train.json", "sample_data.json", **run, learning_rate=1e12)
-    cause = error.value
-    while cause is not None and not isinstance(cause, NonFiniteLossError):
-        cause = cause.__cause__ or cause.__context__
-    assert cause is not None, repr(error.value)
+    cause = _cause(error.value, NonFiniteLossError)
     message = str(cause)
     assert message.startswith("training loss is nan at iteration 3 (epoch 1)"), message
     grown = torch.load(tmp_path / "models" / "checkpoint_checkpoint_iteration=2.pt", weights_only=False)["model"]

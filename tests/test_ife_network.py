@@ -94,3 +94,18 @@ def test_unet_scripts_to_eager_output(spatial_dims, mode):
     scripted = torch.jit.script(net)
     with torch.no_grad():
         assert torch.equal(scripted(x), net(x))
+
+
+@pytest.mark.parametrize("network", [IFEUNet, IFEDeepLabV3Plus])
+def test_mode_and_ratios_are_checked_and_defaulted(network):
+    """Both networks refuse an unknown mode and a ratios that is not two, name themselves in the message, take
+    (0, 0) for mode "none" whatever ratios says, and their own default for ratios=None."""
+    cls = network.__name__
+    with pytest.raises(ValueError, match=f"^{cls}: mode must be one of"):
+        network(mode="sobel")
+    with pytest.raises(ValueError, match=f"^{cls}: ratios must be two proportions, got \\(0.5, 0.5, 0.5\\)"):
+        network(mode="entropy", ratios=(0.5, 0.5, 0.5))
+    small = {"features": (4, 4, 4, 4, 4)} if cls == "IFEUNet" else {"backbone": "resnet18"}
+    assert network(mode="none", ratios=(0.9, 0.9), **small).ratios == (0.0, 0.0)
+    default = IFE_UNET_RATIOS["curvature"] if cls == "IFEUNet" else (0.5, 0.0)
+    assert network(mode="curvature", **small).ratios == tuple(default)

@@ -26,11 +26,10 @@ import pytest
 import torch
 from conftest import REFERENCE_BUNDLE
 
-from benchmarks.monailabel_latency import own_label
 from common.bundle import monailabel
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.bundle.export import load_network
-from common.bundle.monailabel import WeightsMismatch, build_app
+from common.bundle.monailabel import WeightsMismatch, build_app, own_label
 from common.demo_figures import load_case
 
 BUNDLES = {p.name: p for p in bundle_dirs()}

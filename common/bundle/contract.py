@@ -38,13 +38,24 @@ import csv
 import json
 import operator
 import os
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHECKS", "BundleContract", "ContractError", "bundle_dirs", "input_shape", "REPO_ROOT"]
+__all__ = [
+    "CHECKS",
+    "BundleContract",
+    "ContractError",
+    "bundle_dirs",
+    "find_bundle",
+    "free_port",
+    "input_shape",
+    "one_process_group",
+    "REPO_ROOT",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "bundle_metadata.schema.json"
@@ -122,6 +133,18 @@ def bundle_dirs(root: Path | None = None) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "configs").is_dir()) if root.is_dir() else []
 
 
+def find_bundle(name: str) -> Path:
+    """A bundle by name, by a prefix of its name, or by the path of its folder."""
+    if (Path(name) / "configs").is_dir():
+        return Path(name).resolve()
+    dirs = {p.name: p for p in bundle_dirs()}
+    matches = [p for n, p in dirs.items() if n == name] or [p for n, p in dirs.items() if n.startswith(name)]
+    if len(matches) != 1:
+        known = ", ".join(sorted(dirs)) or "none"
+        raise SystemExit(f"no single bundle matches {name!r}; bundles: {known}")
+    return matches[0]
+
+
 def _walk(config: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """Every (id, value) pair of a nested config, ids joined with '#' as MONAI does."""
     yield path, config
@@ -143,23 +166,31 @@ def _causes(error: BaseException) -> str:
     return " <- ".join(messages)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no process listens on now (the kernel's pick for port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
-def _one_process_group(names: tuple[str, ...]) -> Iterator[None]:
+def one_process_group(names: tuple[str, ...]) -> Iterator[None]:
     """For ``multi_gpu_train.json``: the environment of rank 0 of a ``torchrun`` world of one process on this
     machine, so that its ``initialize`` (``init_process_group``) runs in this process; the group is destroyed and
     the environment restored afterwards. Other config sets run as they are."""
     if "multi_gpu_train.json" not in names:
         yield
         return
-    import socket
-
     import ignite.distributed as idist
     import torch.distributed as dist
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env = {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -495,7 +526,7 @@ class BundleContract:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         for workflow_type, names in sets:
             no_weights = self._no_weights(names)
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as ckpt_dir, _one_process_group(names):
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as ckpt_dir, one_process_group(names):
                 overrides = {**self.overrides(), "ckpt_dir": ckpt_dir, "datalist": sample_lists[workflow_type]}
                 workflow = ConfigWorkflow(
                     config_file=[self.config(n) for n in names],

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WeightsMismatch", "build_app", "parse_settings", "sample_app", "server"]
+from common.bundle.contract import free_port
+
+__all__ = ["WeightsMismatch", "build_app", "own_label", "parse_settings", "sample_app", "server"]
 
 _NOT_SERVED = ("models", "eval", "sample_data", "__pycache__")
 _NOT_SIZES = ("inference.json", "train.json", "metadata.json", "evaluate.json", "multi_gpu_train.json")
@@ -212,10 +213,21 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
     return settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def own_label(model_dir: Path, study: Path, out_dir: Path) -> Path:
+    """The label file that a served model folder's own ``configs/inference.json`` (run by MONAI, no server) writes
+    for ``study`` under ``out_dir``: the label MONAI Label must return for it."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=str(model_dir / "configs" / "inference.json"), meta_file=str(model_dir / "configs" / "metadata.json"),
+        logging_file=False, workflow_type="infer", bundle_root=str(model_dir), output_dir=str(out_dir), num_workers=0,
+        datalist=[{"image": str(study)}],
+    )  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    (written,) = [p for p in out_dir.rglob("*_seg.*") if p.is_file()]
+    return written
 
 
 @contextlib.contextmanager
@@ -234,7 +246,7 @@ def server(
     Raises:
         RuntimeError: the server exited, or did not answer within ``timeout`` seconds (the log's tail included).
     """
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies", str(studies),
         "--host", "127.0.0.1", "--port", str(port), "--conf", "models", ",".join(models),

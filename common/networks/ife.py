@@ -318,18 +318,24 @@ class IFE(nn.Module):
         )
 
 
-def _check_mode_ratios(mode: str, ratios: Sequence[float] | None, default: tuple[float, float], name: str):
-    if mode not in _MODES:
-        raise ValueError(f"{name}: mode must be one of {_MODES}, got {mode!r}.")
-    if mode == "none":
-        return (0.0, 0.0)
-    ratios = default if ratios is None else tuple(float(r) for r in ratios)
-    if len(ratios) != 2:
-        raise ValueError(f"{name}: ratios must be two proportions, got {ratios}.")
-    return ratios
+class _IFENetwork(nn.Module):
+    """What the IFE networks share: ``mode`` checked and kept, and the ``ratios`` of their two IFE places, (0, 0)
+    for ``mode="none"`` and ``default`` when ``None``, checked to be two."""
+
+    def __init__(self, mode: str, ratios: Sequence[float] | None, default: tuple[float, float]) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if mode not in _MODES:
+            raise ValueError(f"{name}: mode must be one of {_MODES}, got {mode!r}.")
+        if mode != "none":
+            ratios = default if ratios is None else tuple(float(r) for r in ratios)
+            if len(ratios) != 2:
+                raise ValueError(f"{name}: ratios must be two proportions, got {ratios}.")
+        self.mode = mode
+        self.ratios = (0.0, 0.0) if mode == "none" else ratios
 
 
-class IFEUNet(nn.Module):
+class IFEUNet(_IFENetwork):
     """U-Net (Ronneberger et al. 2015) with IFE on its middle skip connections (Fig. 4 of the IFE paper).
 
     Five levels of two 3x3 conv + BN + ReLU (64, 128, 256, 512, 1024 channels), max-pool down, 2x2 transposed
@@ -357,12 +363,9 @@ class IFEUNet(nn.Module):
         features: Sequence[int] = (64, 128, 256, 512, 1024),
         bins: int = 256,
     ) -> None:
-        super().__init__()
         if len(features) != 5:
             raise ValueError(f"IFEUNet: features must list the channels of 5 levels, got {features}.")
-        ratios = _check_mode_ratios(mode, ratios, IFE_UNET_RATIOS.get(mode, (0.0, 0.0)), "IFEUNet")
-        self.mode = mode
-        self.ratios = ratios
+        super().__init__(mode, ratios, IFE_UNET_RATIOS.get(mode, (0.0, 0.0)))
         f = tuple(features)
         act, norm, bias = ("relu", {"inplace": True}), "batch", True
         self.conv_0 = TwoConv(spatial_dims, in_channels, f[0], act, norm, bias)
@@ -370,8 +373,8 @@ class IFEUNet(nn.Module):
         self.down_2 = Down(spatial_dims, f[1], f[2], act, norm, bias)
         self.down_3 = Down(spatial_dims, f[2], f[3], act, norm, bias)
         self.down_4 = Down(spatial_dims, f[3], f[4], act, norm, bias)
-        self.ife_1 = IFE(spatial_dims, f[1], mode, ratios[0], bins)
-        self.ife_2 = IFE(spatial_dims, f[2], mode, ratios[1], bins)
+        self.ife_1 = IFE(spatial_dims, f[1], mode, self.ratios[0], bins)
+        self.ife_2 = IFE(spatial_dims, f[2], mode, self.ratios[1], bins)
         self.upcat_4 = UpCat(spatial_dims, f[4], f[3], f[3], act, norm, bias)
         self.upcat_3 = UpCat(spatial_dims, f[3], self.ife_2.out_channels, f[2], act, norm, bias)
         self.upcat_2 = UpCat(spatial_dims, f[2], self.ife_1.out_channels, f[1], act, norm, bias)
@@ -391,7 +394,7 @@ class IFEUNet(nn.Module):
         return self.final_conv(u0)
 
 
-class IFEDeepLabV3Plus(nn.Module):
+class IFEDeepLabV3Plus(_IFENetwork):
     """DeepLabV3+ (Chen et al., ECCV 2018) with IFE on its low-level features (Fig. 4 of the IFE paper).
 
     Encoder: a timm ResNet (``backbone``, ResNet-101 as in the release, never pretrained here unless
@@ -424,14 +427,11 @@ class IFEDeepLabV3Plus(nn.Module):
         pretrained_path: str | None = None,
         bins: int = 256,
     ) -> None:
-        super().__init__()
         if spatial_dims != 2:
             raise ValueError(
                 f"IFEDeepLabV3Plus: only spatial_dims=2 is supported (2D ResNet backbone), got {spatial_dims}."
             )
-        ratios = _check_mode_ratios(mode, ratios, (0.5, 0.0), "IFEDeepLabV3Plus")
-        self.mode = mode
-        self.ratios = ratios
+        super().__init__(mode, ratios, (0.5, 0.0))
         kwargs = {"pretrained_cfg_overlay": {"file": pretrained_path}} if pretrained_path else {}
         self.backbone = timm.create_model(
             backbone,
@@ -445,8 +445,8 @@ class IFEDeepLabV3Plus(nn.Module):
         low_channels, high_channels = self.backbone.feature_info.channels()
         self.aspp = ASPP(high_channels, [6, 12, 18], 256)
         self.reduce = nn.Sequential(nn.Conv2d(low_channels, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU())
-        self.ife_low = IFE(2, 48, mode, ratios[0], bins)
-        self.ife_aspp = IFE(2, 256, mode, ratios[1], bins)
+        self.ife_low = IFE(2, 48, mode, self.ratios[0], bins)
+        self.ife_aspp = IFE(2, 256, mode, self.ratios[1], bins)
         decoder_in = self.ife_low.out_channels + self.ife_aspp.out_channels
         self.decoder = nn.Sequential(
             nn.Conv2d(decoder_in, 256, 3, padding=1, bias=False),
