@@ -48,7 +48,7 @@ from common.workflows.backend import BACKENDS, inference_network
 from common.workflows.precision import AutocastInferer, compiled
 from common.workflows.switches import config_switch
 
-__all__ = ["SPEED_CASES", "main", "speed"]
+__all__ = ["SPEED_CASES", "inference_parts", "main", "speed"]
 
 SWITCHES = ("amp_bf16", "compile")
 
@@ -93,17 +93,24 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+def inference_parts(bundle: str, size: str) -> tuple[torch.nn.Module, Any, torch.Tensor]:
+    """``(network, inferer, input)`` of ``bundle``'s inference.json at ``size`` (``"paper"`` or ``"tiny"``): the
+    eval-mode network (seed 0), the inferer and a random input of :data:`SPEED_CASES`' shape (seed 1)."""
+    case = SPEED_CASES[bundle]
+    parser = bundle_parser(bundle, "inference.json", sample_data=size == "tiny", **case.overrides.get(size, {}))
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def").eval()
+    x = torch.rand(case.inputs[size], generator=torch.Generator().manual_seed(1))
+    return net, parser.get_parsed_content("inferer"), x
+
+
 def inference_case(
     bundle: str, size: str, backend: str, repeats: int, warmup: int, infer_with: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Eager fp32 against ``backend`` through the bundle's inferer, with the ``infer_with`` switches on (see the
     module docstring)."""
     case = SPEED_CASES[bundle]
-    parser = bundle_parser(bundle, "inference.json", sample_data=size == "tiny", **case.overrides.get(size, {}))
-    torch.manual_seed(0)
-    net = parser.get_parsed_content("network_def").eval()
-    inferer = parser.get_parsed_content("inferer")
-    x = torch.rand(case.inputs[size], generator=torch.Generator().manual_seed(1))
+    net, inferer, x = inference_parts(bundle, size)
     shipped_net = inference_network(compiled(net, "compile" in infer_with), backend)
     shipped_inferer = AutocastInferer(inferer, "amp_bf16" in infer_with)
 
