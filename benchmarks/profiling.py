@@ -29,7 +29,7 @@ from torch.profiler import profile as torch_profile
 from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
 from benchmarks.timing import interleaved, machine_description, timed
 
-__all__ = ["profile", "module_times", "step_profile", "top_ops"]
+__all__ = ["module_times", "profile", "step_profile", "top_ops"]
 
 
 def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 3) -> dict[str, float]:

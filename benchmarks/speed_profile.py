@@ -97,7 +97,11 @@ def _inference(bundle: str, size: str, steps: int, top: int, session_options: Ma
         options = {"enable_profiling": True, "profile_file_prefix": str(Path(tmp) / "ort"), **session_options}
         ort_net = OnnxRuntimeNetwork(net, session_options=options)
         warm_up: dict[tuple, int] = defaultdict(lambda: 1)  # runs left out per session: its check, the warm-up's
-        hook = ort_net.register_forward_pre_hook(lambda _, a: warm_up.__setitem__(k := _key(a), warm_up[k] + 1))
+
+        def count(_, inputs) -> None:
+            warm_up[_key(inputs)] += 1
+
+        hook = ort_net.register_forward_pre_hook(count)
         with torch.inference_mode():
             inferer(x, ort_net)  # export, session build and check: left out below
             hook.remove()
@@ -161,9 +165,11 @@ def profile_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Operator shares at benchmarks.speed's sizes ({report['size']}, {report['steps']} runs each)",
         "",
-        f"{m['cpu_model']}, {m['logical_cores']} cores, torch threads {m['torch_threads']}, torch {m['torch']}, "
-        f"{m['date_utc']}, load average at start {m['load_average_1_5_15']}. Self CPU time (torch.profiler) or "
-        "kernel time (ONNX Runtime's profiler); shares of each part's total.",
+        (
+            f"{m['cpu_model']}, {m['logical_cores']} cores, torch threads {m['torch_threads']}, torch {m['torch']}, "
+            f"{m['date_utc']}, load average at start {m['load_average_1_5_15']}. Self CPU time (torch.profiler) or "
+            "kernel time (ONNX Runtime's profiler); shares of each part's total."
+        ),
         "",
         "| bundle, part | forward / loss / backward / optimizer | convolution kernels | top operators (share) |",
         "|---|---|---|---|",
