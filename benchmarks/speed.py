@@ -48,7 +48,7 @@ from common.workflows.backend import BACKENDS, inference_network
 from common.workflows.precision import AutocastInferer, compiled
 from common.workflows.switches import config_switch
 
-__all__ = ["SPEED_CASES", "inference_parts", "main", "speed"]
+__all__ = ["SPEED_CASES", "case_arguments", "inference_parts", "main", "speed"]
 
 SWITCHES = ("amp_bf16", "compile")
 
@@ -280,20 +280,26 @@ def speed_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def case_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options of a command over :data:`SPEED_CASES`: ``--bundles``, ``--tiny``, ``--threads``, ``--out`` and
+    ``--name`` (default ``name``)."""
+    parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
+    parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
+    parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
+    parser.add_argument("--out", default=str(RESULTS_DIR))
+    parser.add_argument("--name", default=name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks.speed [--tiny] [--quick] ...`` (see ``--help``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
-    parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
+    case_arguments(parser, "speed")
     parser.add_argument("--quick", action="store_true", help="2 repeats")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="the shipped inference backend")
     parser.add_argument("--train-with", nargs="*", default=[], choices=SWITCHES, help="switches on in training")
     parser.add_argument("--infer-with", nargs="*", default=[], choices=SWITCHES, help="switches on in inference")
-    parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
-    parser.add_argument("--out", default=str(RESULTS_DIR))
-    parser.add_argument("--name", default="speed")
     args = parser.parse_args(argv)
     results = speed(
         args.bundles,

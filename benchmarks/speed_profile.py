@@ -34,7 +34,7 @@ from torch.profiler import profile as torch_profile
 
 from benchmarks.cases import RESULTS_DIR, build_case
 from benchmarks.profiling import step_profile, top_ops
-from benchmarks.speed import SPEED_CASES, inference_parts
+from benchmarks.speed import SPEED_CASES, case_arguments, inference_parts
 from benchmarks.timing import machine_description
 
 __all__ = ["CONVOLUTION", "onnxruntime_op_shares", "speed_profile"]
@@ -189,15 +189,11 @@ def profile_markdown(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks.speed_profile [--tiny] [--bundles ...] [--parts ...]`` (see ``--help``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed_profile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
-    parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
+    case_arguments(parser, "speed_profile")
     parser.add_argument("--parts", nargs="+", default=["train", "inference"], choices=["train", "inference"])
     parser.add_argument("--steps", type=int, default=2, help="profiled runs of each part (after a warm-up)")
     parser.add_argument("--top", type=int, default=8, help="operators listed per part")
     parser.add_argument("--session-options", default="{}", help="JSON: OnnxRuntimeNetwork's session_options")
-    parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
-    parser.add_argument("--out", default=str(RESULTS_DIR))
-    parser.add_argument("--name", default="speed_profile")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
