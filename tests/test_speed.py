@@ -70,3 +70,24 @@ def test_tiny_speed_profile_gives_each_parts_operator_shares(tmp_path):
             and sum(r["self_share"] for r in shares["top_ops"]) <= 1.0 + 1e-9
         )
     assert f"| {bundle}, training step 2x1x64x64 |" in (tmp_path / "speed_profile.md").read_text()
+
+
+def test_speed_passes_session_options_to_the_onnxruntime_backend(tmp_path):
+    spin = {"session.intra_op.allow_spinning": "1"}
+    argv = [
+        "--tiny",
+        "--bundles",
+        "chnet_polyp_segmentation",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main([*argv, "--session-options", json.dumps(spin)]) == 0
+    results = json.loads((tmp_path / "speed.json").read_text())
+    assert results["settings"]["session_options"] == spin
+    inference = next(r for r in results["rows"] if r["phase"] == "inference")
+    assert inference["shipped_path"] == f"backend=onnxruntime, session_options={spin}"
+    assert inference["max_diff_over_range"] <= 1e-4
