@@ -29,7 +29,7 @@ from torch.profiler import profile as torch_profile
 from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
 from benchmarks.timing import interleaved, machine_description, timed
 
-__all__ = ["profile", "module_times"]
+__all__ = ["module_times", "profile", "step_profile", "top_ops"]
 
 
 def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 3) -> dict[str, float]:
@@ -60,7 +60,9 @@ def module_times(net: torch.nn.Module, names: Sequence[str], fn, repeats: int = 
     return {n: sorted(v)[len(v) // 2] for n, v in totals.items()}
 
 
-def _top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The ``top`` operators by self CPU time of a profile over ``steps`` runs (calls and ms per run, share of all
+    self CPU time) and the ms per run of each ``step.*`` range (:func:`benchmarks.cases.train_step`'s parts)."""
     events = prof.key_averages()
     total_self = sum(e.self_cpu_time_total for e in events)
     phases = {e.key[len("step.") :]: e.cpu_time_total / steps / 1e3 for e in events if e.key.startswith("step.")}
@@ -76,6 +78,16 @@ def _top_ops(prof, steps: int, top: int) -> tuple[list[dict[str, Any]], dict[str
         for e in ops[:top]
     ]
     return rows, phases
+
+
+def step_profile(net, loss_fn, optimizer, x, y, steps: int, top: int):
+    """:func:`top_ops` of ``steps`` training steps of ``net`` (train mode) after one warm-up step."""
+    net.train()
+    train_step(net, loss_fn, optimizer, x, y)  # warm-up
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            train_step(net, loss_fn, optimizer, x, y, ranges=True)
+    return top_ops(prof, steps, top)
 
 
 def profile(
@@ -97,12 +109,7 @@ def profile(
 
     for bundle in bundles:
         parser, net, loss_fn, optimizer, x, y = build_case(bundle, size)
-        net.train()
-        train_step(net, loss_fn, optimizer, x, y)  # warm-up
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(steps):
-                train_step(net, loss_fn, optimizer, x, y, ranges=True)
-        rows, phases = _top_ops(prof, steps, top)
+        rows, phases = step_profile(net, loss_fn, optimizer, x, y, steps, top)
         entry: dict[str, Any] = {"input_shape": list(x.shape), "phases_ms": phases, "top_ops": rows}
         entry["findings"] = FINDINGS[bundle](parser, net, loss_fn, optimizer, x, y, size) if bundle in FINDINGS else {}
         report["networks"][bundle] = entry

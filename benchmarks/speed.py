@@ -25,6 +25,7 @@ times; ``python -m benchmarks.harness`` has the paper sizes).
     python -m benchmarks.speed --quick               # 2 repeats
     python -m benchmarks.speed --tiny --out /tmp/s   # seconds
     python -m benchmarks.speed --backend torch --infer-with compile   # another inference candidate
+    python -m benchmarks.speed --session-options '{"session.intra_op.allow_spinning": "1"}'  # ONNX Runtime's spinning
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from common.workflows.backend import BACKENDS, inference_network
 from common.workflows.precision import AutocastInferer, compiled
 from common.workflows.switches import config_switch
 
-__all__ = ["SPEED_CASES", "main", "speed"]
+__all__ = ["SPEED_CASES", "case_arguments", "inference_parts", "main", "speed"]
 
 SWITCHES = ("amp_bf16", "compile")
 
@@ -93,18 +94,32 @@ def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def inference_case(
-    bundle: str, size: str, backend: str, repeats: int, warmup: int, infer_with: Sequence[str] = ()
-) -> dict[str, Any]:
-    """Eager fp32 against ``backend`` through the bundle's inferer, with the ``infer_with`` switches on (see the
-    module docstring)."""
+def inference_parts(bundle: str, size: str) -> tuple[torch.nn.Module, Any, torch.Tensor]:
+    """``(network, inferer, input)`` of ``bundle``'s inference.json at ``size`` (``"paper"`` or ``"tiny"``): the
+    eval-mode network (seed 0), the inferer and a random input of :data:`SPEED_CASES`' shape (seed 1)."""
     case = SPEED_CASES[bundle]
     parser = bundle_parser(bundle, "inference.json", sample_data=size == "tiny", **case.overrides.get(size, {}))
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()
-    inferer = parser.get_parsed_content("inferer")
     x = torch.rand(case.inputs[size], generator=torch.Generator().manual_seed(1))
-    shipped_net = inference_network(compiled(net, "compile" in infer_with), backend)
+    return net, parser.get_parsed_content("inferer"), x
+
+
+def inference_case(
+    bundle: str,
+    size: str,
+    backend: str,
+    repeats: int,
+    warmup: int,
+    infer_with: Sequence[str] = (),
+    session_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Eager fp32 against ``backend`` through the bundle's inferer, with the ``infer_with`` switches on (see the
+    module docstring)."""
+    case = SPEED_CASES[bundle]
+    net, inferer, x = inference_parts(bundle, size)
+    options = {"session_options": session_options} if session_options and backend == "onnxruntime" else {}
+    shipped_net = inference_network(compiled(net, "compile" in infer_with), backend, **options)
     shipped_inferer = AutocastInferer(inferer, "amp_bf16" in infer_with)
 
     def run_eager():
@@ -126,7 +141,9 @@ def inference_case(
         "phase": "inference",
         "input_shape": list(case.inputs[size]),
         "inferer": type(inferer).__name__,
-        "shipped_path": ", ".join([f"backend={backend}", *(f"{k}=true" for k in infer_with)]),
+        "shipped_path": ", ".join(
+            [f"backend={backend}", *(f"{k}=true" for k in infer_with), *(f"{k}={v}" for k, v in options.items())]
+        ),
         "shipped_first_call": first,
         "sessions": len(getattr(shipped_net, "sessions", {})),
         "max_diff_over_range": float((shipped - eager).abs().max()) / scale,
@@ -186,6 +203,7 @@ def speed(
     threads: int | None = None,
     out: str | os.PathLike = RESULTS_DIR,
     name: str = "speed",
+    session_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every comparison; write ``<out>/<name>.json`` and ``.md`` after each. Returns the results."""
     bundles = list(bundles or SPEED_CASES)
@@ -201,6 +219,7 @@ def speed(
             "backend": backend,
             "train_with": list(train_with),
             "infer_with": list(infer_with),
+            "session_options": dict(session_options or {}),
             "repeats": repeats,
             "warmup": warmup,
             "argv": sys.argv[1:],
@@ -214,7 +233,7 @@ def speed(
 
     for bundle in bundles:
         for fn in (
-            lambda: inference_case(bundle, size, backend, repeats, warmup, infer_with),
+            lambda: inference_case(bundle, size, backend, repeats, warmup, infer_with, session_options),
             lambda: train_case(bundle, size, _switches(bundle, train_with), repeats, warmup),
         ):
             try:
@@ -273,20 +292,29 @@ def speed_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def case_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options of a command over :data:`SPEED_CASES`: ``--bundles``, ``--tiny``, ``--threads``, ``--out`` and
+    ``--name`` (default ``name``)."""
+    parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
+    parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
+    parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
+    parser.add_argument("--out", default=str(RESULTS_DIR))
+    parser.add_argument("--name", default=name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks.speed [--tiny] [--quick] ...`` (see ``--help``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
-    parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
+    case_arguments(parser, "speed")
     parser.add_argument("--quick", action="store_true", help="2 repeats")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="the shipped inference backend")
     parser.add_argument("--train-with", nargs="*", default=[], choices=SWITCHES, help="switches on in training")
     parser.add_argument("--infer-with", nargs="*", default=[], choices=SWITCHES, help="switches on in inference")
-    parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
-    parser.add_argument("--out", default=str(RESULTS_DIR))
-    parser.add_argument("--name", default="speed")
+    parser.add_argument(
+        "--session-options", default="{}", help="JSON: OnnxRuntimeNetwork's session_options over the backend's own"
+    )
     args = parser.parse_args(argv)
     results = speed(
         args.bundles,
@@ -299,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.threads,
         args.out,
         args.name,
+        json.loads(args.session_options),
     )
     print(speed_markdown(results))
     return 1 if any("error" in r for r in results["rows"]) else 0

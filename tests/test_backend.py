@@ -133,3 +133,28 @@ def test_conresnet_export_falls_back_to_dynamo_without_printing_its_graph(capfd,
     out = capfd.readouterr().out
     assert exporter == "dynamo" and (tmp_path / "net.onnx").stat().st_size > 0
     assert "Torch IR graph" not in out and "graph(" not in out, out[:500]
+
+
+def test_session_options_are_set_on_every_session():
+    """``session_options`` set ``onnxruntime.SessionOptions`` attributes (enums by name) and config entries."""
+    net = OnnxRuntimeNetwork(
+        torch.nn.Conv2d(1, 2, 3),
+        session_options={
+            "execution_mode": "ORT_PARALLEL",
+            "enable_mem_pattern": False,
+            "session.use_env_allocators": 1,
+        },
+    )
+    options = net.options()
+    assert str(options.execution_mode) == "ExecutionMode.ORT_PARALLEL" and options.enable_mem_pattern is False
+    assert options.get_session_config_entry("session.use_env_allocators") == "1"
+    assert options.intra_op_num_threads == torch.get_num_threads() and options.inter_op_num_threads == 1
+    # idle ONNX Runtime threads do not spin on the cores PyTorch's threads share with them, unless asked to
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = OnnxRuntimeNetwork(net.network, session_options={"session.intra_op.allow_spinning": "1"}).options()
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(net(x), net.network(x), atol=1e-5)
+    with pytest.raises(ValueError, match="SessionOptions has no attribute 'intra_threads'"):
+        OnnxRuntimeNetwork(net.network, session_options={"intra_threads": 2}).options()

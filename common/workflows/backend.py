@@ -16,6 +16,11 @@ keeps the session for the rest of the process: one export per distinct input sha
 at most two: full and last batch). That first call is the warm-up cost (``python -m benchmarks.speed`` states
 it). ONNX Runtime uses as many threads as PyTorch (``torch.get_num_threads()``). ``amp_bf16`` does not apply to
 it (the graph runs in float32) and ``compile`` cannot be combined with it.
+
+ONNX Runtime's idle intra-op threads do not spin (``session.intra_op.allow_spinning = 0``): the inferer's own work
+between network calls (window aggregation, pre- and post-processing) runs in PyTorch's threads on the same cores,
+and spinning ONNX Runtime threads slowed it (and ONNX Runtime itself) on a 2-core CPU (``benchmarks/README.md``).
+``session_options`` sets any other ``onnxruntime.SessionOptions`` attribute or config entry.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import re
 import sys
 import tempfile
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -130,12 +136,23 @@ class OnnxRuntimeNetwork(torch.nn.Module):
         rtol: the largest difference from the eager output allowed at the check of each new session, as a
             fraction of the eager output's range (max - min).
         opset: the ONNX opset of the export.
+        session_options: attributes of ``onnxruntime.SessionOptions`` to set on every session, over the defaults
+            below (e.g. ``{"enable_profiling": True}``); an enum value may be given by its name
+            (``{"execution_mode": "ORT_PARALLEL"}``), and a key with a dot is a session config entry
+            (``{"session.intra_op.allow_spinning": "0"}``).
     """
 
-    def __init__(self, network: torch.nn.Module, rtol: float = 1e-3, opset: int = 18) -> None:
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        rtol: float = 1e-3,
+        opset: int = 18,
+        session_options: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.ort = onnxruntime()
         self.network, self.rtol, self.opset = network, rtol, opset
+        self.session_options = dict(session_options or {})
         self.sessions: dict[tuple[tuple[int, ...], ...], Any] = {}
         self.exporters: dict[tuple[tuple[int, ...], ...], str] = {}
 
@@ -155,9 +172,7 @@ class OnnxRuntimeNetwork(torch.nn.Module):
             raise OnnxExportError(
                 f"{type(net).__name__} returns {type(expected).__name__} in eval mode; ONNX Runtime needs one tensor"
             )
-        options = self.ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
+        options = self.options()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "network.onnx"
             exporter = export_network(net, inputs, path, self.opset)
@@ -174,6 +189,25 @@ class OnnxRuntimeNetwork(torch.nn.Module):
             )
         self.exporters[tuple(tuple(x.shape) for x in inputs)] = exporter
         return session
+
+    def options(self) -> Any:
+        """The ``SessionOptions`` of a new session: as many intra-op threads as PyTorch, one inter-op thread, no
+        spinning of idle intra-op threads (see the module docstring), then :attr:`session_options`."""
+        options = self.ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for key, value in self.session_options.items():
+            if "." in key:
+                options.add_session_config_entry(key, str(value))
+                continue
+            if not hasattr(options, key):
+                raise ValueError(f"session_options: onnxruntime.SessionOptions has no attribute {key!r}")
+            current = getattr(options, key)
+            if isinstance(value, str) and not isinstance(current, str):  # an enum member by its name
+                value = getattr(type(current), value)
+            setattr(options, key, value)
+        return options
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
         inputs = (x, *more)
