@@ -105,7 +105,8 @@ class RelativeVolumeDifferenceMetric(_OverlapMetric):
 
     def _score(self, tp, fp, fn):
         reference = tp + fn
-        rvd = 100 * ((tp + fp) / reference.clamp_min(1) - 1).abs()
+        # (V_pred - V_ref) / V_ref = (FP - FN) / (TP + FN): no cancellation of a ratio near 1 in float32
+        rvd = 100 * (fp - fn).abs() / reference.clamp_min(1)
         return torch.where(reference > 0, rvd, torch.full_like(rvd, float("nan")))
 
 
