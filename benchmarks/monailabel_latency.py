@@ -145,12 +145,13 @@ def _sample_studies(bundles: Sequence[Path], folder: Path) -> dict[str, dict[str
     return studies
 
 
-def _studies_of_dimension(folder: Path, bundles: Sequence[Path]) -> dict[str, dict[str, Path]]:
-    """Every study in ``folder`` for each bundle of its dimension (NIfTI 3D, PNG/JPG 2D): bundle -> {id: file}."""
+def _studies_of_dimension(folder: Path, bundles: Sequence[Path], work: Path) -> dict[str, dict[str, Path]]:
+    """Every study in ``folder`` of each bundle's kind: NIfTI volumes where the bundle's sample data has volumes
+    (EAA-Net too, whose network sees 2D slices), PNG/JPG where it has images: bundle -> {id: file}."""
+    samples = _sample_studies(bundles, work)
     studies = {}
     for bundle in bundles:
-        meta = json.loads((bundle / "configs" / "metadata.json").read_text())["network_data_format"]
-        dims = len(meta["inputs"]["image"]["spatial_shape"])
+        dims = _EXT[_ext(next(iter(samples[bundle.name].values())))]
         studies[bundle.name] = {p.name[: -len(_ext(p))]: p for p in folder.iterdir() if _EXT.get(_ext(p)) == dims}
     return studies
 
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         weights = [_seeded_weights(b, args.config, out / "weights") for b in bundles]
     if args.studies:
         studies = Path(args.studies).resolve()
-        per_bundle = _studies_of_dimension(studies, bundles)
+        per_bundle = _studies_of_dimension(studies, bundles, out / "sample_studies")
     else:
         studies = out / "studies"
         per_bundle = _sample_studies(bundles, studies)

@@ -200,3 +200,21 @@ def test_latency_script_measures_a_study_and_compares_labels(server, tmp_path) -
     assert label_agreement(label, label)["equal_voxels"] == 1.0
     a, b = np.array([0, 1, 1, 1, 2]), np.array([0, 1, 0, 2, 2])
     assert label_agreement(a, b) == {"dice": {"1": 0.5, "2": 0.666667}, "equal_voxels": 0.6}
+
+
+def test_latency_script_gives_each_bundle_the_studies_of_its_sample_data_kind(tmp_path) -> None:
+    """``--studies``: EAA-Net, whose network sees 2D slices, gets the NIfTI volume, Crosslink-Net the PNG image
+    (the kind of each bundle's sample data, not the network's input dimension)."""
+    from benchmarks.monailabel_latency import _studies_of_dimension
+    from common.bundle.contract import find_bundle
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "brain.nii.gz").write_bytes(b"")
+    (folder / "slice.png").write_bytes(b"")
+    eaanet, crosslinknet = find_bundle("eaanet"), find_bundle("crosslinknet")
+    studies = _studies_of_dimension(folder, [eaanet, crosslinknet], tmp_path / "work")
+    assert studies == {
+        eaanet.name: {"brain": folder / "brain.nii.gz"},
+        crosslinknet.name: {"slice": folder / "slice.png"},
+    }
