@@ -34,3 +34,25 @@ def test_rvd_and_conformity_match_medpy(index):
     dsc = medpy_binary.dc(pred, label)
     con = ConformityMetric()(p, g).item()
     assert con == pytest.approx((3 * dsc - 2) / dsc, rel=1e-5, abs=1e-9)
+
+
+def _with_empty_cases():
+    yield from _cases()
+    full = next(iter(_cases()))[1]
+    empty = np.zeros_like(full)
+    yield from ((empty, full), (full, empty), (empty, empty))
+
+
+@pytest.mark.parametrize("index", range(11))
+def test_f1_matches_scikit_learn_fbeta(index):
+    """F1 (beta^2 = 0.3) equals scikit-learn's ``fbeta_score`` with beta = sqrt(0.3) on the binary masks; with an
+    empty label, an empty prediction or both, scikit-learn's ``zero_division=0`` gives 0, as ours."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    from common.metrics.ife import FMeasureMetric
+
+    pred, label = list(_with_empty_cases())[index]
+    p = torch.from_numpy(pred)[None, None].float()
+    g = torch.from_numpy(label)[None, None].float()
+    ours = FMeasureMetric()(p, g).item()
+    reference = metrics.fbeta_score(label.ravel(), pred.ravel(), beta=0.3**0.5, zero_division=0)
+    assert ours == pytest.approx(reference, rel=1e-5, abs=1e-9)
