@@ -8,7 +8,7 @@ import torch
 
 medpy_binary = pytest.importorskip("medpy.metric.binary")
 
-from common.metrics.ife import ConformityMetric, RelativeVolumeDifferenceMetric  # noqa: E402
+from common.metrics.ife import ConformityMetric, RelativeVolumeDifferenceMetric
 
 
 def _cases():
