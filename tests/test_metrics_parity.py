@@ -18,6 +18,7 @@ from monai.data import MetaTensor
 from monai.metrics import (
     ConfusionMatrixMetric,
     DiceMetric,
+    MeanIoU,
     compute_average_surface_distance,
     compute_confusion_matrix_metric,
     compute_hausdorff_distance,
@@ -336,3 +337,20 @@ def test_dice_sensitivity_specificity_equal_medpy(pred, label):
     counts = ConfusionMatrixMetric(include_background=True)(batch(pred), batch(label))  # the case's, before a mean
     ours = [compute_confusion_matrix_metric(name, counts).item() for name in ("sensitivity", "specificity")]
     assert ours == pytest.approx(list(reference[1:]), rel=1e-6, nan_ok=True)
+
+
+@pytest.mark.parametrize("pred, label", _overlap_cases())
+def test_iou_and_precision_equal_medpy(pred, label):
+    """CHNet's IoU (MONAI's ``MeanIoU`` with ``ignore_empty=False``) equals medpy's ``jc``, one empty mask included
+    (0) and both empty (1 in both). Precision (MONAI's ``ConfusionMatrixMetric``) equals medpy's ``precision``,
+    NaN for an empty prediction in both."""
+    batch = lambda mask: torch.as_tensor(mask)[None, None].float()  # noqa: E731
+    iou = MeanIoU(include_background=True, ignore_empty=False)(batch(pred), batch(label)).item()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # medpy's 0 / 0
+        jaccard, precision = binary.jc(pred, label), binary.precision(pred, label)
+    assert iou == pytest.approx(jaccard, rel=1e-6)
+    counts = ConfusionMatrixMetric(include_background=True)(batch(pred), batch(label))
+    assert compute_confusion_matrix_metric("precision", counts).item() == pytest.approx(
+        precision, rel=1e-6, nan_ok=True
+    )
