@@ -293,13 +293,19 @@ def speed_markdown(results: dict[str, Any]) -> str:
 
 
 def case_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    """The options of a command over :data:`SPEED_CASES`: ``--bundles``, ``--tiny``, ``--threads``, ``--out`` and
-    ``--name`` (default ``name``)."""
+    """The options of a command over :data:`SPEED_CASES`: ``--bundles``, ``--tiny``, ``--threads``,
+    ``--session-options`` (JSON, parsed), ``--out`` and ``--name`` (default ``name``)."""
     parser.add_argument("--bundles", nargs="+", default=None, choices=list(SPEED_CASES))
     parser.add_argument("--tiny", action="store_true", help="sample-data widths and inputs (seconds; for tests)")
     parser.add_argument("--threads", type=int, default=None, help="torch (and ONNX Runtime) threads")
     parser.add_argument("--out", default=str(RESULTS_DIR))
     parser.add_argument("--name", default=name)
+    parser.add_argument(
+        "--session-options",
+        type=json.loads,
+        default={},
+        help="JSON: OnnxRuntimeNetwork's session_options over the backend's own",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,9 +318,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="the shipped inference backend")
     parser.add_argument("--train-with", nargs="*", default=[], choices=SWITCHES, help="switches on in training")
     parser.add_argument("--infer-with", nargs="*", default=[], choices=SWITCHES, help="switches on in inference")
-    parser.add_argument(
-        "--session-options", default="{}", help="JSON: OnnxRuntimeNetwork's session_options over the backend's own"
-    )
     args = parser.parse_args(argv)
     results = speed(
         args.bundles,
@@ -327,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.threads,
         args.out,
         args.name,
-        json.loads(args.session_options),
+        args.session_options,
     )
     print(speed_markdown(results))
     return 1 if any("error" in r for r in results["rows"]) else 0

@@ -73,10 +73,6 @@ def onnxruntime_op_shares(profile_file: str | Path, skip_runs: int = 1, steps: i
     return sorted(rows, key=lambda r: r["self_ms_per_step"], reverse=True)
 
 
-def _key(inputs: tuple[torch.Tensor, ...]) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(t.shape) for t in inputs)  # OnnxRuntimeNetwork's session key
-
-
 def _train(bundle: str, size: str, steps: int, top: int) -> dict[str, Any]:
     _, net, loss_fn, optimizer, x, y = build_case(bundle, SPEED_CASES[bundle].train[size])
     rows, phases = step_profile(net, loss_fn, optimizer, x, y, steps, top=10**6)
@@ -99,7 +95,7 @@ def _inference(bundle: str, size: str, steps: int, top: int, session_options: Ma
         warm_up: dict[tuple, int] = defaultdict(lambda: 1)  # runs left out per session: its check, the warm-up's
 
         def count(_, inputs) -> None:
-            warm_up[_key(inputs)] += 1
+            warm_up[ort_net.session_key(inputs)] += 1
 
         hook = ort_net.register_forward_pre_hook(count)
         with torch.inference_mode():
@@ -193,7 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["train", "inference"], choices=["train", "inference"])
     parser.add_argument("--steps", type=int, default=2, help="profiled runs of each part (after a warm-up)")
     parser.add_argument("--top", type=int, default=8, help="operators listed per part")
-    parser.add_argument("--session-options", default="{}", help="JSON: OnnxRuntimeNetwork's session_options")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -203,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.parts,
         args.steps,
         args.top,
-        json.loads(args.session_options),
+        args.session_options,
         args.out,
         args.name,
     )

@@ -156,6 +156,11 @@ class OnnxRuntimeNetwork(torch.nn.Module):
         self.sessions: dict[tuple[tuple[int, ...], ...], Any] = {}
         self.exporters: dict[tuple[tuple[int, ...], ...], str] = {}
 
+    @staticmethod
+    def session_key(inputs: tuple[torch.Tensor, ...]) -> tuple[tuple[int, ...], ...]:
+        """The key of :attr:`sessions` and :attr:`exporters` for a call's positional tensors: their shapes."""
+        return tuple(tuple(t.shape) for t in inputs)
+
     def _session(self, inputs: tuple[torch.Tensor, ...]):
         """Export at the inputs' shapes, build the session and check it against eager on ``inputs``."""
         net = self.network.eval()
@@ -187,7 +192,7 @@ class OnnxRuntimeNetwork(torch.nn.Module):
                 f" {tuple(expected.shape)} by {diff:.3g} (more than {self.rtol:g} of the output range {scale:.3g},"
                 f" {exporter} exporter); run with --backend torch"
             )
-        self.exporters[tuple(tuple(x.shape) for x in inputs)] = exporter
+        self.exporters[self.session_key(inputs)] = exporter
         return session
 
     def options(self) -> Any:
@@ -211,7 +216,7 @@ class OnnxRuntimeNetwork(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
         inputs = (x, *more)
-        key = tuple(tuple(t.shape) for t in inputs)
+        key = self.session_key(inputs)
         if key not in self.sessions:
             self.sessions[key] = self._session(inputs)
         out = _run(self.sessions[key], tuple(_plain(t) for t in inputs)).to(x.device)
