@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from monai.metrics import get_confusion_matrix
 from monai.utils import MetricReduction
+from scipy.ndimage import binary_dilation, binary_erosion, generate_binary_structure
 from skimage.measure import label
-from skimage.morphology import diamond, dilation, disk, erosion, skeletonize
+from skimage.morphology import skeletonize
 
 from .cumulative import ReducedCumulativeMetric
 
@@ -136,17 +137,10 @@ class FMeasureMetric(_OverlapMetric):
 # ----------------------------------------------------------------------------------------------------------------
 # Human correction efforts (HCE), Qin et al., ECCV 2022
 # ----------------------------------------------------------------------------------------------------------------
-_CROSS = disk(1)  # the 4-neighbourhood
+_CROSS = generate_binary_structure(2, 1)  # the 4-neighbourhood
 # the 8 neighbours (row, col) clockwise on screen (rows down), starting at the left one
 _CLOCKWISE = ((0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1))
 _DIRECTION = {step: k for k, step in enumerate(_CLOCKWISE)}
-
-
-def _grow_within(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
-    """``steps`` dilations of ``seed`` by the 4-neighbourhood, each one cut back to ``allowed``."""
-    for _ in range(steps):
-        seed = dilation(seed, _CROSS, mode="ignore") & allowed
-    return seed
 
 
 def _follow_border(f: np.ndarray, i: int, j: int, outside: tuple[int, int], nbd: int) -> list[tuple[int, int]]:
@@ -205,12 +199,14 @@ def trace_borders(mask: np.ndarray) -> list[np.ndarray]:
     nbd = 1
     for i in range(1, h + 1):
         row, lnbd, j = f[i], 1, 0
+        ahead = None
         while True:  # the row's possible starts and the pixels already marked (they update LNBD)
-            rest = row[j + 1 :]
-            ahead = np.flatnonzero(starts[i, j + 1 :] | ((rest != 0) & (rest != 1)))
-            if ahead.size == 0:
+            if ahead is None:  # at the row's start and after each border, the one step that changes the row
+                ahead = np.flatnonzero(starts[i] | ((row != 0) & (row != 1)))
+                k = int(np.searchsorted(ahead, j, side="right"))
+            if k == ahead.size:
                 break
-            j += 1 + int(ahead[0])
+            j, k = int(ahead[k]), k + 1
             outside = None
             if row[j] == 1 and row[j - 1] == 0:
                 outside, hole = (i, j - 1), False
@@ -224,6 +220,7 @@ def trace_borders(mask: np.ndarray) -> list[np.ndarray]:
                 is_hole[nbd], parent[nbd], children[nbd] = hole, up, []
                 children[up].append(nbd)
                 borders[nbd] = _follow_border(f, i, j, outside, nbd)
+                ahead = None
             if row[j] != 1:
                 lnbd = abs(int(row[j]))
     ordered, stack = [], list(children[1])
@@ -306,7 +303,7 @@ def _boundary_chains(error: np.ndarray, target: np.ndarray) -> tuple[list[np.nda
     is an 8-neighbour of the start of its first, the first chain, reversed, is appended to the last (the DIS
     script's rule).
     """
-    near = dilation(target, _CROSS, mode="ignore")
+    near = binary_dilation(target, _CROSS)
     regions, count = label(error, connectivity=2, return_num=True)
     taken = np.zeros(error.shape, dtype=bool)
     touched: set[int] = set()
@@ -343,11 +340,13 @@ def human_correction_efforts(
     """
     pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
     tp, fp, fn = pred & gt, pred & ~gt, gt & ~pred
-    # relaxation: keep the errors that reach gamma pixels into the union of prediction and label (erosion by the
-    # diamond of radius gamma = gamma erosions by the 4-neighbourhood), regrown by gamma steps on their own side
-    core = erosion(pred | gt, diamond(gamma), mode="ignore")  # outside the image does not erode
-    fp_kept = _grow_within(fp & core, ~gt, gamma) & fp
-    fn_kept = _grow_within(fn & core, ~pred, gamma) & fn
+    # relaxation: keep the errors that reach gamma pixels into the union of prediction and label (gamma erosions by
+    # the 4-neighbourhood, outside the image not eroding; scipy repeats iterations=0 to convergence, hence the guard),
+    # regrown by gamma 4-neighbour steps, each one kept within the error's own side of the label (with gamma 0 the
+    # seed is the whole error and regrowing it changes nothing)
+    core = binary_erosion(pred | gt, _CROSS, iterations=gamma, border_value=1) if gamma else pred | gt
+    fp_kept = binary_dilation(fp & core, _CROSS, iterations=gamma, mask=~gt) & fp
+    fn_kept = binary_dilation(fn & core, _CROSS, iterations=gamma, mask=~pred) & fn
     fn_kept |= skeletonize(gt) & ~pred  # a missed thin structure always counts
     fp_vertices, fp_regions = _correction_count(fp_kept, tp | fn_kept, epsilon)
     fn_vertices, fn_regions = _correction_count(fn_kept, ~(tp | fp_kept | fn_kept), epsilon)
