@@ -43,6 +43,8 @@ RUNS = [
     ("conresnet_brats_mri_segmentation", "pancreas_ct"),
     ("crosslinknet_covid_ct_segmentation", None),
     ("crosslinknet_covid_ct_segmentation", "kits19"),
+    ("crosslinknet_covid_ct_segmentation", "cardiac_mr"),
+    ("crosslinknet_covid_ct_segmentation", "covid19_multiclass"),
     ("eaanet_brats_mri_segmentation", None),
     ("eaanet_brats_mri_segmentation", "covid19_ct"),
     ("ife_dichotomous_segmentation", None),
@@ -184,19 +186,20 @@ def _empty_rule(metric, pred, label, spacing) -> float:
     return _diagonal(pred.shape, spacing) if penalty == "diagonal" else penalty
 
 
-LAYOUT = {  # (output channels, whether channel 0 is a background the bundle's metrics leave out)
+LAYOUT = {  # (output channels, whether channel 0 is a background the metrics leave out), by bundle or override
     "chnet_polyp_segmentation": (1, False),
     "conresnet_brats_mri_segmentation": (3, False),
     "crosslinknet_covid_ct_segmentation": (1, False),
     "eaanet_brats_mri_segmentation": (2, True),
     "ife_dichotomous_segmentation": (1, False),
+    **dict.fromkeys(("kits19", "cardiac_mr", "covid19_multiclass"), (3, True)),  # Crosslink-Net's multi-class overrides
 }
 
 
 def _channels(bundle, override, foreground: np.ndarray) -> np.ndarray:
     """The case in the bundle's channel layout: every foreground channel holds it, a background channel its
-    complement (the multi-class Crosslink-Net override: 3 channels, background first)."""
-    channels, has_background = (3, True) if override == "kits19" else LAYOUT[bundle]
+    complement (the multi-class Crosslink-Net overrides: 3 channels, background first)."""
+    channels, has_background = LAYOUT.get(override, LAYOUT[bundle])
     stack = [1 - foreground.astype(np.float32)] if has_background else []
     return np.stack(stack + [foreground.astype(np.float32)] * (channels - len(stack)))
 
