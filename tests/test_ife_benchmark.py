@@ -34,3 +34,21 @@ def test_previous_scores_are_the_same_function():
     x = torch.randn(2, 6, 12, 13, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(previous_entropy_score(x), entropy_score(x), rtol=0, atol=2**-29)
     assert torch.allclose(previous_curvature_score(x).double(), curvature_score(x), rtol=1e-5)
+
+
+def test_hce_benchmark_tiny_run(tmp_path):
+    """``python -m benchmarks.ife_hce`` on two 48 x 48 pairs: the HCE it reports is the metric's, every metric of
+    evaluate.json is timed, and OpenCV's column appears only where ``cv2`` imports."""
+    from benchmarks import ife_hce
+    from common.metrics.ife import human_correction_efforts
+
+    out = tmp_path / "hce.json"
+    results = ife_hce.main(["--sizes", "48", "--pairs", "2", "--repeats", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    row = results["sizes"]["48"]
+    assert row["hce"] == [sum(human_correction_efforts(*ife_hce.mask_pair(48, seed))) for seed in range(2)]
+    assert max(row["hce"]) > 0
+    evaluate = json.loads((ife_hce.CONFIGS / "evaluate.json").read_text())
+    names = {*evaluate["validate#key_metric"], *evaluate["validate#additional_metrics"]}
+    assert set(row["metrics_cpu_s"]) == names and 0 < row["hce_share_of_metrics"] < 1
+    assert ("opencv" in row) == (results["opencv"] is not None)
