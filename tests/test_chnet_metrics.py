@@ -134,3 +134,14 @@ def test_volume_is_scored_slice_by_slice():
     metric = SMeasure()
     metric(torch.as_tensor(pred, dtype=torch.float32)[None, None], torch.as_tensor(np.stack([gt, gt], -1))[None, None])
     assert metric.aggregate().item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_paper_size_perfect_and_inverted_maps():
+    # 352 x 352 with a small object off-centre: the regions away from it hold no foreground and a constant map,
+    # whose SSIM is 1 only if their variances come out exactly 0 (no cancellation in the region sums)
+    gt = np.zeros((352, 352))
+    gt[40:71, 290:330] = 1
+    gt[60, 280:290] = 1
+    for metric in (SMeasure, WeightedFMeasure):
+        assert score(metric(), gt, gt) == pytest.approx(1.0, abs=1e-6)
+        assert score(metric(), 1 - gt, gt) == pytest.approx(0.0, abs=1e-6)
