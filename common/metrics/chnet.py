@@ -269,7 +269,8 @@ class WeightedFMeasure(_ForegroundMapMetric):
         scores = torch.zeros(maps.shape[0], dtype=torch.float64, device=maps.device)
         has_label = gts.any(dim=2).any(dim=1)
         if has_label.any():
-            scores[has_label] = self._weighted_f(maps[has_label], gts[has_label])
+            pred, gt = (maps, gts) if has_label.all() else (maps[has_label], gts[has_label])
+            scores[has_label] = self._weighted_f(pred, gt)
         return scores
 
     def _smooth(self, x: torch.Tensor) -> torch.Tensor:
