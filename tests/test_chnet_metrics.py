@@ -134,3 +134,34 @@ def test_volume_is_scored_slice_by_slice():
     metric = SMeasure()
     metric(torch.as_tensor(pred, dtype=torch.float32)[None, None], torch.as_tensor(np.stack([gt, gt], -1))[None, None])
     assert metric.aggregate().item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_paper_size_regions_without_foreground_score_one():
+    # 352 x 352, two blocks on a diagonal: the split at the centroid leaves two regions with neither foreground nor
+    # prediction, whose SSIM is 1 only if their means and variances come out exactly 0 (region sums taken as
+    # differences of 2D running sums leave ~1e-12 there and scored 0.765 instead of 0.895); the other two hold
+    # x = c y + d (1 - y), whose SSIM is 4 mean_x mean_y (c - d) / ((mean_x^2 + mean_y^2) (1 + (c - d)^2))
+    gt = np.zeros((352, 352), dtype=bool)
+    gt[40:71, 290:330] = True
+    gt[250:273, 20:57] = True
+    rows, cols = np.nonzero(gt)
+    top, left = int(np.round(rows.mean())) + 1, int(np.round(cols.mean())) + 1
+    pred = np.zeros((352, 352))
+    region = 0.0
+    for r, c, fg, bg in ((slice(0, top), slice(left, None), 0.7, 0.05), (slice(top, None), slice(0, left), 0.3, 0.02)):
+        pred[r, c] = np.where(gt[r, c], fg, bg)
+        y = gt[r, c].mean()
+        x = fg * y + bg * (1 - y)
+        region += gt[r, c].size / gt.size * 4 * x * y * (fg - bg) / ((x**2 + y**2) * (1 + (fg - bg) ** 2))
+    assert not gt[:top, :left].any() and not gt[top:, left:].any()
+    region += (top * left + (352 - top) * (352 - left)) / gt.size  # the regions without foreground: SSIM 1
+    u = gt.mean()
+    inside, outside = pred[gt], 1 - pred[~gt]
+    objects = sum(
+        share * 2 * v.mean() / (v.mean() ** 2 + 1 + v.std(ddof=1)) for share, v in ((u, inside), (1 - u, outside))
+    )
+    metric = SMeasure(raw_probabilities=True)
+    metric(torch.as_tensor(pred)[None, None], torch.as_tensor(gt, dtype=torch.float64)[None, None])  # float64 maps
+    assert metric.aggregate().item() == pytest.approx(0.5 * objects + 0.5 * region, rel=1e-6)
+    for kind in (SMeasure, WeightedFMeasure):
+        assert score(kind(), gt, gt) == pytest.approx(1.0, abs=1e-6)

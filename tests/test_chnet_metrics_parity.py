@@ -99,3 +99,21 @@ def test_centroid_on_the_last_row_is_a_documented_difference():
     gt = np.zeros((8, 8))
     gt[7, 3] = 1
     assert ours(SMeasure(raw_probabilities=True), gt, gt) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["protocol", "raw"])
+@pytest.mark.parametrize("metric", ["s_measure", "weighted_f"])
+def test_batch_of_mixed_cases_scores_each_image_on_its_own(metric, mode, dtype):
+    # all cases in one call (empty, full, perfect and soft labels side by side): every image gets its own
+    # reference value, from float64 and float32 inputs alike
+    names = sorted(CASES)
+    prob = torch.as_tensor(np.stack([CASES[n][0] for n in names]))[:, None].to(dtype)
+    gt = torch.as_tensor(np.stack([CASES[n][1] for n in names]))[:, None].to(dtype)
+    batched = METRICS[metric](raw_probabilities=mode == "raw", reduction="none")
+    batched(prob, gt)
+    got = batched.aggregate()[:, 0].tolist()
+    expected = [REFERENCE["cases"][n][mode][metric] for n in names]
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    single = [ours(METRICS[metric](raw_probabilities=mode == "raw"), *CASES[n]) for n in names]
+    assert got == pytest.approx(single, rel=1e-6, abs=1e-9)
