@@ -15,7 +15,7 @@ All four take foreground probabilities ``y_pred`` in [0, 1] (apply a sigmoid to 
 on its own. Volumes (B, C, H, W, D) are scored slice by slice along the last axis (the paper evaluates CT slices)
 and the slice scores averaged per volume. All four score every image (slice) of a call at once, batched in torch on
 the input's device in float64 (float32 inputs are scored in float64 too); the distance transform of the weighted F
-runs through MONAI's ``distance_transform_edt`` (scipy on the CPU, cuCIM on a GPU where it is installed).
+runs through MONAI's ``distance_transform_edt`` on the CPU (scipy) for inputs on any device.
 
 Evaluation protocol (default, ``raw_probabilities=False``): the polyp and COVID-19 literature that CHNet compares
 with (PraNet, Inf-Net) saves each prediction as an 8-bit image after stretching it to [0, 1]
@@ -37,14 +37,13 @@ import math
 import torch
 import torch.nn.functional as F
 from monai.transforms.utils import distance_transform_edt
-from monai.utils import MetricReduction, optional_import
+from monai.utils import MetricReduction
 
 from .cumulative import ReducedCumulativeMetric
 
 __all__ = ["MaxEMeasure", "MeanAbsoluteError", "SMeasure", "WeightedFMeasure", "polyp_protocol"]
 
 EPS = float(torch.finfo(torch.float64).eps)
-_HAS_CUCIM = optional_import("cucim.core.operations.morphology", name="distance_transform_edt")[1]
 LEVELS = 256  # 8-bit levels of a saved prediction
 
 
@@ -207,18 +206,11 @@ class SMeasure(_ForegroundMapMetric):
 def _nearest_foreground(gts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean distance of every pixel of ``gts`` (N, H, W), bool, each with foreground, to its nearest foreground
     pixel and that pixel's flat index ``row * W + column``, by MONAI's ``distance_transform_edt`` with the images
-    as channels (scipy; cuCIM for a CUDA tensor where cuCIM is installed)."""
-    n, h, w = gts.shape
-    background = ~gts
-    if background.is_cuda and _HAS_CUCIM:
-        # MONAI 1.6.1 allocates the indices on the CPU and cuCIM fills a GPU copy of them: give it CUDA outputs
-        distances = torch.empty(gts.shape, dtype=torch.float64, device=gts.device)
-        indices = torch.empty((n, 2, h, w), dtype=torch.int32, device=gts.device)
-        distance_transform_edt(
-            background, return_indices=True, distances=distances, indices=indices, float64_distances=True
-        )
-    else:
-        distances, indices = distance_transform_edt(background, return_indices=True)  # tensors on gts' device
+    as channels, on the CPU (scipy) whatever the device of ``gts``, the results moved back to it: MONAI 1.6.1's cuCIM
+    path (a CUDA tensor) returns indices it never filled (it allocates them on the CPU and cuCIM fills a GPU copy)."""
+    w = gts.shape[2]
+    distances, indices = distance_transform_edt(~gts.cpu(), return_indices=True)
+    distances, indices = distances.to(gts.device), indices.to(gts.device)
     return distances.double(), indices[:, 0].long() * w + indices[:, 1].long()
 
 
