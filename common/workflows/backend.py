@@ -276,6 +276,9 @@ class OpenVinoNetwork(ExportedNetwork):
     """``network`` run in OpenVINO (CPU plugin): an :class:`ExportedNetwork` whose sessions are
     ``openvino.CompiledModel`` objects, compiled from the ONNX file by ``openvino.Core().compile_model``.
 
+    The CPU plugin computes int64 tensors in int32: a graph whose int64 values pass 2**31 (IFE's fixed-point
+    entropy sums) gives other outputs than eager, and the check of its first call refuses it.
+
     Args:
         network, rtol, opset: as :class:`ExportedNetwork`.
         config: OpenVINO CPU properties of every compiled model, over the defaults of :meth:`properties` (e.g.
