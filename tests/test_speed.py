@@ -111,3 +111,17 @@ def test_speed_passes_each_backend_its_options(tmp_path):
     inference = [r for r in results["rows"] if r["phase"] == "inference"]
     assert [r["shipped_path"] for r in inference] == [paths[b] for b in BACKENDS]
     assert all(r["max_diff_over_range"] <= 1e-4 for r in inference)
+
+
+def test_train_candidates_take_the_same_first_step(capsys):
+    """``benchmarks.train_candidates``: the optimizer variants (foreach, fused) give eager's first loss exactly, the
+    channels-last step the same loss to float rounding."""
+    from benchmarks.train_candidates import CANDIDATES
+    from benchmarks.train_candidates import main as candidates_main
+
+    assert candidates_main(["crosslinknet_covid_ct_segmentation", "--size", "tiny", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    losses = {line.split(":")[0]: float(line.rsplit("first loss ", 1)[1]) for line in lines}
+    assert list(losses) == list(CANDIDATES)
+    assert losses["foreach"] == losses["fused"] == losses["eager"] > 0
+    assert losses["channels_last"] == pytest.approx(losses["eager"], rel=1e-5)
