@@ -5,10 +5,11 @@ after a warm-up round, :func:`benchmarks.timing.interleaved`), with the load ave
 
 * inference: the inferer of the bundle's ``inference.json`` (sliding windows, slice batches or the whole image)
   on one random input, with the eager fp32 network under ``torch.inference_mode`` against the same inferer with
-  the evaluator's network for ``--backend`` (``common.workflows.backend.inference_network``, default
-  ``onnxruntime``; ``--infer-with amp_bf16 compile`` adds those switches, e.g. with ``--backend torch``). The
-  shipped path's first call (export, session build, check against eager) is timed apart
-  as its warm-up cost. Outputs: the largest difference over the eager output's range and the fraction of
+  the evaluator's network for each backend of ``--backend`` (``common.workflows.backend.inference_network``;
+  default: ``onnxruntime`` and ``openvino``, those installed), all of them interleaved in one run (one row a
+  backend, with the same eager timing); ``--infer-with amp_bf16 compile`` adds those switches, e.g. with
+  ``--backend torch``. Each shipped path's first call (export, session build, check against eager) is timed
+  apart as its warm-up cost. Outputs: the largest difference over the eager output's range and the fraction of
   voxels whose label (sigmoid > 0.5, EAA-Net's argmax) differs.
 * training step (forward, the bundle's loss, backward, optimizer step; ``train.json``'s pieces): eager fp32
   against the step with the speed switches of ``train.json`` as shipped (``amp_bf16``, ``compile``), or with
@@ -24,8 +25,10 @@ times; ``python -m benchmarks.harness`` has the paper sizes).
     python -m benchmarks.speed                       # every bundle (sized for ~10 min on 2 idle cores)
     python -m benchmarks.speed --quick               # 2 repeats
     python -m benchmarks.speed --tiny --out /tmp/s   # seconds
+    python -m benchmarks.speed --backend openvino --bundles conresnet_brats_mri_segmentation   # one backend
     python -m benchmarks.speed --backend torch --infer-with compile   # another inference candidate
     python -m benchmarks.speed --session-options '{"session.intra_op.allow_spinning": "1"}'  # ONNX Runtime's spinning
+    python -m benchmarks.speed --openvino-config '{"PERFORMANCE_HINT": "THROUGHPUT"}'  # OpenVINO's CPU properties
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.utils import optional_import
 
 from benchmarks.cases import RESULTS_DIR, build_case, bundle_parser, train_step
 from benchmarks.tables import error_row
 from benchmarks.timing import interleaved, machine_description
-from common.workflows.backend import BACKENDS, inference_network
+from common.workflows.backend import BACKENDS, NETWORKS, inference_network
 from common.workflows.precision import AutocastInferer, compiled
 from common.workflows.switches import config_switch
 
@@ -90,6 +94,10 @@ def _labels(out: torch.Tensor, kind: str) -> torch.Tensor:
     return out.argmax(1) if kind == "argmax" else out > 0  # sigmoid > 0.5
 
 
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}"[:500]
+
+
 def _load() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -108,48 +116,71 @@ def inference_parts(bundle: str, size: str) -> tuple[torch.nn.Module, Any, torch
 def inference_case(
     bundle: str,
     size: str,
-    backend: str,
+    backends: Sequence[str],
     repeats: int,
     warmup: int,
     infer_with: Sequence[str] = (),
-    session_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Eager fp32 against ``backend`` through the bundle's inferer, with the ``infer_with`` switches on (see the
-    module docstring)."""
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Eager fp32 against each of ``backends`` through the bundle's inferer, with the ``infer_with`` switches on,
+    all interleaved in one run (see the module docstring): one row a backend, each with the same eager timing.
+    ``options`` maps a backend to the keyword arguments of its network (``session_options``, ``config``)."""
     case = SPEED_CASES[bundle]
     net, inferer, x = inference_parts(bundle, size)
-    options = {"session_options": session_options} if session_options and backend == "onnxruntime" else {}
-    shipped_net = inference_network(compiled(net, "compile" in infer_with), backend, **options)
+    options = options or {}
     shipped_inferer = AutocastInferer(inferer, "amp_bf16" in infer_with)
+    nets = {b: inference_network(compiled(net, "compile" in infer_with), b, **options.get(b, {})) for b in backends}
 
     def run_eager():
         with torch.inference_mode():
             return inferer(x, net)
 
-    def run_shipped():
-        with torch.inference_mode():
-            return shipped_inferer(x, shipped_net)
+    def runner(shipped_net):
+        def run_shipped():
+            with torch.inference_mode():
+                return shipped_inferer(x, shipped_net)
 
-    w0, c0 = time.perf_counter(), time.process_time()
-    shipped = run_shipped()  # export, session build and check against eager (or compile): the warm-up cost
-    first = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+        return run_shipped
+
+    def path(b: str) -> str:
+        return ", ".join(
+            [f"backend={b}", *(f"{k}=true" for k in infer_with), *(f"{k}={v}" for k, v in options.get(b, {}).items())]
+        )
+
+    runs, outputs, first, refused = {"eager": run_eager}, {}, {}, []
+    for b, shipped_net in nets.items():
+        w0, c0 = time.perf_counter(), time.process_time()
+        try:
+            outputs[b] = runner(shipped_net)()  # export, session build and check against eager: the warm-up cost
+        except Exception as e:  # a backend that refuses the network (its check) is recorded, the others go on
+            refused.append({"bundle": bundle, "phase": "inference", "shipped_path": path(b), "error": _error(e)})
+            continue
+        first[b] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+        runs[b] = runner(shipped_net)
     eager = run_eager()
     scale = float(eager.max() - eager.min()) or 1.0
-    timing = interleaved({"eager": run_eager, "shipped": run_shipped}, repeats, warmup)
-    return {
-        "bundle": bundle,
-        "phase": "inference",
-        "input_shape": list(case.inputs[size]),
-        "inferer": type(inferer).__name__,
-        "shipped_path": ", ".join(
-            [f"backend={backend}", *(f"{k}=true" for k in infer_with), *(f"{k}={v}" for k, v in options.items())]
-        ),
-        "shipped_first_call": first,
-        "sessions": len(getattr(shipped_net, "sessions", {})),
-        "max_diff_over_range": float((shipped - eager).abs().max()) / scale,
-        "labels_differ_fraction": float((_labels(shipped, case.label) != _labels(eager, case.label)).float().mean()),
-        **timing,
-    }
+    timing = interleaved(runs, repeats, warmup)
+    return [
+        {
+            "bundle": bundle,
+            "phase": "inference",
+            "input_shape": list(case.inputs[size]),
+            "inferer": type(inferer).__name__,
+            "shipped_path": path(b),
+            "interleaved_with": [k for k in runs if k not in ("eager", b)],
+            "shipped_first_call": first[b],
+            "sessions": len(getattr(shipped_net, "sessions", {})),
+            "max_diff_over_range": float((outputs[b] - eager).abs().max()) / scale,
+            "labels_differ_fraction": float(
+                (_labels(outputs[b], case.label) != _labels(eager, case.label)).float().mean()
+            ),
+            "eager": timing["eager"],
+            "shipped": timing[b],
+            "load_average": timing["load_average"],
+        }
+        for b, shipped_net in nets.items()
+        if b in runs
+    ] + refused
 
 
 def train_case(bundle: str, size: str, switches: dict[str, bool], repeats: int, warmup: int) -> dict[str, Any]:
@@ -195,7 +226,7 @@ def _switches(bundle: str, train_with: Sequence[str]) -> dict[str, bool]:
 def speed(
     bundles: Sequence[str] | None = None,
     size: str = "paper",
-    backend: str = "onnxruntime",
+    backends: Sequence[str] = ("onnxruntime",),
     train_with: Sequence[str] = (),
     infer_with: Sequence[str] = (),
     repeats: int = 5,
@@ -204,6 +235,7 @@ def speed(
     out: str | os.PathLike = RESULTS_DIR,
     name: str = "speed",
     session_options: dict[str, Any] | None = None,
+    openvino_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every comparison; write ``<out>/<name>.json`` and ``.md`` after each. Returns the results."""
     bundles = list(bundles or SPEED_CASES)
@@ -216,10 +248,11 @@ def speed(
         "machine": machine_description(),
         "settings": {
             "size": size,
-            "backend": backend,
+            "backends": list(backends),
             "train_with": list(train_with),
             "infer_with": list(infer_with),
             "session_options": dict(session_options or {}),
+            "openvino_config": dict(openvino_config or {}),
             "repeats": repeats,
             "warmup": warmup,
             "argv": sys.argv[1:],
@@ -231,15 +264,17 @@ def speed(
         (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
         (out / f"{name}.md").write_text(speed_markdown(results))
 
+    options = {"onnxruntime": {"session_options": session_options}, "openvino": {"config": openvino_config}}
+    options = {b: {k: v for k, v in kw.items() if v} for b, kw in options.items()}
     for bundle in bundles:
         for fn in (
-            lambda: inference_case(bundle, size, backend, repeats, warmup, infer_with, session_options),
-            lambda: train_case(bundle, size, _switches(bundle, train_with), repeats, warmup),
+            lambda: inference_case(bundle, size, backends, repeats, warmup, infer_with, options),
+            lambda: [train_case(bundle, size, _switches(bundle, train_with), repeats, warmup)],
         ):
             try:
-                results["rows"].append(fn())
+                results["rows"].extend(fn())
             except Exception as e:  # a failing case is recorded and the run goes on
-                results["rows"].append({"bundle": bundle, "error": f"{type(e).__name__}: {e}"[:500]})
+                results["rows"].append({"bundle": bundle, "error": _error(e)})
             save()
     results["machine"]["load_average_end"] = _load()
     results["total_wall_s"] = time.perf_counter() - started
@@ -256,7 +291,8 @@ HEADER = [
 
 def _row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return error_row(HEADER, r["bundle"], f"error: {r['error'][:200]}")
+        where = [r["phase"], "-", r["shipped_path"]] if "shipped_path" in r else []
+        return error_row(HEADER, r["bundle"], *where, f"error: {r['error'][:200]}")
     e, s = r["eager"], r["shipped"]
     if r["phase"] == "inference":
         outputs = f"max diff {r['max_diff_over_range']:.1e} of range, labels differ {r['labels_differ_fraction']:.1e}"
@@ -282,7 +318,8 @@ def speed_markdown(results: dict[str, Any]) -> str:
         f"{m['torch']}, MONAI {m['monai']}; {m['date_utc']}; load average (1, 5, 15 min) at start "
         f"{m['load_average_1_5_15']}, at end {m.get('load_average_end', '-')}.",
         f"Medians of {st['repeats']} interleaved runs after {st['warmup']} warm-up round(s); speed-up = eager / shipped. "
-        "The shipped first call (not in the medians) includes the ONNX export and session build, or the compile.",
+        "The shipped first call (not in the medians) includes the ONNX export and session build, or the compile. "
+        "A bundle's inference rows come from one interleaved run: their eager column is the same measurement.",
         "",
         *HEADER,
         *map(_row, results["rows"]),
@@ -315,7 +352,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 repeats")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="the shipped inference backend")
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=[b for b in NETWORKS if optional_import(b)[1]],
+        choices=BACKENDS,
+        help="the shipped inference backends, interleaved with eager in one run (default: the installed runtimes)",
+    )
+    parser.add_argument(
+        "--openvino-config", type=json.loads, default={}, help="JSON: OpenVinoNetwork's config over its own"
+    )
     parser.add_argument("--train-with", nargs="*", default=[], choices=SWITCHES, help="switches on in training")
     parser.add_argument("--infer-with", nargs="*", default=[], choices=SWITCHES, help="switches on in inference")
     args = parser.parse_args(argv)
@@ -331,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out,
         args.name,
         args.session_options,
+        args.openvino_config,
     )
     print(speed_markdown(results))
     return 1 if any("error" in r for r in results["rows"]) else 0

@@ -1,5 +1,6 @@
-"""The ``backend`` switch of every bundle's inference.json (``common.workflows.backend``): ONNX Runtime gives the
-eager network's output, through the bundle's own inferer and through the whole inference.json run.
+"""The ``backend`` switch of every bundle's inference.json (``common.workflows.backend``): ONNX Runtime and OpenVINO
+give the eager network's output, through the bundle's own inferer and through the whole inference.json run (each
+runtime's tests are skipped where it is not installed).
 
 Correctness only, on the sample-data sizes: no timing here (``python -m benchmarks.speed`` measures).
 """
@@ -13,14 +14,23 @@ import numpy as np
 import pytest
 import torch
 from conftest import bundle_parser
+from monai.utils import optional_import
 from PIL import Image
 
 from common.bundle.contract import BundleContract, bundle_dirs
 from common.workflows import backend as backend_module
-from common.workflows.backend import OnnxRuntimeNetwork, inference_network
+from common.workflows.backend import NETWORKS, OnnxRuntimeNetwork, OpenVinoNetwork, inference_network
 
 pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+INSTALLED = [name for name in NETWORKS if optional_import(name)[1]]
+# the exported backends, each skipped where its runtime is not installed
+EXPORTED = [
+    pytest.param(name, marks=pytest.mark.skipif(name not in INSTALLED, reason=f"{name} is not installed"))
+    for name in NETWORKS
+]
+# OpenVINO's CPU plugin computes int64 tensors in int32: IFE's fixed-point entropy sums (int64, above 2**31) overflow,
+# the channel selection differs and the check of the first session refuses the graph (test below)
+REFUSED = {("ife_dichotomous_segmentation", "openvino")}
 
 BUNDLES = sorted(p.name for p in bundle_dirs())
 # an input of the sample-data sizes for each bundle's inferer (a volume for the 3D and slice inferers)
@@ -39,14 +49,17 @@ def _network_and_inferer(bundle: str):
     return parser.get_parsed_content("network_def").eval(), parser.get_parsed_content("inferer")
 
 
+@pytest.mark.parametrize("backend", EXPORTED)
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_onnxruntime_gives_the_eager_output_through_the_bundles_inferer(bundle):
+def test_exported_backend_gives_the_eager_output_through_the_bundles_inferer(bundle, backend):
+    if (bundle, backend) in REFUSED:
+        pytest.skip(f"{backend} refuses {bundle} (test_openvino_refuses_ife)")
     net, inferer = _network_and_inferer(bundle)
     x = torch.rand(INPUTS[bundle], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         eager = inferer(x, net)
-    ort_net = inference_network(net, "onnxruntime")
-    assert isinstance(ort_net, OnnxRuntimeNetwork)
+    ort_net = inference_network(net, backend)
+    assert type(ort_net) is NETWORKS[backend]
     with torch.inference_mode():  # as an evaluator or the benchmark calls it: the export runs outside that mode
         got = inferer(x, ort_net)
     assert got.shape == eager.shape
@@ -66,9 +79,10 @@ def _predictions(out_dir: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
-def test_inference_json_with_onnxruntime_writes_the_label_maps_of_torch(bundle, tmp_path, sample_root):
+def test_inference_json_with_an_exported_backend_writes_the_label_maps_of_torch(bundle, tmp_path, sample_root):
     """``monai.bundle run`` of inference.json (sample data, seeded untrained weights) with ``--backend
-    onnxruntime`` writes the label files of the default ``torch``, up to voxels at the threshold."""
+    onnxruntime`` and ``--backend openvino`` (those installed) writes the label files of the default ``torch``, up
+    to voxels at the threshold."""
     contract = BundleContract(Path("bundles") / bundle, tmp_path, sample_root)
     torch.manual_seed(0)
     net = contract.parser("inference.json", "sample_data.json", **contract.overrides()).get_parsed_content(
@@ -77,19 +91,21 @@ def test_inference_json_with_onnxruntime_writes_the_label_maps_of_torch(bundle, 
     (tmp_path / "models").mkdir()
     torch.save(net.state_dict(), tmp_path / "models" / "model.pt")
     runs = {}
-    for choice in ("torch", "onnxruntime"):
+    exported = [choice for choice in INSTALLED if (bundle, choice) not in REFUSED]
+    for choice in ("torch", *exported):
         overrides = {**contract.overrides(choice), "backend": choice}
         workflow = contract.workflow("inference.json", "sample_data.json", **overrides)
         runs[choice] = _predictions(tmp_path / choice)
         network = workflow.parser.get_parsed_content("evaluator").network
-        assert isinstance(network, OnnxRuntimeNetwork) == (choice == "onnxruntime")
-        assert choice == "torch" or network.sessions, "the evaluator ran its network in ONNX Runtime"
-    assert runs["onnxruntime"].keys() == runs["torch"].keys()
-    for name, labels in runs["torch"].items():
-        # the untrained networks' logits crowd the 0.5 threshold: a voxel within float rounding of it may flip
-        # (ConResNet: 2 of 163,840 voxels seen); the outputs themselves agree to 1e-4 of their range (test above)
-        differ = float((runs["onnxruntime"][name] != labels).mean())
-        assert differ <= 1e-4, f"{name}: {differ:.2e} of the voxels differ"
+        assert type(network) is NETWORKS.get(choice, type(workflow.parser.get_parsed_content("network")))
+        assert choice == "torch" or network.sessions, f"the evaluator ran its network in {choice}"
+    for choice in exported:
+        assert runs[choice].keys() == runs["torch"].keys()
+        for name, labels in runs["torch"].items():
+            # the untrained networks' logits crowd the 0.5 threshold: a voxel within float rounding of it may flip
+            # (ConResNet: 2 of 163,840 voxels seen); the outputs themselves agree to 1e-4 of their range (test above)
+            differ = float((runs[choice][name] != labels).mean())
+            assert differ <= 1e-4, f"{choice}, {name}: {differ:.2e} of the voxels differ"
 
 
 def test_backend_is_torch_by_default_in_every_bundle():
@@ -98,31 +114,39 @@ def test_backend_is_torch_by_default_in_every_bundle():
         assert parser["backend"] == "torch"
         assert parser["evaluator#network#_target_"] == "common.workflows.backend.inference_network"
         assert parser.get_parsed_content("evaluator#network") is parser.get_parsed_content("network")
-        ort = bundle_parser(bundle, "inference.json", "sample_data.json", backend="onnxruntime")
-        assert isinstance(ort.get_parsed_content("evaluator#network"), OnnxRuntimeNetwork)
+        for choice in INSTALLED:
+            exported = bundle_parser(bundle, "inference.json", "sample_data.json", backend=choice)
+            assert type(exported.get_parsed_content("evaluator#network")) is NETWORKS[choice]
 
 
 def test_backend_errors_say_what_to_do(monkeypatch):
     net = torch.nn.Conv2d(1, 1, 3)
-    with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, not 'ort'"):
+    with pytest.raises(ValueError, match="backend must be one of torch, onnxruntime, openvino, not 'ort'"):
         inference_network(net, "ort")
-    with pytest.raises(ValueError, match="set --compile false"):
-        inference_network(torch.compile(net), "onnxruntime")
+    for choice in NETWORKS:
+        with pytest.raises(ValueError, match=f"backend '{choice}' runs the exported graph: set --compile false"):
+            inference_network(torch.compile(net), choice)
     assert inference_network(net, " Torch ") is net
     monkeypatch.setattr(backend_module, "optional_import", lambda name: (None, False))
-    with pytest.raises(ImportError, match=r"pip install 'medseg-bundles\[onnx\]'"):
+    with pytest.raises(ImportError, match=r"the onnx and onnxruntime packages: pip install 'medseg-bundles\[onnx\]'"):
         inference_network(net, "onnxruntime")
+    with pytest.raises(ImportError, match=r"the onnx and openvino packages: pip install 'medseg-bundles\[openvino\]'"):
+        inference_network(net, "OpenVINO")
 
 
-def test_a_session_that_differs_from_eager_is_refused():
-    """The check at each new session compares ONNX Runtime with eager on the first input."""
+@pytest.mark.parametrize("backend", EXPORTED)
+def test_a_session_that_differs_from_eager_is_refused(backend):
+    """The check at each new session compares the runtime with eager on the first input."""
 
     class Noisy(torch.nn.Module):
         def forward(self, x):  # differs between the eager call and the exported graph
             return x + (0.0 if torch.onnx.is_in_onnx_export() else 1.0)
 
-    with pytest.raises(backend_module.OnnxExportError, match="differs from eager.*--backend torch"):
-        OnnxRuntimeNetwork(Noisy())(torch.rand(1, 1, 4, 4))
+    runtime = NETWORKS[backend].runtime
+    with pytest.raises(
+        backend_module.OnnxExportError, match=f"{runtime} output .* differs from eager.*--backend torch"
+    ):
+        NETWORKS[backend](Noisy())(torch.rand(1, 1, 4, 4))
 
 
 def test_conresnet_export_falls_back_to_dynamo_without_printing_its_graph(capfd, tmp_path) -> None:
@@ -135,6 +159,7 @@ def test_conresnet_export_falls_back_to_dynamo_without_printing_its_graph(capfd,
     assert "Torch IR graph" not in out and "graph(" not in out, out[:500]
 
 
+@pytest.mark.skipif("onnxruntime" not in INSTALLED, reason="onnxruntime is not installed")
 def test_session_options_are_set_on_every_session():
     """``session_options`` set ``onnxruntime.SessionOptions`` attributes (enums by name) and config entries."""
     net = OnnxRuntimeNetwork(
@@ -158,3 +183,32 @@ def test_session_options_are_set_on_every_session():
         assert torch.allclose(net(x), net.network(x), atol=1e-5)
     with pytest.raises(ValueError, match="SessionOptions has no attribute 'intra_threads'"):
         OnnxRuntimeNetwork(net.network, session_options={"intra_threads": 2}).options()
+
+
+@pytest.mark.skipif("openvino" not in INSTALLED, reason="openvino is not installed")
+def test_openvino_refuses_ife():
+    """IFE's entropy scores are int64 fixed-point sums of up to ``windows * 2**30 * log2(windows)``; OpenVINO's CPU
+    plugin computes them in int32, so its selection (and output) differs from eager and the first call stops."""
+    net, inferer = _network_and_inferer("ife_dichotomous_segmentation")
+    x = torch.rand(INPUTS["ife_dichotomous_segmentation"], generator=torch.Generator().manual_seed(1))
+    with pytest.raises(backend_module.OnnxExportError, match="IFEUNet: OpenVINO output .* differs from eager"):
+        inferer(x, inference_network(net, "openvino"))
+
+
+@pytest.mark.skipif("openvino" not in INSTALLED, reason="openvino is not installed")
+def test_openvino_compiles_in_float32_with_pytorchs_threads():
+    """The CPU plugin's default precision is bf16 on CPUs with AMX or AVX-512 bf16 units; the backend sets f32, the
+    latency hint and PyTorch's thread count, and ``config`` goes over them."""
+    import openvino
+
+    net = OpenVinoNetwork(torch.nn.Conv2d(1, 2, 3))
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(net(x), net.network(x), atol=1e-6)
+    (compiled,) = net.sessions.values()
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    assert compiled.get_property("INFERENCE_NUM_THREADS") == torch.get_num_threads()
+    assert str(compiled.get_property("PERFORMANCE_HINT")) == "LATENCY"
+    throughput = OpenVinoNetwork(net.network, config={"PERFORMANCE_HINT": "THROUGHPUT"})
+    assert throughput.properties()["PERFORMANCE_HINT"] == "THROUGHPUT"
+    assert throughput.properties()["INFERENCE_PRECISION_HINT"] == "f32"

@@ -22,7 +22,7 @@ from typing import Any
 
 from common.bundle.contract import input_shape as metadata_input_shape
 from common.workflows.atomic import atomic_path
-from common.workflows.backend import OnnxExportError, export_network, onnxruntime
+from common.workflows.backend import OnnxExportError, export_network, runtime
 
 __all__ = ["OnnxExport", "OnnxExportError", "export_onnx", "load_network"]
 
@@ -118,7 +118,7 @@ def export_onnx(
     import torch
 
     try:
-        ort = onnxruntime()
+        ort = runtime("onnxruntime")
     except ImportError as e:
         raise OnnxExportError(str(e)) from None
     bundle_dir = Path(bundle_dir).resolve()

@@ -1,4 +1,4 @@
-"""The ``backend`` switch of the bundles' inference: the network in eager PyTorch, or in ONNX Runtime.
+"""The ``backend`` switch of the bundles' inference: the network in eager PyTorch, ONNX Runtime or OpenVINO.
 
 In a bundle's ``inference.json`` / ``evaluate.json``::
 
@@ -7,20 +7,23 @@ In a bundle's ``inference.json`` / ``evaluate.json``::
                   "network": {"_target_": "common.workflows.backend.inference_network",
                               "network": "@network", "backend": "@backend"}}
 
-and ``--backend onnxruntime`` on the command line runs every network call of the inferer (each sliding window,
-slice batch or whole image) in ONNX Runtime's CPU execution provider instead of PyTorch. The inferer,
-pre- and post-processing stay as they are. :class:`OnnxRuntimeNetwork` exports the network (with the weights
-the evaluator's checkpoint loader has put in it by then) the first time it sees an input shape, checks ONNX
-Runtime's output against the eager network on that first input (to ``1e-3`` of the eager output's range) and
-keeps the session for the rest of the process: one export per distinct input shape (a sliding-window run has
-at most two: full and last batch). That first call is the warm-up cost (``python -m benchmarks.speed`` states
-it). ONNX Runtime uses as many threads as PyTorch (``torch.get_num_threads()``). ``amp_bf16`` does not apply to
-it (the graph runs in float32) and ``compile`` cannot be combined with it.
+and ``--backend onnxruntime`` (``--backend openvino``) on the command line runs every network call of the inferer
+(each sliding window, slice batch or whole image) in ONNX Runtime's CPU execution provider (OpenVINO's CPU plugin)
+instead of PyTorch. The inferer, pre- and post-processing stay as they are. :class:`ExportedNetwork` exports the
+network to ONNX (with the weights the evaluator's checkpoint loader has put in it by then) the first time it sees
+an input shape, has the runtime compile the file, checks the runtime's output against the eager network on that
+first input (to ``1e-3`` of the eager output's range) and keeps the compiled graph for the rest of the process:
+one export per distinct input shape (a sliding-window run has at most two: full and last batch). That first call
+is the warm-up cost (``python -m benchmarks.speed`` states it). Both runtimes use as many threads as PyTorch
+(``torch.get_num_threads()``) and compute in float32: ``amp_bf16`` does not apply to them and ``compile`` cannot be
+combined with them.
 
 ONNX Runtime's idle intra-op threads do not spin (``session.intra_op.allow_spinning = 0``): the inferer's own work
 between network calls (window aggregation, pre- and post-processing) runs in PyTorch's threads on the same cores,
 and spinning ONNX Runtime threads slowed it (and ONNX Runtime itself) on a 2-core CPU (``benchmarks/README.md``).
-``session_options`` sets any other ``onnxruntime.SessionOptions`` attribute or config entry.
+``session_options`` sets any other ``onnxruntime.SessionOptions`` attribute or config entry. OpenVINO compiles
+with the latency hint and float32 precision (:meth:`OpenVinoNetwork.properties`); ``config`` sets any other CPU
+property.
 """
 
 from __future__ import annotations
@@ -39,9 +42,18 @@ import torch
 from monai.data import MetaTensor
 from monai.utils import optional_import
 
-__all__ = ["BACKENDS", "OnnxExportError", "OnnxRuntimeNetwork", "export_network", "inference_network"]
+__all__ = [
+    "BACKENDS",
+    "ExportedNetwork",
+    "OnnxExportError",
+    "OnnxRuntimeNetwork",
+    "OpenVinoNetwork",
+    "export_network",
+    "inference_network",
+    "runtime",
+]
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
 class OnnxExportError(RuntimeError):
@@ -113,46 +125,42 @@ def export_network(
     )
 
 
-def onnxruntime():
-    """The ``onnxruntime`` module, or an ImportError that says how to install it."""
-    ort, has_ort = optional_import("onnxruntime")
-    _, has_onnx = optional_import("onnx")
-    if not (has_ort and has_onnx):
+# each runtime's extra of pyproject.toml and the packages it needs (onnx for the export as well)
+RUNTIMES = {"onnxruntime": ("onnx", ("onnx", "onnxruntime")), "openvino": ("openvino", ("onnx", "openvino"))}
+
+
+def runtime(backend: str):
+    """The module of ``backend``'s runtime (``"onnxruntime"`` or ``"openvino"``), or an ImportError that says how to
+    install it."""
+    extra, packages = RUNTIMES[backend]
+    if not all(optional_import(package)[1] for package in packages):
         raise ImportError(
-            "backend 'onnxruntime' needs the onnx and onnxruntime packages: pip install 'medseg-bundles[onnx]'"
+            f"backend {backend!r} needs the {' and '.join(packages)} packages: pip install 'medseg-bundles[{extra}]'"
             " (or run with --backend torch)"
         )
-    return ort
+    return optional_import(backend)[0]
 
 
-class OnnxRuntimeNetwork(torch.nn.Module):
-    """``network`` run in ONNX Runtime (CPU), one session per input shape, built at the first call.
+class ExportedNetwork(torch.nn.Module):
+    """``network`` exported to ONNX and run in another runtime, one compiled graph per input shape, built at the
+    first call of that shape and checked against eager on its input. Subclasses load and run the graphs.
 
     Every positional argument of a call is a tensor input of the graph (ConResNet's
     :class:`~common.inferers.conresnet.WholeVolumeResidualInferer` passes the window and its residual).
 
     Args:
         network: the eager network; its weights at the first call of a shape are the ones exported.
-        rtol: the largest difference from the eager output allowed at the check of each new session, as a
+        rtol: the largest difference from the eager output allowed at the check of each new graph, as a
             fraction of the eager output's range (max - min).
         opset: the ONNX opset of the export.
-        session_options: attributes of ``onnxruntime.SessionOptions`` to set on every session, over the defaults
-            below (e.g. ``{"enable_profiling": True}``); an enum value may be given by its name
-            (``{"execution_mode": "ORT_PARALLEL"}``), and a key with a dot is a session config entry
-            (``{"session.intra_op.allow_spinning": "0"}``).
     """
 
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        rtol: float = 1e-3,
-        opset: int = 18,
-        session_options: Mapping[str, Any] | None = None,
-    ) -> None:
+    runtime = ""  # the runtime's name in messages
+
+    def __init__(self, network: torch.nn.Module, rtol: float = 1e-3, opset: int = 18) -> None:
         super().__init__()
-        self.ort = onnxruntime()
         self.network, self.rtol, self.opset = network, rtol, opset
-        self.session_options = dict(session_options or {})
+        # the runtime's compiled graph (a session) of each input shape, and the exporter that wrote it
         self.sessions: dict[tuple[tuple[int, ...], ...], Any] = {}
         self.exporters: dict[tuple[tuple[int, ...], ...], str] = {}
 
@@ -160,6 +168,14 @@ class OnnxRuntimeNetwork(torch.nn.Module):
     def session_key(inputs: tuple[torch.Tensor, ...]) -> tuple[tuple[int, ...], ...]:
         """The key of :attr:`sessions` and :attr:`exporters` for a call's positional tensors: their shapes."""
         return tuple(tuple(t.shape) for t in inputs)
+
+    def load(self, path: Path) -> Any:
+        """The runtime's compiled graph of the ONNX file ``path``."""
+        raise NotImplementedError
+
+    def run(self, session: Any, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The graph's first output for ``inputs`` (float32 CPU tensors, in the graph's input order)."""
+        raise NotImplementedError
 
     def _session(self, inputs: tuple[torch.Tensor, ...]):
         """Export at the inputs' shapes, build the session and check it against eager on ``inputs``."""
@@ -175,25 +191,59 @@ class OnnxRuntimeNetwork(torch.nn.Module):
             expected = net(*inputs)
         if not isinstance(expected, torch.Tensor):
             raise OnnxExportError(
-                f"{type(net).__name__} returns {type(expected).__name__} in eval mode; ONNX Runtime needs one tensor"
+                f"{type(net).__name__} returns {type(expected).__name__} in eval mode; {self.runtime} needs one tensor"
             )
-        options = self.options()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "network.onnx"
             exporter = export_network(net, inputs, path, self.opset)
-            session = self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        got = _run(session, inputs)
+            session = self.load(path)
+        got = self.run(session, inputs)
         expected = expected.as_tensor() if isinstance(expected, MetaTensor) else expected
         scale = float(expected.max() - expected.min()) or 1.0
         diff = float((got - expected.float()).abs().max()) if got.shape == expected.shape else float("inf")
         if diff > self.rtol * scale:
             raise OnnxExportError(
-                f"{type(net).__name__}: ONNX Runtime output {tuple(got.shape)} differs from eager"
+                f"{type(net).__name__}: {self.runtime} output {tuple(got.shape)} differs from eager"
                 f" {tuple(expected.shape)} by {diff:.3g} (more than {self.rtol:g} of the output range {scale:.3g},"
                 f" {exporter} exporter); run with --backend torch"
             )
         self.exporters[self.session_key(inputs)] = exporter
         return session
+
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
+        inputs = (x, *more)
+        key = self.session_key(inputs)
+        if key not in self.sessions:
+            self.sessions[key] = self._session(inputs)
+        out = self.run(self.sessions[key], tuple(_plain(t) for t in inputs)).to(x.device)
+        return MetaTensor(out).copy_meta_from(x) if isinstance(x, MetaTensor) else out
+
+
+class OnnxRuntimeNetwork(ExportedNetwork):
+    """``network`` run in ONNX Runtime (CPU execution provider): an :class:`ExportedNetwork` whose sessions are
+    ``onnxruntime.InferenceSession`` objects.
+
+    Args:
+        network, rtol, opset: as :class:`ExportedNetwork`.
+        session_options: attributes of ``onnxruntime.SessionOptions`` to set on every session, over the defaults
+            of :meth:`options` (e.g. ``{"enable_profiling": True}``); an enum value may be given by its name
+            (``{"execution_mode": "ORT_PARALLEL"}``), and a key with a dot is a session config entry
+            (``{"session.intra_op.allow_spinning": "0"}``). Checked when the network is built.
+    """
+
+    runtime = "ONNX Runtime"
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        rtol: float = 1e-3,
+        opset: int = 18,
+        session_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(network, rtol, opset)
+        self.ort = runtime("onnxruntime")
+        self.session_options = dict(session_options or {})
+        self.options()
 
     def options(self) -> Any:
         """The ``SessionOptions`` of a new session: as many intra-op threads as PyTorch, one inter-op thread, no
@@ -214,13 +264,56 @@ class OnnxRuntimeNetwork(torch.nn.Module):
             setattr(options, key, value)
         return options
 
-    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
-        inputs = (x, *more)
-        key = self.session_key(inputs)
-        if key not in self.sessions:
-            self.sessions[key] = self._session(inputs)
-        out = _run(self.sessions[key], tuple(_plain(t) for t in inputs)).to(x.device)
-        return MetaTensor(out).copy_meta_from(x) if isinstance(x, MetaTensor) else out
+    def load(self, path: Path) -> Any:
+        return self.ort.InferenceSession(str(path), self.options(), providers=["CPUExecutionProvider"])
+
+    def run(self, session: Any, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        feed = {arg.name: t.numpy() for arg, t in zip(session.get_inputs(), inputs, strict=True)}
+        return torch.from_numpy(session.run(None, feed)[0])
+
+
+class OpenVinoNetwork(ExportedNetwork):
+    """``network`` run in OpenVINO (CPU plugin): an :class:`ExportedNetwork` whose sessions are
+    ``openvino.CompiledModel`` objects, compiled from the ONNX file by ``openvino.Core().compile_model``.
+
+    The CPU plugin computes int64 tensors in int32: a graph whose int64 values pass 2**31 (IFE's fixed-point
+    entropy sums) gives other outputs than eager, and the check of its first call refuses it.
+
+    Args:
+        network, rtol, opset: as :class:`ExportedNetwork`.
+        config: OpenVINO CPU properties of every compiled model, over the defaults of :meth:`properties` (e.g.
+            ``{"PERFORMANCE_HINT": "THROUGHPUT"}``).
+    """
+
+    runtime = "OpenVINO"
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        rtol: float = 1e-3,
+        opset: int = 18,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(network, rtol, opset)
+        self.core = runtime("openvino").Core()
+        self.config = dict(config or {})
+
+    def properties(self) -> dict[str, Any]:
+        """The properties of a new compiled model: as many threads as PyTorch, the latency hint (one inference at
+        a time), float32 arithmetic (the CPU plugin's default on CPUs with bf16 or fp16 units is bf16 / fp16),
+        then :attr:`config`."""
+        return {
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+            **self.config,
+        }
+
+    def load(self, path: Path) -> Any:
+        return self.core.compile_model(str(path), "CPU", self.properties())
+
+    def run(self, session: Any, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.from_numpy(session([t.numpy() for t in inputs])[0])
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -228,20 +321,18 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
     return (x.as_tensor() if isinstance(x, MetaTensor) else x).detach().float().cpu().contiguous()
 
 
-def _run(session: Any, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The session's first output for ``inputs``, matched to the graph's inputs in order."""
-    feed = {arg.name: t.numpy() for arg, t in zip(session.get_inputs(), inputs, strict=True)}
-    return torch.from_numpy(session.run(None, feed)[0])
+NETWORKS = {"onnxruntime": OnnxRuntimeNetwork, "openvino": OpenVinoNetwork}
 
 
 def inference_network(network: torch.nn.Module, backend: str = "torch", **kwargs: Any) -> torch.nn.Module:
     """The evaluator's network for the ``backend`` switch: ``network`` itself for ``"torch"``, an
-    :class:`OnnxRuntimeNetwork` of it (``kwargs`` passed on) for ``"onnxruntime"``."""
+    :class:`OnnxRuntimeNetwork` of it for ``"onnxruntime"``, an :class:`OpenVinoNetwork` for ``"openvino"``
+    (``kwargs`` passed on)."""
     choice = str(backend).strip().lower()
     if choice not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}; e.g. --backend onnxruntime")
     if choice == "torch":
         return network
     if isinstance(network, torch._dynamo.eval_frame.OptimizedModule):
-        raise ValueError("backend 'onnxruntime' runs the exported graph: set --compile false with it")
-    return OnnxRuntimeNetwork(network, **kwargs)
+        raise ValueError(f"backend {choice!r} runs the exported graph: set --compile false with it")
+    return NETWORKS[choice](network, **kwargs)
