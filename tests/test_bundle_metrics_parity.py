@@ -30,24 +30,20 @@ from monai.data import MetaTensor
 from monai.metrics import ConfusionMatrixMetric, compute_confusion_matrix_metric
 from scipy.ndimage import gaussian_filter
 
+from common.bundle.contract import BundleContract, bundle_dirs
+
 binary = pytest.importorskip("medpy.metric.binary")
 sitk = pytest.importorskip("SimpleITK")
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
-# (bundle, dataset override or None): the evaluate runs of the docs
+# (bundle, dataset override or None): the evaluate runs of the docs, every dataset override of every bundle
 RUNS = [
-    ("chnet_polyp_segmentation", None),
-    ("conresnet_brats_mri_segmentation", None),
-    ("conresnet_brats_mri_segmentation", "pancreas_ct"),
-    ("crosslinknet_covid_ct_segmentation", None),
-    ("crosslinknet_covid_ct_segmentation", "kits19"),
-    ("crosslinknet_covid_ct_segmentation", "cardiac_mr"),
-    ("crosslinknet_covid_ct_segmentation", "covid19_multiclass"),
-    ("eaanet_brats_mri_segmentation", None),
-    ("eaanet_brats_mri_segmentation", "covid19_ct"),
-    ("ife_dichotomous_segmentation", None),
+    (path.name, override)
+    for path in bundle_dirs(BUNDLES)
+    for override in [None]
+    + [name.removesuffix(".json") for name in BundleContract(path, BUNDLES, BUNDLES).dataset_overrides()]
 ]
 ELSEWHERE = {  # metric targets compared with pysodmetrics in their own test files
     "common.metrics.chnet.SMeasure": "test_chnet_metrics_parity.py",
@@ -59,13 +55,12 @@ ELSEWHERE = {  # metric targets compared with pysodmetrics in their own test fil
 
 
 def _parser(bundle: str, override: str | None) -> ConfigParser:
-    configs = BUNDLES / bundle / "configs"
-    files = ["train.json"] + ([f"{override}.json"] if override else []) + ["evaluate.json"]
-    if override and (configs / f"{override}_evaluate.json").exists():
-        files.append(f"{override}_evaluate.json")
-    parser = ConfigParser()
-    parser.read_config([str(configs / f) for f in files])
-    return parser
+    """The configs of the docs' evaluate command in their merge order (``BundleContract.override_sets``)."""
+    contract = BundleContract(BUNDLES / bundle, work_dir=BUNDLES, sample_root=BUNDLES)  # nothing is written
+    names = ("train.json", "evaluate.json")
+    if override:
+        names = next(n for _, n in contract.override_sets(f"{override}.json") if "evaluate.json" in n)
+    return contract.parser(*names)
 
 
 def _metrics(parser: ConfigParser) -> dict[str, dict]:

@@ -53,8 +53,6 @@ __all__ = [
     "runtime",
 ]
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
-
 
 class OnnxExportError(RuntimeError):
     """The network cannot be exported to ONNX, or its ONNX output differs from eager; the message says why."""
@@ -322,6 +320,7 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
 
 
 NETWORKS = {"onnxruntime": OnnxRuntimeNetwork, "openvino": OpenVinoNetwork}
+BACKENDS = ("torch", *NETWORKS)
 
 
 def inference_network(network: torch.nn.Module, backend: str = "torch", **kwargs: Any) -> torch.nn.Module:
