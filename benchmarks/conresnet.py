@@ -37,6 +37,7 @@ import argparse
 import copy
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -193,34 +194,38 @@ class _OperatorCpuTimes(TorchDispatchMode):
         return out
 
 
+def _usage() -> resource.struct_rusage:
+    """This process's resource usage: user and system time in microseconds (``os.times`` counts 10 ms ticks,
+    zero for a tiny forward), page faults, peak RSS."""
+    return resource.getrusage(resource.RUSAGE_SELF)
+
+
 def profile_forward(size: Sequence[int], widths: str = "paper", top: int = 15) -> dict[str, Any]:
     """CPU time of one eval forward (after a warm-up) by operator, user and system time, page faults."""
-    import resource
-
     net = _network(widths)
     x = torch.randn(1, net.in_channels, *size)
     mode = _OperatorCpuTimes()
     with torch.inference_mode():
         net(x)
-        t0, w0, f0 = os.times(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0, w0 = _usage(), time.perf_counter()
         with mode:
             net(x)
-        t1, wall = os.times(), time.perf_counter() - w0
+        t1, wall = _usage(), time.perf_counter() - w0
     flops = sum(r[2] for r in mode.rows.values())
-    cpu = (t1.user - t0.user) + (t1.system - t0.system)
+    cpu = (t1.ru_utime - t0.ru_utime) + (t1.ru_stime - t0.ru_stime)
     by_op: dict[str, float] = {}
     for (op, _), r in mode.rows.items():
         by_op[op] = by_op.get(op, 0.0) + r[0]
     return {
         "size": list(size),
         "widths": widths,
-        "user_s": t1.user - t0.user,
-        "sys_s": t1.system - t0.system,
+        "user_s": t1.ru_utime - t0.ru_utime,
+        "sys_s": t1.ru_stime - t0.ru_stime,
         "cpu_s": cpu,
         "wall_s": wall,
         "gflop": flops / 1e9,
-        "gflop_per_cpu_s": flops / 1e9 / cpu,
-        "minor_page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
+        "gflop_per_cpu_s": flops / 1e9 / cpu if cpu else None,  # None: a run shorter than the clock's resolution
+        "minor_page_faults": t1.ru_minflt - t0.ru_minflt,
         "operators_cpu_s": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
         "top": [
             {
@@ -267,13 +272,17 @@ def _worker(
     rows = []
     run()
     for _ in range(runs):
-        t0, w0 = os.times(), time.perf_counter()
+        t0, w0 = _usage(), time.perf_counter()
         run()
-        t1 = os.times()
-        rows.append({"user_s": t1.user - t0.user, "sys_s": t1.system - t0.system, "wall_s": time.perf_counter() - w0})
-    import resource
-
-    return {"runs": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        t1 = _usage()
+        rows.append(
+            {
+                "user_s": t1.ru_utime - t0.ru_utime,
+                "sys_s": t1.ru_stime - t0.ru_stime,
+                "wall_s": time.perf_counter() - w0,
+            }
+        )
+    return {"runs": rows, "peak_rss_mb": _usage().ru_maxrss / 1024}
 
 
 def allocator_ab(
@@ -547,7 +556,7 @@ def _markdown(kind: str, r: dict[str, Any]) -> str:
             f"eval forward 1x4x{'x'.join(map(str, r['size']))}, widths {r['widths']}: CPU {r['cpu_s']:.2f} s "
             f"(user {r['user_s']:.2f}, system {r['sys_s']:.2f}), wall {r['wall_s']:.2f} s, "
             f"{r['minor_page_faults']} minor page faults, {r['gflop']:.1f} GFLOP = "
-            f"{r['gflop_per_cpu_s']:.1f} GFLOP per CPU-second, load average {r['load_avg'][0]:.1f}"
+            f"{r['gflop_per_cpu_s'] or 0:.1f} GFLOP per CPU-second, load average {r['load_avg'][0]:.1f}"
         )
         total = sum(r["operators_cpu_s"].values())
         lines.append("| operator | CPU s | share |")

@@ -97,7 +97,10 @@ def test_profile_and_worker_tiny_runs():
         net(torch.randn(1, 4, 16, 16, 8))
     assert r["gflop"] * 1e9 == pytest.approx(counter.get_total_flops(), rel=1e-6)
     assert "conv3d.default" in r["operators_cpu_s"] and len(r["top"]) == 3
-    assert r["cpu_s"] == pytest.approx(r["user_s"] + r["sys_s"])
+    # getrusage's microseconds: a forward of a few milliseconds has a CPU time (os.times' 10 ms ticks gave 0)
+    assert r["cpu_s"] == pytest.approx(r["user_s"] + r["sys_s"]) and r["cpu_s"] > 0
+    assert r["gflop_per_cpu_s"] == pytest.approx(r["gflop"] / r["cpu_s"])
+    assert r["minor_page_faults"] >= 0 and "GFLOP per CPU-second" in _markdown("profile", r)
     for train in (False, True):
         w = _worker((16, 16, 8), "sample", runs=1, train=train)
         assert len(w["runs"]) == 1 and w["runs"][0]["wall_s"] > 0 and w["peak_rss_mb"] > 0
