@@ -53,7 +53,7 @@ from common.workflows.backend import BACKENDS, NETWORKS, inference_network
 from common.workflows.precision import AutocastInferer, compiled
 from common.workflows.switches import config_switch
 
-__all__ = ["SPEED_CASES", "case_arguments", "inference_parts", "main", "speed"]
+__all__ = ["SPEED_CASES", "case_arguments", "inference_parts", "labels", "main", "speed"]
 
 SWITCHES = ("amp_bf16", "compile")
 
@@ -90,7 +90,8 @@ SPEED_CASES: dict[str, SpeedCase] = {
 }
 
 
-def _labels(out: torch.Tensor, kind: str) -> torch.Tensor:
+def labels(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """The label map of a network output: ``kind`` ``"argmax"`` over channels, or ``"sigmoid"`` (> 0.5)."""
     return out.argmax(1) if kind == "argmax" else out > 0  # sigmoid > 0.5
 
 
@@ -172,7 +173,7 @@ def inference_case(
             "sessions": len(getattr(shipped_net, "sessions", {})),
             "max_diff_over_range": float((outputs[b] - eager).abs().max()) / scale,
             "labels_differ_fraction": float(
-                (_labels(outputs[b], case.label) != _labels(eager, case.label)).float().mean()
+                (labels(outputs[b], case.label) != labels(eager, case.label)).float().mean()
             ),
             "eager": timing["eager"],
             "shipped": timing[b],

@@ -5,9 +5,12 @@ For each bundle, at the sizes of :data:`benchmarks.speed.SPEED_CASES`:
 * training step (the bundle's ``train.json`` network, loss and optimizer, eager fp32): ``torch.profiler`` self CPU
   time per operator over ``--steps`` steps after a warm-up step (:func:`benchmarks.profiling.step_profile`), and
   the share of the convolution kernels (forward and backward) in it;
-* inference through the bundle's ``inference.json`` inferer: the eager network under ``torch.profiler``, and the
+* inference through the bundle's ``inference.json`` inferer: the eager network under ``torch.profiler``, the
   ``--backend onnxruntime`` sessions under ONNX Runtime's own profiler (``SessionOptions.enable_profiling``):
-  kernel time per ONNX operator type over ``--steps`` runs after the first one (export, session check).
+  kernel time per ONNX operator type over ``--steps`` runs after the first one (export, session check), and the
+  ``--backend openvino`` compiled models with OpenVINO's performance counters (``PERF_COUNT``): time per
+  OpenVINO node type over ``--steps`` runs of each model on the inputs the inferer gave it, after one warm-up
+  run (where OpenVINO is installed and takes the network; a refusal is recorded).
 
 Shares only: what a profile of a loaded machine can still tell. Results: ``<out>/<name>.json`` and ``.md``::
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.utils import optional_import
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
@@ -37,10 +41,11 @@ from benchmarks.profiling import step_profile, top_ops
 from benchmarks.speed import SPEED_CASES, case_arguments, inference_parts
 from benchmarks.timing import machine_description
 
-__all__ = ["CONVOLUTION", "onnxruntime_op_shares", "speed_profile"]
+__all__ = ["CONVOLUTION", "onnxruntime_op_shares", "openvino_op_shares", "speed_profile"]
 
 #: operators that are convolution kernels: PyTorch's (``aten::mkldnn_convolution``, ``aten::convolution_backward``,
-#: transposed ones) and ONNX Runtime's (``Conv``, ``FusedConv``, ``ConvTranspose``)
+#: transposed ones), ONNX Runtime's (``Conv``, ``FusedConv``, ``ConvTranspose``) and OpenVINO's (``Convolution``,
+#: ``Deconvolution``, ``GroupConvolution``)
 CONVOLUTION = re.compile(r"conv", re.IGNORECASE)
 
 
@@ -73,6 +78,80 @@ def onnxruntime_op_shares(profile_file: str | Path, skip_runs: int = 1, steps: i
     return sorted(rows, key=lambda r: r["self_ms_per_step"], reverse=True)
 
 
+def openvino_op_shares(
+    compiled_model: Any, inputs: Sequence[Sequence[torch.Tensor]], steps: int
+) -> list[dict[str, Any]]:
+    """Time per node type of an OpenVINO compiled model (compiled with ``PERF_COUNT``), from its performance
+    counters over ``steps`` runs of every input list of ``inputs`` (one inferer run's calls of that model) after
+    one warm-up run of each; rows ``op`` (node type), ``calls_per_step``, ``self_ms_per_step``, ``self_share``
+    and ``exec_types`` (the kernels OpenVINO chose), by time."""
+    request = compiled_model.create_infer_request()
+    time, calls, kernels = defaultdict(float), defaultdict(int), defaultdict(set)
+    for args in inputs:
+        feed = [t.numpy() for t in args]
+        request.infer(feed)  # warm-up
+        for _ in range(steps):
+            request.infer(feed)
+            for node in request.get_profiling_info():
+                if node.status == node.Status.EXECUTED:
+                    time[node.node_type] += node.real_time.total_seconds()
+                    calls[node.node_type] += 1
+                    kernels[node.node_type].add(node.exec_type)
+    total, n = sum(time.values()) or 1.0, max(steps, 1)
+    rows = [
+        {
+            "op": op,
+            "calls_per_step": calls[op] / n,
+            "self_ms_per_step": t / n * 1e3,
+            "self_share": t / total,
+            "exec_types": sorted(kernels[op]),
+        }
+        for op, t in time.items()
+    ]
+    return sorted(rows, key=lambda r: r["self_ms_per_step"], reverse=True)
+
+
+def _merged_shares(rows_of_sessions: Sequence[list[dict[str, Any]]], top: int) -> dict[str, Any]:
+    """The rows of several sessions (a sliding-window run's full and last batch) summed per operator, as shares
+    (OpenVINO's ``exec_types`` joined)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for rows in rows_of_sessions:
+        for r in rows:
+            row = merged.setdefault(r["op"], {"op": r["op"], "calls_per_step": 0.0, "self_ms_per_step": 0.0})
+            row["calls_per_step"] += r["calls_per_step"]
+            row["self_ms_per_step"] += r["self_ms_per_step"]
+            if "exec_types" in r:
+                row["exec_types"] = sorted(set(row.get("exec_types", [])) | set(r["exec_types"]))
+    total = sum(v["self_ms_per_step"] for v in merged.values()) or 1.0
+    ops = sorted(merged.values(), key=lambda r: r["self_ms_per_step"], reverse=True)
+    for r in ops:
+        r["self_share"] = r["self_ms_per_step"] / total
+    return {**_shares(ops, top), "kernel_ms_per_step": total}
+
+
+def _openvino(net: torch.nn.Module, inferer: Any, x: torch.Tensor, steps: int, top: int) -> dict[str, Any]:
+    """:func:`openvino_op_shares` of the ``--backend openvino`` models of one inferer run, merged over them."""
+    from common.workflows.backend import OnnxExportError, OpenVinoNetwork
+
+    ov_net = OpenVinoNetwork(net, config={"PERF_COUNT": True})
+    try:
+        with torch.inference_mode():
+            inferer(x, ov_net)  # export, compile and check
+    except OnnxExportError as e:  # IFE's entropy sums (common.workflows.backend.OpenVinoNetwork)
+        return {"error": str(e)[:300]}
+    calls: dict[tuple, list[tuple[torch.Tensor, ...]]] = defaultdict(list)
+
+    def record(_, inputs) -> None:
+        calls[ov_net.session_key(inputs)].append(tuple(t.detach().float().cpu().contiguous() for t in inputs))
+
+    hook = ov_net.register_forward_pre_hook(record)
+    with torch.inference_mode():
+        inferer(x, ov_net)  # the inputs of each model in one run
+    hook.remove()
+    rows = [openvino_op_shares(ov_net.sessions[key], args, steps) for key, args in calls.items()]
+    return {"sessions": len(ov_net.sessions), **_merged_shares(rows, top)}
+
+
 def _train(bundle: str, size: str, steps: int, top: int) -> dict[str, Any]:
     _, net, loss_fn, optimizer, x, y = build_case(bundle, SPEED_CASES[bundle].train[size])
     rows, phases = step_profile(net, loss_fn, optimizer, x, y, steps, top=10**6)
@@ -103,22 +182,18 @@ def _inference(bundle: str, size: str, steps: int, top: int, session_options: Ma
             hook.remove()
             for _ in range(steps):
                 inferer(x, ort_net)
-        merged: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for key, session in ort_net.sessions.items():  # a sliding-window run's last, smaller batch has its own
-            for r in onnxruntime_op_shares(session.end_profiling(), skip_runs=warm_up[key], steps=steps):
-                for k in ("calls_per_step", "self_ms_per_step"):
-                    merged[r["op"]][k] += r[k]
-    total = sum(v["self_ms_per_step"] for v in merged.values()) or 1.0
-    ort = sorted(
-        ({"op": op, **v, "self_share": v["self_ms_per_step"] / total} for op, v in merged.items()),
-        key=lambda r: r["self_ms_per_step"],
-        reverse=True,
-    )
+        # a sliding-window run's last, smaller batch has its own session
+        ort = [
+            onnxruntime_op_shares(session.end_profiling(), skip_runs=warm_up[key], steps=steps)
+            for key, session in ort_net.sessions.items()
+        ]
+    openvino = _openvino(net, inferer, x, steps, top) if optional_import("openvino")[1] else {"error": "not installed"}
     return {
         "input_shape": list(x.shape),
         "sessions": len(ort_net.sessions),
         "eager": _shares(eager, top),
-        "onnxruntime": {**_shares(ort, top), "kernel_ms_per_step": total},
+        "onnxruntime": _merged_shares(ort, top),
+        "openvino": openvino,
     }
 
 
@@ -143,7 +218,7 @@ def speed_profile(
             entry["train_step"] = _train(bundle, size, steps, top)
         if "inference" in parts:
             entry["inference"] = _inference(bundle, size, steps, top, report["session_options"])
-        (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out / f"{name}.json").write_text(json.dumps(report, indent=4) + "\n")  # the format check's indent
         (out / f"{name}.md").write_text(profile_markdown(report))
     return report
 
@@ -164,7 +239,7 @@ def profile_markdown(report: dict[str, Any]) -> str:
         (
             f"{m['cpu_model']}, {m['logical_cores']} cores, torch threads {m['torch_threads']}, torch {m['torch']}, "
             f"{m['date_utc']}, load average at start {m['load_average_1_5_15']}. Self CPU time (torch.profiler) or "
-            "kernel time (ONNX Runtime's profiler); shares of each part's total."
+            "kernel time (ONNX Runtime's profiler, OpenVINO's performance counters); shares of each part's total."
         ),
         "",
         "| bundle, part | forward / loss / backward / optimizer | convolution kernels | top operators (share) |",
@@ -179,6 +254,10 @@ def profile_markdown(report: dict[str, Any]) -> str:
             shape = "x".join(map(str, i["input_shape"]))
             lines += _ops(f"{bundle}, inference {shape}, eager", i["eager"])
             lines += _ops(f"{bundle}, inference {shape}, ONNX Runtime", i["onnxruntime"])
+            if "error" in i["openvino"]:
+                lines.append(f"| {bundle}, inference {shape}, OpenVINO | - | - | {i['openvino']['error']} |")
+            else:
+                lines += _ops(f"{bundle}, inference {shape}, OpenVINO", i["openvino"])
     return "\n".join(lines) + "\n"
 
 

@@ -212,3 +212,48 @@ def test_openvino_compiles_in_float32_with_pytorchs_threads():
     throughput = OpenVinoNetwork(net.network, config={"PERFORMANCE_HINT": "THROUGHPUT"})
     assert throughput.properties()["PERFORMANCE_HINT"] == "THROUGHPUT"
     assert throughput.properties()["INFERENCE_PRECISION_HINT"] == "f32"
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 5, 6, 7), (3, 8, 9, 10), (2, 6, 11)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_channel_moments_group_norm_gives_group_norms_output(shape, affine):
+    """``ChannelMomentsGroupNorm``: per-channel moments combined per group, in 3D, 2D and 1D, with and without the
+    affine parameters, on an input far from zero mean (where a one-pass E[x^2] - E[x]^2 would lose digits)."""
+    norm = torch.nn.GroupNorm(2, shape[1], affine=affine)
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(0))
+            norm.bias.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(2)) * 3 + 50
+    with torch.no_grad():
+        torch.testing.assert_close(backend_module.ChannelMomentsGroupNorm(norm)(x), norm(x), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif("openvino" not in INSTALLED, reason="openvino is not installed")
+def test_openvino_exports_group_norm_from_channel_moments():
+    """The export swaps each GroupNorm for its moments form and back: OpenVINO then runs no MVN (its GroupNorm layer)
+    and reorders no activation of the convolution's output size (the CPU plugin lays 3D convolution outputs out
+    channels-last, GroupNorm's reshape needs them planar: two such reorders without the moments form, on this
+    project's AVX-512 CPUs); the output is eager's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(4, 16, 3, padding=1), torch.nn.GroupNorm(4, 16), torch.nn.ReLU(), torch.nn.Conv3d(16, 4, 1)
+    ).eval()
+    keys = list(net.state_dict())
+    x = torch.rand(1, 4, 16, 16, 8, generator=torch.Generator().manual_seed(1))
+    layers, reordered = {}, {}
+    for moments in (True, False):
+        ov_net = OpenVinoNetwork(net, group_norm_moments=moments)
+        with torch.no_grad():
+            torch.testing.assert_close(ov_net(x), net(x), atol=1e-5, rtol=1e-4)
+        (compiled,) = ov_net.sessions.values()
+        ops = compiled.get_runtime_model().get_ordered_ops()
+        layers[moments] = [op.get_rt_info()["layerType"].astype(str) for op in ops]
+        reordered[moments] = [
+            tuple(op.get_output_partial_shape(0).to_shape())
+            for op, layer in zip(ops, layers[moments], strict=True)
+            if layer == "Reorder"
+        ].count((1, 16, 16, 16, 8))
+    assert "MVN" in layers[False] and "MVN" not in layers[True]
+    assert reordered[True] == 0 and reordered[False] == 2
+    assert type(net[1]) is torch.nn.GroupNorm and list(net.state_dict()) == keys  # swapped back

@@ -79,12 +79,16 @@ def test_tiny_speed_profile_gives_each_parts_operator_shares(tmp_path):
     assert set(train["phases_ms"]) == {"forward", "loss", "backward", "optimizer"}
     assert "aten::convolution_backward" in [r["op"] for r in train["top_ops"]]
     assert "Conv" in [r["op"] for r in inference["onnxruntime"]["top_ops"]] and inference["sessions"] == 1
-    for shares in (train, inference["eager"], inference["onnxruntime"]):
+    openvino = inference["openvino"]
+    assert openvino["sessions"] == 1 and "Convolution" in [r["op"] for r in openvino["top_ops"]]
+    assert openvino["kernel_ms_per_step"] > 0 and all(r["exec_types"] for r in openvino["top_ops"])
+    for shares in (train, inference["eager"], inference["onnxruntime"], openvino):
         assert (
             0.2 < shares["convolution_share"] <= 1.0 + 1e-9
             and sum(r["self_share"] for r in shares["top_ops"]) <= 1.0 + 1e-9
         )
-    assert f"| {bundle}, training step 2x1x64x64 |" in (tmp_path / "speed_profile.md").read_text()
+    table = (tmp_path / "speed_profile.md").read_text()
+    assert f"| {bundle}, training step 2x1x64x64 |" in table and f"| {bundle}, inference 1x1x96x96, OpenVINO |" in table
 
 
 def test_speed_passes_each_backend_its_options(tmp_path):
@@ -125,3 +129,40 @@ def test_train_candidates_take_the_same_first_step(capsys):
     assert list(losses) == list(CANDIDATES)
     assert losses["foreach"] == losses["fused"] == losses["eager"] > 0
     assert losses["channels_last"] == pytest.approx(losses["eager"], rel=1e-5)
+
+
+@pytest.mark.skipif("openvino" not in BACKENDS, reason="openvino is not installed")
+def test_inference_candidates_run_ife_part_by_part_with_eagers_output(capsys):
+    """``benchmarks.inference_candidates``: OpenVINO refuses IFE whole, so its candidates run the network part by
+    part (:class:`PartwiseNetwork`): the blocks without IFE in one runtime, the IFE modules apart; the parts are the
+    IFE-U-Net's children, the outputs eager's to float rounding, and the network's state_dict is untouched."""
+    import torch
+
+    from benchmarks.inference_candidates import PartwiseNetwork, candidates
+    from benchmarks.inference_candidates import main as candidates_main
+    from benchmarks.speed import inference_parts
+    from common.networks.ife import IFE
+
+    bundle = "ife_dichotomous_segmentation"
+    net, inferer, x = inference_parts(bundle, "tiny")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    nets = candidates(bundle, net)
+    assert list(nets) == ["eager", "onnxruntime", "onnxruntime+torch", "openvino+torch", "openvino+onnxruntime"]
+    with torch.inference_mode():
+        eager, out = inferer(x, net), inferer(x, nets["openvino+onnxruntime"])
+    blocks = ["conv_0", "down_1", "down_2", "down_3", "down_4", "upcat_4", "upcat_3", "upcat_2", "upcat_1"]
+    parts = nets["openvino+onnxruntime"].parts
+    assert sorted(parts) == sorted([*blocks, "final_conv", "ife_1", "ife_2"])
+    assert {type(parts[n]).__name__ for n in ("ife_1", "ife_2")} == {"OnnxRuntimeNetwork"}
+    assert {type(parts[n]).__name__ for n in blocks} == {"OpenVinoNetwork"}
+    assert float((out - eager).abs().max()) <= 1e-4 * float(eager.max() - eager.min())
+    assert list(net.state_dict()) == list(before) and all(
+        torch.equal(before[k], v) for k, v in net.state_dict().items()
+    )
+    assert all(isinstance(m, IFE) for n, m in net.named_children() if n.startswith("ife_"))  # swapped back
+    assert "ife_1" not in PartwiseNetwork(net, [IFE], "openvino", "torch").find_parts(x)  # eager IFE: not a part
+
+    assert candidates_main([bundle, "--tiny", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split(":")[0] for line in lines] == list(nets)
+    assert all(float(line.split(" of the range")[0].rsplit(" ", 1)[1]) <= 1e-4 for line in lines)
