@@ -3,6 +3,7 @@ the bundle's own configs (network, loss, optimizer, input, synthetic label, one 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "count_macs",
     "synthetic_label",
     "train_step",
+    "write_json",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,17 @@ BUNDLES_DIR = REPO_ROOT / "bundles"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 SIZES = ("paper", "cpu", "tiny")
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """``data`` as JSON at ``path`` (its folder made), indented by 4 with a final newline, as ``.ci/format-check``
+    wants a committed results file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=4) + "\n")
+    return path
+
+
 BRATS_VOLUME = (4, 240, 240, 155)
 
 

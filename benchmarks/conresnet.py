@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from monai.utils import str2bool
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from benchmarks.cases import bundle_parser, synthetic_label
+from benchmarks.cases import bundle_parser, synthetic_label, write_json
 from benchmarks.timing import interleaved
 from common.networks.conresnet import ConResNet, WeightStandardizedConv
 
@@ -713,8 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = sliding_window_ab(args.checkpoint, args.dataset_dir, args.rois, settings, args.repeats)
     print(_markdown(args.command, result))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_json(args.out, result)
     return 0
 
 

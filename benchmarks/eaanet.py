@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.cases import write_json
 from benchmarks.timing import interleaved, machine_description
 
 __all__ = ["module_at", "inferer_ab", "bundle_defaults_ab", "sw_batch_sweep", "train_ab", "profile_step", "main"]
@@ -309,11 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         result = profile_step(args.batch, size, args.steps, args.top, net_kwargs, args.channels_last)
     result = {"command": args.command, "machine": machine_description(), **result}
-    text = json.dumps(result, indent=1)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
+        write_json(args.out, result)
+    print(json.dumps(result, indent=4))
     return 0
 
 

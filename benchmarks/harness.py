@@ -57,7 +57,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.cases import CASES, RESULTS_DIR, SIZES
+from benchmarks.cases import CASES, RESULTS_DIR, SIZES, write_json
 from benchmarks.docs import bundle_markdown, write_docs
 from benchmarks.precision import precision, precision_markdown
 from benchmarks.profiling import profile
@@ -135,7 +135,7 @@ def run(
     }
 
     def save() -> None:
-        (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_json(out / f"{name}.json", results)
         (out / f"{name}.md").write_text(markdown(results))
         (out / f"{name}_bundles").mkdir(exist_ok=True)
         for bundle in {r["bundle"] for r in results["networks"]}:

@@ -21,7 +21,6 @@ same channels on these features.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmarks.cases import write_json
 from benchmarks.timing import interleaved
 from common.networks.ife import IFE, IFEUNet, _pair_codes, curvature_kernel
 
@@ -181,8 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [selection_cost(size, args.repeats, args.warmup) for size in args.sizes]
     report = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats, "results": results}
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        write_json(args.out, report)
     sys.stdout.write(markdown(results))
     return 0
 

@@ -31,6 +31,7 @@ import torch
 from monai.bundle import ConfigParser
 from scipy.ndimage import gaussian_filter
 
+from benchmarks.cases import write_json
 from benchmarks.timing import interleaved
 from common.metrics import ife
 
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     results = run(args.sizes, args.pairs, args.repeats)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.out, results)
     return results
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmarks.cases import write_json
 from benchmarks.timing import interleaved, machine_description
 from common.metrics import chnet
 
@@ -174,8 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": results,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        write_json(args.out, report)
     sys.stdout.write(markdown(results))
     return 0
 

@@ -18,7 +18,6 @@ after a warm-up round, wall and process-CPU time, load average at the time):
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
+from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step, write_json
 from benchmarks.tables import error_row, machine_line
 from benchmarks.timing import interleaved, machine_description
 from benchmarks.worker import run_worker
@@ -200,7 +199,7 @@ def precision(
         report["networks"].append(entry)
         report["machine"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
         report["total_wall_s"] = time.perf_counter() - started
-        (out / f"precision_{size}.json").write_text(json.dumps(report, indent=1) + "\n")
+        write_json(out / f"precision_{size}.json", report)
         (out / f"precision_{size}.md").write_text(precision_markdown(report))
     return report
 

@@ -26,7 +26,7 @@ import torch
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
-from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step
+from benchmarks.cases import CASES, RESULTS_DIR, build_case, train_step, write_json
 from benchmarks.timing import interleaved, machine_description, timed
 
 __all__ = ["module_times", "profile", "step_profile", "top_ops"]
@@ -104,7 +104,7 @@ def profile(
     report: dict[str, Any] = {"machine": machine_description(), "size": size, "steps": steps, "networks": {}}
 
     def save() -> None:
-        (out / f"profile_{size}.json").write_text(json.dumps(report, indent=1) + "\n")
+        write_json(out / f"profile_{size}.json", report)
         (out / f"profile_{size}.md").write_text(profile_markdown(report))
 
     for bundle in bundles:

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from monai.utils import optional_import
 
-from benchmarks.cases import RESULTS_DIR, build_case, bundle_parser, train_step
+from benchmarks.cases import RESULTS_DIR, build_case, bundle_parser, train_step, write_json
 from benchmarks.tables import error_row
 from benchmarks.timing import interleaved, machine_description
 from common.workflows.backend import BACKENDS, NETWORKS, inference_network
@@ -262,7 +262,7 @@ def speed(
     }
 
     def save() -> None:
-        (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_json(out / f"{name}.json", results)
         (out / f"{name}.md").write_text(speed_markdown(results))
 
     options = {"onnxruntime": {"session_options": session_options}, "openvino": {"config": openvino_config}}

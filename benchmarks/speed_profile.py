@@ -36,7 +36,7 @@ from monai.utils import optional_import
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 
-from benchmarks.cases import RESULTS_DIR, build_case
+from benchmarks.cases import RESULTS_DIR, build_case, write_json
 from benchmarks.profiling import step_profile, top_ops
 from benchmarks.speed import SPEED_CASES, case_arguments, inference_parts
 from benchmarks.timing import machine_description
@@ -218,7 +218,7 @@ def speed_profile(
             entry["train_step"] = _train(bundle, size, steps, top)
         if "inference" in parts:
             entry["inference"] = _inference(bundle, size, steps, top, report["session_options"])
-        (out / f"{name}.json").write_text(json.dumps(report, indent=4) + "\n")  # the format check's indent
+        write_json(out / f"{name}.json", report)
         (out / f"{name}.md").write_text(profile_markdown(report))
     return report
 
