@@ -357,7 +357,7 @@ class ChannelMomentsGroupNorm(torch.nn.Module):
 
     The spatial means are an average pooling over all spatial axes but the first, then a mean over that one: in
     OpenVINO's CPU plugin a ReduceMean over the whole channels-last activation differed from float64 by 1e-4 after
-    a convolution (1 x 32 x 64 x 64 x 32), the pooled form by 7e-6, as eager float32 does.
+    a convolution (2 x 32 x 64 x 64 x 32), the pooled form by 7e-6, as eager float32 does.
     """
 
     def __init__(self, group_norm: torch.nn.GroupNorm) -> None:
