@@ -166,3 +166,19 @@ def test_inference_candidates_run_ife_part_by_part_with_eagers_output(capsys):
     lines = capsys.readouterr().out.splitlines()[1:]
     assert [line.split(":")[0] for line in lines] == list(nets)
     assert all(float(line.split(" of the range")[0].rsplit(" ", 1)[1]) <= 1e-4 for line in lines)
+
+
+def test_allocator_runs_each_setting_in_its_own_process(tmp_path):
+    """``benchmarks.allocator``: glibc's default and the ``keep_freed_memory`` switch each in fresh processes (the
+    switch in force in its own only), both parts timed, the speed-ups the ratios of the medians."""
+    from benchmarks.allocator import main as allocator_main
+
+    bundle = "chnet_polyp_segmentation"
+    argv = ["--tiny", "--bundles", bundle, "--rounds", "1", "--repeats", "1", "--out", str(tmp_path)]
+    assert allocator_main(argv) == 0
+    entry = json.loads((tmp_path / "allocator.json").read_text())["bundles"][bundle]
+    default, switch = entry["glibc default"], entry["keep_freed_memory"]
+    assert default["applied"] is False and switch["applied"] is True
+    for part in ("inference", "train_step"):
+        assert entry[f"{part}_speed_up"] == pytest.approx(default[f"{part}_wall_s"] / switch[f"{part}_wall_s"])
+    assert default["peak_rss_mb"] > 100 and f"| {bundle} |" in (tmp_path / "allocator.md").read_text()
