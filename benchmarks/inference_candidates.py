@@ -23,10 +23,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+from monai.networks.utils import replace_modules_temp
 from monai.utils import optional_import
 
 from benchmarks.speed import SPEED_CASES, inference_parts, labels
@@ -121,17 +122,10 @@ class PartwiseNetwork(torch.nn.Module):
 
     @contextmanager
     def _parts_swapped_in(self):
-        swapped = []
-        try:
+        with ExitStack() as stack:
             for name, part in (self.parts or {}).items():
-                parent_name, _, child = name.rpartition(".")
-                parent = self.network.get_submodule(parent_name)
-                swapped.append((parent, child, getattr(parent, child)))
-                setattr(parent, child, part)
+                stack.enter_context(replace_modules_temp(self.network, name, part, match_device=False))
             yield
-        finally:
-            for parent, child, module in reversed(swapped):
-                setattr(parent, child, module)
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> torch.Tensor:
         if self.parts is None:

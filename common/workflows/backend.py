@@ -35,12 +35,13 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from monai.data import MetaTensor
+from monai.networks.utils import replace_modules_temp
 from monai.utils import optional_import
 
 __all__ = [
@@ -315,20 +316,17 @@ class OpenVinoNetwork(ExportedNetwork):
     @contextmanager
     def export_form(self, net: torch.nn.Module):
         """``net`` with each ``nn.GroupNorm`` swapped for a :class:`ChannelMomentsGroupNorm` of it (sharing its
-        parameters) while the export runs, and back however it ends."""
-        found = [
-            (parent, name, child)
-            for parent in (net.modules() if self.group_norm_moments else ())
-            for name, child in parent.named_children()
-            if type(child) is torch.nn.GroupNorm
-        ]
-        try:
-            for parent, name, child in found:
-                setattr(parent, name, ChannelMomentsGroupNorm(child))
+        parameters) while the export runs, and back however it ends (MONAI's ``replace_modules_temp``)."""
+        names = (
+            [n for n, m in net.named_modules() if n and type(m) is torch.nn.GroupNorm]
+            if self.group_norm_moments
+            else []
+        )
+        with ExitStack() as stack:
+            for name in names:
+                moments = ChannelMomentsGroupNorm(net.get_submodule(name))
+                stack.enter_context(replace_modules_temp(net, name, moments, match_device=False))
             yield
-        finally:
-            for parent, name, child in found:
-                setattr(parent, name, child)
 
     def properties(self) -> dict[str, Any]:
         """The properties of a new compiled model: as many threads as PyTorch, the latency hint (one inference at
