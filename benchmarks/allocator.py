@@ -5,7 +5,8 @@ be interleaved in one process (``benchmarks.speed`` times eager against the ship
 share whatever the allocator does). Here each setting runs in its own fresh process per round, rounds alternate
 (glibc's default, the switch, the default, ...), and each process times, at :data:`benchmarks.speed.SPEED_CASES`'
 sizes, the bundle's ``inference.json`` inferer with the eager fp32 network and its ``train.json`` training step
-(medians of ``--repeats`` runs after a warm-up), its system CPU time and its peak RSS. Speed-up = default / switch,
+(:func:`benchmarks.timing.timed`: medians of ``--repeats`` runs after a warm-up, system CPU time included) and its
+peak RSS, in ``benchmarks.worker``'s fresh processes. Speed-up = default / switch,
 the medians over rounds of each process's median::
 
     python -m benchmarks.allocator                        # every bundle, 3 rounds
@@ -16,71 +17,53 @@ the medians over rounds of each process's median::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.cases import REPO_ROOT, RESULTS_DIR, build_case, train_step, write_json
+from benchmarks.cases import RESULTS_DIR, build_case, train_step, write_json
 from benchmarks.speed import SPEED_CASES, inference_parts
-from benchmarks.timing import machine_description
+from benchmarks.timing import machine_description, max_rss_mb, timed
+from benchmarks.worker import run_worker
 
 __all__ = ["SETTINGS", "allocator", "allocator_case", "main"]
 
-RESULT_MARK = "ALLOCATOR_RESULT "
 SETTINGS = ("glibc default", "keep_freed_memory")
 
 
-def _timed(fn, repeats: int) -> dict[str, float]:
-    fn()  # warm-up
-    walls, systems = [], []
-    for _ in range(repeats):
-        u0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        fn()
-        u1 = resource.getrusage(resource.RUSAGE_SELF)
-        walls.append(time.perf_counter() - w0)
-        systems.append(u1.ru_stime - u0.ru_stime)
-    return {"wall_s": statistics.median(walls), "sys_s": statistics.median(systems)}
+def allocator_case(
+    bundle: str, size_name: str, repeats: int, warmup: int, budget_s: float, keep_freed_memory: bool = False
+) -> dict[str, Any]:
+    """In this process (a ``benchmarks.worker`` case): the switch as ``keep_freed_memory``, then
+    :func:`benchmarks.timing.timed` of the eager inference and of the training step of ``bundle``, peak RSS."""
+    from common.workflows.memory import keep_freed_memory as switch
 
-
-def allocator_case(bundle: str, size: str, keep: bool, repeats: int) -> dict[str, Any]:
-    """In this process: the switch as ``keep``, then the eager inference and the training step of ``bundle``."""
-    from common.workflows.memory import keep_freed_memory
-
-    applied = keep_freed_memory(keep)
-    net, inferer, x = inference_parts(bundle, size)
+    applied = switch(keep_freed_memory)
+    net, inferer, x = inference_parts(bundle, size_name)
 
     def infer() -> None:
         with torch.inference_mode():
             inferer(x, net)
 
-    inference = _timed(infer, repeats)
-    _, train_net, loss_fn, optimizer, tx, ty = build_case(bundle, SPEED_CASES[bundle].train[size])
+    inference = timed(infer, repeats, warmup, budget_s)
+    _, train_net, loss_fn, optimizer, tx, ty = build_case(bundle, SPEED_CASES[bundle].train[size_name])
     train_net.train()
-    step = _timed(lambda: train_step(train_net, loss_fn, optimizer, tx, ty), repeats)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"applied": applied, "inference": inference, "train_step": step, "peak_rss_mb": peak}
+    step = timed(lambda: train_step(train_net, loss_fn, optimizer, tx, ty), repeats, warmup, budget_s)
+    return {"applied": applied, "inference": inference, "train_step": step, "peak_rss_mb": max_rss_mb()}
 
 
 def _fresh_process(bundle: str, size: str, keep: bool, repeats: int, threads: int) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.allocator", "--worker", bundle, "--repeats", str(repeats)]
-    argv += ["--tiny"] if size == "tiny" else []
-    argv += ["--keep-freed-memory"] if keep else []
-    python_path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env = {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{bundle} worker failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return json.loads(lines[-1][len(RESULT_MARK) :])
+    result = run_worker(
+        "allocator", bundle, size, repeats, 1, float("inf"), True, threads=threads, keep_freed_memory=keep
+    )
+    if "error" in result:
+        raise RuntimeError(f"{bundle} worker failed: {result['error']}")
+    return result
 
 
 def allocator(
@@ -151,15 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="the sample-data widths and inputs (seconds)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default="allocator")
-    parser.add_argument("--worker", choices=list(SPEED_CASES), help=argparse.SUPPRESS)
-    parser.add_argument("--keep-freed-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    size = "tiny" if args.tiny else "paper"
-    if args.worker:
-        result = allocator_case(args.worker, size, args.keep_freed_memory, args.repeats)
-        print(RESULT_MARK + json.dumps(result), flush=True)
-        return 0
-    report = allocator(args.bundles, size, args.rounds, args.repeats, args.threads)
+    report = allocator(args.bundles, "tiny" if args.tiny else "paper", args.rounds, args.repeats, args.threads)
     write_json(args.out / f"{args.name}.json", report)
     (args.out / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))

@@ -27,6 +27,7 @@ WORKERS = {
     "volume": "benchmarks.workloads:volume_case",
     "data": "benchmarks.workloads:data_case",
     "precision": "benchmarks.precision:precision_case",
+    "allocator": "benchmarks.allocator:allocator_case",
 }
 
 
